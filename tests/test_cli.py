@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from unlearnkit.presets import PRESETS
+
+
+def run_cli(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def env(cache, monkeypatch):
+    import os
+
+    return {**os.environ, "UNLEARNKIT_QUIET": "1"}
+
+
+def test_train_then_cache_hit(binary_dir, env):
+    first = run_cli("train", "--role", "original", "--preset", "smoke", "--data", str(binary_dir), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "trained in" in first.stdout and "train accuracy" in first.stdout
+    second = run_cli("train", "--role", "original", "--preset", "smoke", "--data", str(binary_dir), env=env)
+    assert second.returncode == 0 and "loaded from cache" in second.stdout
+    stored = [line.split("stored at ")[1] for line in first.stdout.splitlines() if "stored at" in line][0]
+    assert stored in second.stdout
+    retrain = run_cli("train", "--role", "retrain", "--preset", "smoke", "--data", str(binary_dir), env=env)
+    assert retrain.returncode == 0 and "trained in" in retrain.stdout
+    meta = json.loads(open(stored.replace(".safetensors", ".json")).read())
+    assert meta["trained_on"] == 250 and meta["role"] == "original"
+
+
+def test_data_info(binary_dir, env):
+    result = run_cli("data", "info", "--data", str(binary_dir), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "fingerprint:" in result.stdout and "airplane" in result.stdout and "mean" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--role", "original", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, default, paper"),
+        (["data", "info", "--data", "/no/such/place"], "data path /no/such/place does not exist"),
+        (["train", "--role", "sideways"], "Invalid value for '--role'"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message):
+    if "--data" not in args:
+        args = [*args, "--data", str(binary_dir)]
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models import create_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_finite(name):
+    model = create_model(name, num_classes=7, width=4)
+    x = torch.rand(3, 3, 32, 32, requires_grad=True)
+    out = model(x)
+    assert out.shape == (3, 7) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_resnet18_standard_size_and_stem():
+    model = create_model("resnet18")
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962  # the CIFAR ResNet-18
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert model.features(torch.rand(2, 3, 32, 32)).shape == (2, 512)
+
+
+def test_normalization_lives_in_the_model():
+    model = create_model("resnet18", width=4)
+    assert {"mean", "std"} <= set(model.state_dict())
+
+
+def test_unknown_model_and_bad_kwargs():
+    with pytest.raises(UnlearnkitError, match="unknown model 'vgg99'; choose one of resnet18"):
+        create_model("vgg99")
+    with pytest.raises(UnlearnkitError, match="rejected its arguments"):
+        create_model("resnet18", depth=3)
+    with pytest.raises(UnlearnkitError, match="width must be"):
+        create_model("resnet18", width=0)

@@ -1,0 +1,96 @@
+"""The `unlearnkit` command: thin wrappers that parse, call the library, and print."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from unlearnkit.errors import UnlearnkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Machine unlearning for image classifiers, measured against retraining.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+out = Console(soft_wrap=True)
+
+DATA_HELP = "dataset location (CIFAR-10 batches, tarball, image folders or .npz); default: $UNLEARNKIT_DATA, then the cache"
+PRESET_HELP = "recipe preset: smoke, default, paper"
+
+
+class Role(str, Enum):
+    original = "original"
+    retrain = "retrain"
+
+
+@app.command()
+def train(
+    role: Role = typer.Option(..., help="original: all training images; retrain: from scratch on the retain set"),
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    seed: int = typer.Option(0, help="seed of the split and of the model's training"),
+    cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
+):
+    """Train (or load from the cache) a reference model and print where it is stored."""
+    from unlearnkit.experiment import prepare
+    from unlearnkit.reference import train_reference
+
+    setup = prepare(data=data, preset=preset, seed=seed, cache=cache)
+    ref = train_reference(role.value, setup.dataset, setup.split, setup.preset, seed, setup.store)
+    metrics, timings = ref.meta["metrics"], ref.meta["timings"]
+    status = "loaded from cache" if ref.cached else f"trained in {timings['train_seconds']:.0f}s"
+    out.print(f"{role.value} model ({setup.preset.name}, seed {seed}): {status}")
+    out.print(f"  train accuracy {metrics['train_acc']:.4f}   test accuracy {metrics['test_acc']:.4f}")
+    out.print(f"  stored at {ref.path}")
+
+
+@data_app.command("info")
+def data_info(data: Optional[str] = typer.Option(None, help=DATA_HELP)):
+    """Counts per class, per-channel mean and std, and the dataset fingerprint."""
+    from unlearnkit.data import load_dataset
+
+    ds = load_dataset(data)
+    out.print(f"source: {ds.source}  (layout: {ds.layout})")
+    out.print(f"fingerprint: {ds.fingerprint}")
+    table = Table(title=f"{len(ds.train_y)} train / {len(ds.test_y)} held-out images, shape {ds.image_shape}")
+    table.add_column("class")
+    table.add_column("train", justify="right")
+    table.add_column("held-out", justify="right")
+    train_counts = np.bincount(ds.train_y, minlength=ds.num_classes)
+    test_counts = np.bincount(ds.test_y, minlength=ds.num_classes)
+    for i, name in enumerate(ds.classes):
+        table.add_row(f"{i} {name}", str(train_counts[i]), str(test_counts[i]))
+    out.print(table)
+    for split, x in (("train", ds.train_x), ("held-out", ds.test_x)):
+        pixels = x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
+        mean = pixels.mean(axis=1, dtype=np.float64) / 255
+        std = np.array([c.std(dtype=np.float64) for c in pixels]) / 255
+        out.print(f"{split:9s} mean {' '.join(f'{m:.4f}' for m in mean)}   std {' '.join(f'{s:.4f}' for s in std)}")
+
+
+@app.command("models")
+def models_list():
+    """List the registered model architectures."""
+    from unlearnkit.models import list_models
+
+    for name in list_models():
+        out.print(name)
+
+
+def main() -> None:
+    try:
+        app()
+    except UnlearnkitError as error:
+        Console(stderr=True).print(f"error: {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; nothing half-written was left behind")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

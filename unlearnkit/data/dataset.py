@@ -1,0 +1,102 @@
+"""The one in-memory form every reader produces, and its validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import sha256_arrays
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and held-out images as uint8 NCHW arrays with int64 labels.
+
+    `source` says where it was read from and `layout` which reader read it; neither enters
+    the fingerprint, which depends on the pixels, labels and class names alone.
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    source: str = ""
+    layout: str = ""
+    _checked: bool = field(default=False, repr=False)
+
+    def __post_init__(self):
+        validate_split_arrays(self.train_x, self.train_y, len(self.classes), "train")
+        validate_split_arrays(self.test_x, self.test_y, len(self.classes), "test")
+        if self.train_x.shape[1:] != self.test_x.shape[1:]:
+            raise UnlearnkitError(
+                f"train images have shape {self.train_x.shape[1:]} but test images "
+                f"{self.test_x.shape[1:]}; both splits must share one image shape"
+            )
+
+    @cached_property
+    def fingerprint(self) -> str:
+        names = np.frombuffer("\n".join(self.classes).encode(), dtype=np.uint8)
+        return sha256_arrays(self.train_x, self.train_y, self.test_x, self.test_y, names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+
+def validate_split_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str) -> None:
+    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] not in (1, 3):
+        shape = getattr(x, "shape", type(x).__name__)
+        raise UnlearnkitError(
+            f"{split} images have shape {shape}; expected (N, C, H, W) with C = 1 or 3"
+        )
+    if x.dtype != np.uint8:
+        raise UnlearnkitError(f"{split} images have dtype {x.dtype}; expected uint8 (0-255)")
+    if not isinstance(y, np.ndarray) or y.ndim != 1:
+        raise UnlearnkitError(
+            f"{split} labels have shape {getattr(y, 'shape', '?')}; expected a 1-D array"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise UnlearnkitError(f"{split} labels have dtype {y.dtype}; expected integers")
+    if len(x) == 0:
+        raise UnlearnkitError(f"the {split} split is empty; it needs at least one image")
+    if len(x) != len(y):
+        raise UnlearnkitError(
+            f"{split} has {len(x)} images but {len(y)} labels; they must match one to one"
+        )
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise UnlearnkitError(
+            f"{split} label {bad} is out of range: labels must lie in 0..{num_classes - 1} "
+            f"for {num_classes} classes"
+        )
+
+
+def to_uint8_images(x: np.ndarray, split: str, channels_last: bool) -> np.ndarray:
+    """Convert user images (uint8, or float in [0, 1]) to uint8 NCHW, rejecting NaN/inf."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise UnlearnkitError(
+            f"{split} images have shape {x.shape}; expected 4 dimensions (N, H, W, C) or (N, C, H, W)"
+        )
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise UnlearnkitError(f"{split} images contain NaN or inf pixels; replace them before loading")
+        if x.min() < 0 or x.max() > 1:
+            raise UnlearnkitError(
+                f"{split} float images span {x.min():.3g}..{x.max():.3g}; float pixels must lie in [0, 1]"
+            )
+        x = np.round(x * 255).astype(np.uint8)
+    elif x.dtype != np.uint8:
+        raise UnlearnkitError(f"{split} images have dtype {x.dtype}; expected uint8 or float in [0, 1]")
+    if channels_last:
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)

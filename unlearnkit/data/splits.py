@@ -1,0 +1,138 @@
+"""Seeded, deterministic splits: forget / retain from the training set, test / val (50/50)
+from the held-out set. Saved as split.npz; disjointness and coverage are checked on build
+and on load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import atomic_save_npz, sha256_arrays
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index arrays into the train array (forget, retain) and the held-out array (test, val)."""
+
+    forget: np.ndarray
+    retain: np.ndarray
+    test: np.ndarray
+    val: np.ndarray
+    seed: int
+    data_fingerprint: str
+    spec: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return sha256_arrays(self.forget, self.retain, self.test, self.val)
+
+    @property
+    def pool_size(self) -> int:
+        return self.forget.size + self.retain.size
+
+    def check(self, n_train: int, n_heldout: int, pool_size: int | None = None) -> "Split":
+        for name, indices, size, universe in (
+            ("forget", self.forget, n_train, "training"),
+            ("retain", self.retain, n_train, "training"),
+            ("test", self.test, n_heldout, "held-out"),
+            ("val", self.val, n_heldout, "held-out"),
+        ):
+            if indices.size and (indices.min() < 0 or indices.max() >= size):
+                bad = indices.min() if indices.min() < 0 else indices.max()
+                raise UnlearnkitError(f"{name} index {bad} is outside the {universe} set of {size} images")
+            if np.unique(indices).size != indices.size:
+                raise UnlearnkitError(f"{name} indices contain duplicates; each image may appear once")
+        for a, b, universe, size in (("forget", "retain", "training", pool_size or n_train), ("test", "val", "held-out", n_heldout)):
+            first, second = getattr(self, a), getattr(self, b)
+            if overlap := np.intersect1d(first, second).size:
+                raise UnlearnkitError(f"{a} and {b} share {overlap} images; they must be disjoint")
+            if first.size + second.size != size:
+                raise UnlearnkitError(f"{a} and {b} cover {first.size + second.size} of the {size} {universe} images; they must cover all of them")
+        if self.forget.size == 0:
+            raise UnlearnkitError("the forget set is empty; ask to forget at least one training image")
+        if self.retain.size == 0:
+            raise UnlearnkitError("the forget set covers the whole training set; at least one image must be retained")
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_save_npz(
+            path,
+            forget=self.forget,
+            retain=self.retain,
+            test=self.test,
+            val=self.val,
+            seed=np.int64(self.seed),
+            data_fingerprint=np.str_(self.data_fingerprint),
+            spec=np.str_(self.spec),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Split":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return cls(
+                    forget=f["forget"].astype(np.int64),
+                    retain=f["retain"].astype(np.int64),
+                    test=f["test"].astype(np.int64),
+                    val=f["val"].astype(np.int64),
+                    seed=int(f["seed"]),
+                    data_fingerprint=str(f["data_fingerprint"]),
+                    spec=str(f["spec"]) if "spec" in f.files else "",
+                )
+        except (OSError, KeyError, ValueError) as error:
+            raise UnlearnkitError(f"{path} is not a readable split file ({error})") from None
+
+
+def forget_count(amount: float, n_train: int) -> int:
+    """`amount` < 1 is a fraction of the training set, ≥ 1 a count of images."""
+    count = round(amount * n_train) if 0 < amount < 1 else int(amount)
+    if amount <= 0 or (amount >= 1 and amount != int(amount)):
+        raise UnlearnkitError(f"forget amount {amount} is invalid; give a fraction in (0, 1) or a whole count ≥ 1")
+    if not 1 <= count < n_train:
+        raise UnlearnkitError(f"forget amount {amount} selects {count} of {n_train} training images; it must select at least one and leave at least one")
+    return count
+
+
+def sample_pool(train_y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded, class-balanced sample of `size` training indices (sorted)."""
+    rng = np.random.default_rng([seed, 0x9001])
+    classes = np.unique(train_y)
+    per_class = np.full(classes.size, size // classes.size)
+    per_class[: size % classes.size] += 1
+    picked = [rng.permutation(np.flatnonzero(train_y == c))[:k] for c, k in zip(classes, per_class)]
+    return np.sort(np.concatenate(picked))
+
+
+def make_split(
+    train_y: np.ndarray,
+    n_heldout: int,
+    *,
+    forget: float = 0.1,
+    seed: int = 0,
+    pool: int | None = None,
+    data_fingerprint: str = "",
+) -> Split:
+    """Random forget set of `forget` (fraction or count) training images, the rest retained;
+    held-out set halved into test and val. With `pool`, only a class-balanced sample of that
+    many training images takes part. The same arguments always give the same indices."""
+    n_train = len(train_y)
+    if pool is not None and not 2 <= pool <= n_train:
+        raise UnlearnkitError(f"training pool of {pool} images is invalid; it must lie in 2..{n_train}")
+    candidates = sample_pool(train_y, pool, seed) if pool else np.arange(n_train)
+    rng = np.random.default_rng([seed, 0x5EED])
+    order = rng.permutation(candidates)
+    count = forget_count(forget, candidates.size)
+    heldout = rng.permutation(n_heldout)
+    half = n_heldout // 2
+    return Split(
+        forget=np.sort(order[:count]),
+        retain=np.sort(order[count:]),
+        test=np.sort(heldout[:half]),
+        val=np.sort(heldout[half:]),
+        seed=seed,
+        data_fingerprint=data_fingerprint,
+        spec=f"random:{forget:g}" + (f" pool:{pool}" if pool else ""),
+    ).check(n_train, n_heldout, candidates.size)

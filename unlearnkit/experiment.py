@@ -1,0 +1,32 @@
+"""What every command starts from: the dataset, the preset, the split and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnkit.data import Dataset, load_dataset
+from unlearnkit.data.splits import Split, make_split
+from unlearnkit.presets import Preset, get_preset
+from unlearnkit.store import Store
+
+
+@dataclass
+class Setup:
+    dataset: Dataset
+    preset: Preset
+    split: Split
+    store: Store
+
+
+def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache=None, forget: float | None = None) -> Setup:
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    dataset = load_dataset(data)
+    split = make_split(
+        dataset.train_y,
+        len(dataset.test_y),
+        forget=preset.forget if forget is None else forget,
+        seed=seed,
+        pool=preset.train_pool if preset.train_pool and preset.train_pool < len(dataset.train_y) else None,
+        data_fingerprint=dataset.fingerprint,
+    )
+    return Setup(dataset, preset, split, Store(cache) if cache else Store())

@@ -1,0 +1,114 @@
+"""Unlearning methods: one file each, one registry.
+
+Every method is `unlearn(model, task, config) -> model`, registered with its pydantic config
+class. The input model is never modified: `run_method` hands the method a copy. Methods
+train through `unlearnkit.train.fit` and its hooks; none writes a loop of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import importlib
+import pkgutil
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.train import Recipe, Source
+
+
+class MethodConfig(BaseModel):
+    """Base of every method's hyperparameters: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Task:
+    """What a method may use: the data it is allowed to touch, the original model, a seed.
+
+    `retain`, `forget` and `val` hold uint8 images and labels on the training device.
+    `original` is a frozen copy of the model before unlearning (a teacher for distillation
+    methods). `recipe` is the preset's training recipe, for methods that scale to it.
+    """
+
+    retain: Source
+    forget: Source
+    val: Source
+    original: nn.Module
+    num_classes: int
+    recipe: Recipe
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    fn: Callable[[nn.Module, Task, MethodConfig], nn.Module]
+    config: type[MethodConfig]
+    summary: str
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register_method(name: str, config: type[MethodConfig]):
+    def decorate(fn):
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = Method(name, fn, config, doc[0] if doc else "")
+        return fn
+
+    return decorate
+
+
+def _load_all() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    _load_all()
+    return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
+
+
+def get_method(name: str) -> Method:
+    _load_all()
+    if name not in _REGISTRY:
+        raise UnlearnkitError(f"unknown method '{name}'; choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def make_config(name: str, values: dict | None = None) -> MethodConfig:
+    method = get_method(name)
+    try:
+        return method.config(**(values or {}))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        raise UnlearnkitError(f"method '{name}' config field '{field}': {first['msg']} (got {first.get('input')!r})") from None
+
+
+@dataclass
+class MethodResult:
+    name: str
+    model: nn.Module
+    config: MethodConfig
+    seconds: float
+
+
+def run_method(name: str, model: nn.Module, task: Task, config: MethodConfig | dict | None = None) -> MethodResult:
+    """Run a registered method on a copy of `model`; the input model is left untouched."""
+    method = get_method(name)
+    config = config if isinstance(config, MethodConfig) else make_config(name, config)
+    working = copy.deepcopy(model)
+    torch.manual_seed(task.seed)
+    started = time.perf_counter()
+    result = method.fn(working, task, config)
+    seconds = time.perf_counter() - started
+    return MethodResult(name, result.eval(), config, seconds)

@@ -1,0 +1,45 @@
+"""Pieces several methods share: fine-tuning hyperparameters and distillation losses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from unlearnkit.methods import MethodConfig, Task
+from unlearnkit.train import Recipe
+
+
+class FitConfig(MethodConfig):
+    """Hyperparameters of the fine-tuning pass most methods run through the training loop."""
+
+    epochs: float = Field(1.0, gt=0, description="passes over the retain set")
+    lr: float = Field(0.05, gt=0, description="peak learning rate (cosine decay)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    forget_batch: int = Field(64, ge=1, description="forget images per step, for methods that mix them in")
+
+    def recipe(self, task: Task) -> Recipe:
+        return Recipe(
+            epochs=self.epochs, batch_size=task.recipe.batch_size, lr=self.lr, momentum=self.momentum,
+            weight_decay=self.weight_decay, schedule="cosine", warmup=0.0, precision=task.recipe.precision,
+        )
+
+
+def kl_to_teacher(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(teacher ‖ student), averaged over the batch, on temperature-softened outputs."""
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return F.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature**2
+
+
+@torch.no_grad()
+def teacher_probs(teacher: torch.nn.Module, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    return F.softmax(teacher(x).float() / temperature, dim=1)
+
+
+def kl_to_uniform(student_logits: torch.Tensor) -> torch.Tensor:
+    """KL(uniform ‖ student): zero when the student is maximally unsure."""
+    log_student = F.log_softmax(student_logits.float(), dim=1)
+    return (-log_student.mean(dim=1) - math.log(student_logits.shape[1])).mean()

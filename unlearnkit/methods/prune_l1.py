@@ -1,0 +1,70 @@
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from unlearnkit.methods import register_method
+from unlearnkit.methods.common import FitConfig
+from unlearnkit.train import fit
+
+
+class PruneL1Config(FitConfig):
+    ratio: float = Field(0.3, ge=0, lt=1, description="fraction of filters removed")
+    scope: Literal["layer", "global"] = Field("layer", description="rank filters within each layer, or across all layers by mean |w|")
+    l1: float = Field(5e-5, ge=0, description="weight of the L1 penalty on weights during the recovery fine-tune")
+
+
+def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, str, nn.BatchNorm2d | None]]:
+    """Each convolution of the residual stages with the batch norm registered right after it.
+    The stem is left whole: its few filters feed everything."""
+    modules = list(model.named_modules())
+    pairs = []
+    for i, (name, module) in enumerate(modules):
+        if isinstance(module, nn.Conv2d) and name.startswith("layer"):
+            bn_name, bn = modules[i + 1] if i + 1 < len(modules) else (None, None)
+            pairs.append((name, module, bn_name, bn if isinstance(bn, nn.BatchNorm2d) else None))
+    return pairs
+
+
+def filters_to_keep(pairs, ratio: float, scope: str) -> dict[str, torch.Tensor]:
+    norms = {name: conv.weight.detach().abs().flatten(1).sum(1) for name, conv, _, _ in pairs}
+    if scope == "global":
+        scores = {name: norms[name] / conv.weight[0].numel() for name, conv, _, _ in pairs}
+        threshold = torch.quantile(torch.cat(list(scores.values())).float(), ratio)
+        return {name: s > threshold for name, s in scores.items()}
+    keep = {}
+    for name, n in norms.items():
+        k = int(ratio * n.numel())
+        mask = torch.ones_like(n, dtype=torch.bool)
+        mask[torch.argsort(n)[:k]] = False
+        keep[name] = mask
+    return keep
+
+
+@register_method("prune-l1", PruneL1Config)
+def prune_l1(model, task, config: PruneL1Config):
+    """The seed's method: remove the filters with the smallest L1 norm (weights and the following
+    batch-norm scale and shift set to zero), then fine-tune on the retain set with an L1 penalty,
+    holding the removed filters at zero."""
+    pairs = conv_bn_pairs(model)
+    keep = filters_to_keep(pairs, config.ratio, config.scope)
+    mask = {}
+    with torch.no_grad():
+        for name, conv, bn_name, bn in pairs:
+            filters = keep[name]
+            conv.weight[~filters] = 0
+            mask[f"{name}.weight"] = filters.view(-1, 1, 1, 1).expand_as(conv.weight)
+            if bn is not None:
+                bn.weight[~filters], bn.bias[~filters] = 0, 0
+                mask[f"{bn_name}.weight"], mask[f"{bn_name}.bias"] = filters, filters
+    weights = [p for name, p in model.named_parameters() if p.ndim > 1]
+
+    def loss(student, batch, state):
+        x, y = batch["data"]
+        penalty = sum(w.abs().sum() for w in weights)
+        return F.cross_entropy(student(x), y) + config.l1 * penalty
+
+    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=loss, mask=mask, description="prune-l1")
+    return model

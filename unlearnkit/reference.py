@@ -1,0 +1,90 @@
+"""The reference models of an experiment: the original (trained on forget + retain) and the
+retrained gold standard (trained from scratch on the retain set only), through the store."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from unlearnkit.data import Dataset
+from unlearnkit.data.splits import Split
+from unlearnkit.fileio import sha256_arrays
+from unlearnkit.models import create_model
+from unlearnkit.presets import Preset
+from unlearnkit.progress import say
+from unlearnkit.store import Store, load_model, read_sidecar, save_model
+from unlearnkit.train import Source, default_device, fit, predict_logits
+
+Role = Literal["original", "retrain"]
+
+
+@dataclass
+class Reference:
+    role: Role
+    model: nn.Module
+    path: Path
+    meta: dict
+    cached: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.meta["timings"]["train_seconds"]
+
+
+def training_indices(role: Role, split: Split) -> np.ndarray:
+    return np.sort(np.concatenate([split.forget, split.retain])) if role == "original" else split.retain
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict_logits(model, x).argmax(1).numpy() == y).mean())
+
+
+def train_reference(
+    role: Role, dataset: Dataset, split: Split, preset: Preset, seed: int, store: Store, device: torch.device | None = None
+) -> Reference:
+    """Load the model from the store when the same inputs made it before; train it otherwise."""
+    device = device or default_device()
+    indices = training_indices(role, split)
+    key = store.key(
+        data=dataset.fingerprint,
+        train_indices=sha256_arrays(indices),
+        model=preset.model.model_dump(),
+        recipe=preset.recipe.model_dump(),
+        seed=seed,
+    )
+    if path := store.find(key):
+        say(f"[dim]{role}: loaded from the cache ({path})[/dim]")
+        return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
+
+    torch.manual_seed(seed)
+    model = create_model(preset.model.name, num_classes=dataset.num_classes, **preset.model.kwargs)
+    model = model.to(device, memory_format=torch.channels_last)
+    x = torch.from_numpy(dataset.train_x[indices]).to(device)
+    y = torch.from_numpy(dataset.train_y[indices]).to(device)
+    started = time.perf_counter()
+    report = fit(model, Source(x, y), preset.recipe, seed=seed, description=f"{role} ({preset.name})")
+    seconds = time.perf_counter() - started
+    metrics = {
+        "train_acc": accuracy(model, dataset.train_x[indices], dataset.train_y[indices]),
+        "test_acc": accuracy(model, dataset.test_x[split.test], dataset.test_y[split.test]),
+    }
+    path = save_model(
+        model,
+        store.path(key),
+        role=role,
+        preset=preset.name,
+        recipe=preset.recipe.model_dump(),
+        seed=seed,
+        data_fingerprint=dataset.fingerprint,
+        split_fingerprint=split.fingerprint,
+        trained_on=int(indices.size),
+        metrics=metrics,
+        timings={"train_seconds": seconds, "images_per_second": report.images_per_second, "device": str(device)},
+    )
+    return Reference(role, model, path, read_sidecar(path), cached=False)

@@ -1,0 +1,259 @@
+"""The training loop: the one loop every model and every unlearning method runs through.
+
+Data stays resident as uint8 tensors on the device; augmentation is batched tensor ops; the
+forward pass runs under bf16 autocast with channels_last memory. Methods change what a step
+does through hooks instead of writing loops of their own:
+
+- `loss(model, batch, state)`: a custom loss on a batch, where `batch` maps each source name
+  to its (images, labels) for this step;
+- `mask`: parameter name → boolean tensor of the entries that may change; every other entry
+  is held at its value at the start (through weight decay and momentum too);
+- several named `Source`s mixed in each step, each with its own batch size;
+- `on_step(model, state)`: called after each step; returning True stops training early.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.progress import EpochProgress
+
+
+class Recipe(BaseModel):
+    """A training recipe: every hyperparameter explicit, with its unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: float = Field(10, gt=0, description="passes over the first source; fractions allowed")
+    batch_size: int = Field(256, ge=1, description="images per step from the first source")
+    lr: float = Field(0.1, gt=0, description="peak learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
+    warmup: float = Field(0.2, ge=0, lt=1, description="fraction of steps spent ramping up the learning rate")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: bool = Field(False, description="random crop (4-pixel padding) and horizontal flip")
+    precision: Literal["bf16", "fp32"] = "bf16"
+
+
+@dataclass
+class Source:
+    """Images (uint8 NCHW) and labels, resident on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class TrainState:
+    step: int
+    total_steps: int
+    epoch: int
+    lr: float
+    loss: float = math.nan
+
+
+@dataclass
+class FitReport:
+    steps: int
+    images: int
+    seconds: float
+    final_loss: float
+    stopped_early: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+Batch = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[nn.Module, Batch, TrainState], torch.Tensor]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW → float in [0, 1], channels_last (the layout the convolutions run fastest in)."""
+    return x.float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+def autocast(device: torch.device, precision: str = "bf16"):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop after zero padding and random horizontal flip, for a whole uint8 batch."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def lr_factor(schedule: str, warmup: float, step: int, total: int) -> float:
+    progress = step / max(total, 1)
+    if schedule == "constant":
+        return 1.0
+    if progress < warmup:
+        return (progress + 1 / max(total, 1)) / warmup
+    rest = (progress - warmup) / max(1 - warmup, 1e-9)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * rest))
+    return max(1 - rest, 0.0)
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    def loss(model: nn.Module, batch: Batch, state: TrainState) -> torch.Tensor:
+        x = torch.cat([x for x, _ in batch.values()])
+        y = torch.cat([y for _, y in batch.values()])
+        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+    return loss
+
+
+def fit(
+    model: nn.Module,
+    data: Source | Mapping[str, Source],
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    loss: LossFn | None = None,
+    mask: Mapping[str, torch.Tensor] | None = None,
+    on_step: Callable[[nn.Module, TrainState], bool | None] | None = None,
+    description: str = "train",
+) -> FitReport:
+    """Train `model` in place on `data` with `recipe`. Deterministic for a seed on one device."""
+    sources = {"data": data} if isinstance(data, Source) else dict(data)
+    if not sources or any(len(s) == 0 for s in sources.values()):
+        raise UnlearnkitError(f"{description}: a data source is empty; every source needs at least one image")
+    device = model_device(model)
+    primary_name = next(iter(sources))
+    batch_sizes = {
+        name: min(s.batch_size or recipe.batch_size, len(s)) for name, s in sources.items()
+    }
+    steps_per_epoch = max(len(sources[primary_name]) // batch_sizes[primary_name], 1)
+    total_steps = max(round(recipe.epochs * steps_per_epoch), 1)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    loss_fn = loss or cross_entropy_loss(recipe.label_smoothing)
+    generator = torch.Generator().manual_seed(seed)
+
+    params = dict(model.named_parameters())
+    mask = {name: m.to(device=device, dtype=torch.bool) for name, m in (mask or {}).items()}
+    if unknown := sorted(set(mask) - set(params)):
+        raise UnlearnkitError(f"{description}: mask names unknown parameter '{unknown[0]}'")
+    held = {name: params[name].detach().clone() for name in mask}
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov and recipe.momentum > 0,
+    )
+    order = {name: torch.empty(0, dtype=torch.long) for name in sources}
+    cursor = {name: 0 for name in sources}
+
+    def next_indices(name: str) -> torch.Tensor:
+        size = batch_sizes[name]
+        if cursor[name] + size > len(order[name]):
+            order[name], cursor[name] = torch.randperm(len(sources[name]), generator=generator), 0
+        picked = order[name][cursor[name] : cursor[name] + size]
+        cursor[name] += size
+        return picked.to(device)
+
+    model.train()
+    started, images, last_loss, stopped = time.perf_counter(), 0, math.nan, False
+    state = TrainState(step=0, total_steps=total_steps, epoch=0, lr=recipe.lr)
+    with EpochProgress(description, steps_per_epoch, epochs) as progress:
+        for epoch in range(epochs):
+            progress.start_epoch(epoch)
+            epoch_loss, epoch_steps = 0.0, 0
+            for _ in range(min(steps_per_epoch, total_steps - state.step)):
+                state.epoch = epoch
+                state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = state.lr
+                batch = {}
+                for name, source in sources.items():
+                    idx = next_indices(name)
+                    x = source.x[idx]
+                    if recipe.augment:
+                        x = augment(x, generator)
+                    batch[name] = (to_float(x), source.y[idx])
+                with autocast(device, recipe.precision):
+                    value = loss_fn(model, batch, state)
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                last_loss = float(value.detach())
+                if not math.isfinite(last_loss):
+                    raise UnlearnkitError(
+                        f"{description}: the loss became {last_loss} at step {state.step + 1} "
+                        f"(learning rate {state.lr:.3g}); lower the learning rate — no model was written"
+                    )
+                for name, m in mask.items():
+                    if params[name].grad is not None:
+                        params[name].grad.mul_(m)
+                optimizer.step()
+                with torch.no_grad():
+                    for name, m in mask.items():
+                        params[name].copy_(torch.where(m, params[name], held[name]))
+                state.step += 1
+                state.loss = last_loss
+                images += sum(len(x) for x, _ in batch.values())
+                epoch_loss, epoch_steps = epoch_loss + last_loss, epoch_steps + 1
+                rate = images / (time.perf_counter() - started)
+                progress.step(f"loss {last_loss:.3f}  {rate:.0f} img/s")
+                if on_step is not None and on_step(model, state):
+                    stopped = True
+                    break
+            progress.end_epoch(epoch, f"loss {epoch_loss / max(epoch_steps, 1):.3f}  {images / (time.perf_counter() - started):.0f} img/s")
+            if stopped or state.step >= total_steps:
+                break
+    check_finite(model, description)
+    model.eval()
+    return FitReport(state.step, images, time.perf_counter() - started, last_loss, stopped)
+
+
+def check_finite(model: nn.Module, description: str) -> None:
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UnlearnkitError(f"{description}: parameter {name} holds NaN or inf; lower the learning rate — no model was written")
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024, precision: str = "bf16") -> torch.Tensor:
+    """Float32 logits of `model` in eval mode for uint8 NCHW images, on the CPU."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    x = torch.as_tensor(x)
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        chunk = to_float(x[start : start + batch_size].to(device, non_blocking=True))
+        with autocast(device, precision):
+            outputs.append(model(chunk).float().cpu())
+    model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0)
