@@ -44,6 +44,7 @@ def test_data_info(binary_dir, env):
         (["train", "--role", "original", "--preset", "huge"], "unknown preset 'huge'; choose one of smoke, default, paper"),
         (["data", "info", "--data", "/no/such/place"], "data path /no/such/place does not exist"),
         (["train", "--role", "sideways"], "Invalid value for '--role'"),
+        (["run", "--preset", "smoke", "--methods", "finetune,magic"], "unknown method 'magic'; choose from"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message):

@@ -48,6 +48,32 @@ def train(
     out.print(f"  stored at {ref.path}")
 
 
+@app.command()
+def run(
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    methods: Optional[str] = typer.Option(None, help="comma-separated method names, or 'all' (default: finetune,prune-l1,kl,dummy-labels)"),
+    seed: int = typer.Option(0, help="seed of the split, the models and the methods"),
+    out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>)"),
+    cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
+):
+    """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
+    from unlearnkit.run import run_experiment
+
+    run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{preset}-seed{seed}", cache=cache)
+
+
+@app.command("methods")
+def methods_list():
+    """List the registered unlearning methods and their hyperparameters."""
+    from unlearnkit.methods import get_method, list_methods
+
+    for name in list_methods():
+        method = get_method(name)
+        fields = ", ".join(f"{key}={field.default}" for key, field in method.config.model_fields.items())
+        out.print(f"[bold]{name}[/bold]: {method.summary}\n  {fields}")
+
+
 @data_app.command("info")
 def data_info(data: Optional[str] = typer.Option(None, help=DATA_HELP)):
     """Counts per class, per-channel mean and std, and the dataset fingerprint."""

@@ -46,7 +46,7 @@ PRESETS: dict[str, Preset] = {
                 "254 s at 976 img/s); the same model on all 50,000 images for 5 epochs reached only 93.3% train"
             ),
             model=ModelSpec(kwargs={"width": 16}),
-            recipe=Recipe(epochs=10, batch_size=256, lr=0.2, weight_decay=5e-4, schedule="onecycle", warmup=0.2),
+            recipe=Recipe(epochs=9, batch_size=256, lr=0.2, weight_decay=5e-4, schedule="onecycle", warmup=0.2),
             train_pool=25_000,
         ),
         Preset(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping
 
 import numpy as np
@@ -51,8 +51,8 @@ class Recipe(BaseModel):
 class Source:
     """Images (uint8 NCHW) and labels, resident on the training device."""
 
-    x: torch.Tensor
-    y: torch.Tensor
+    x: torch.Tensor = field(repr=False)
+    y: torch.Tensor = field(repr=False)
     batch_size: int | None = None
 
     def __len__(self) -> int:
@@ -66,6 +66,12 @@ class TrainState:
     epoch: int
     lr: float
     loss: float = math.nan
+    correct: int = 0  # running counts for the progress display; losses may add to them
+    seen: int = 0
+
+    def stats(self, images_per_second: float) -> str:
+        accuracy = f"  acc {self.correct / self.seen:.3f}" if self.seen else ""
+        return f"loss {self.loss:.3f}{accuracy}  {images_per_second:.0f} img/s"
 
 
 @dataclass
@@ -133,7 +139,10 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     def loss(model: nn.Module, batch: Batch, state: TrainState) -> torch.Tensor:
         x = torch.cat([x for x, _ in batch.values()])
         y = torch.cat([y for _, y in batch.values()])
-        return F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        logits = model(x)
+        state.correct += int((logits.argmax(1) == y).sum())
+        state.seen += len(y)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
     return loss
 
@@ -190,7 +199,7 @@ def fit(
     with EpochProgress(description, steps_per_epoch, epochs) as progress:
         for epoch in range(epochs):
             progress.start_epoch(epoch)
-            epoch_loss, epoch_steps = 0.0, 0
+            epoch_loss, epoch_steps, state.correct, state.seen = 0.0, 0, 0, 0
             for _ in range(min(steps_per_epoch, total_steps - state.step)):
                 state.epoch = epoch
                 state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps)
@@ -224,12 +233,12 @@ def fit(
                 state.loss = last_loss
                 images += sum(len(x) for x, _ in batch.values())
                 epoch_loss, epoch_steps = epoch_loss + last_loss, epoch_steps + 1
-                rate = images / (time.perf_counter() - started)
-                progress.step(f"loss {last_loss:.3f}  {rate:.0f} img/s")
+                progress.step(state.stats(images / (time.perf_counter() - started)))
                 if on_step is not None and on_step(model, state):
                     stopped = True
                     break
-            progress.end_epoch(epoch, f"loss {epoch_loss / max(epoch_steps, 1):.3f}  {images / (time.perf_counter() - started):.0f} img/s")
+            state.loss = epoch_loss / max(epoch_steps, 1)
+            progress.end_epoch(epoch, state.stats(images / (time.perf_counter() - started)))
             if stopped or state.step >= total_steps:
                 break
     check_finite(model, description)

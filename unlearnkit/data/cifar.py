@@ -49,16 +49,21 @@ def read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_binary(folder: Path) -> Dataset:
     names = [line.strip() for line in _require(folder / "batches.meta.txt").read_text().splitlines()]
     classes = tuple(name for name in names if name)
-    train = [read_binary_batch(folder / f"{batch}.bin") for batch in TRAIN_BATCHES]
-    test_x, test_y = read_binary_batch(folder / f"{TEST_BATCH}.bin")
+    batches = [read_binary_batch(folder / f"{batch}.bin") for batch in [*TRAIN_BATCHES, TEST_BATCH]]
+    return _assemble(batches, classes, folder, "cifar10-binary")
+
+
+def _assemble(batches: list[tuple[np.ndarray, np.ndarray]], classes, folder: Path, layout: str) -> Dataset:
+    """Five training batches then the test batch, as one Dataset."""
+    *train, (test_x, test_y) = batches
     return Dataset(
         train_x=np.concatenate([x for x, _ in train]),
         train_y=np.concatenate([y for _, y in train]),
         test_x=test_x,
         test_y=test_y,
-        classes=classes,
+        classes=tuple(classes),
         source=str(folder),
-        layout="cifar10-binary",
+        layout=layout,
     )
 
 
@@ -106,17 +111,8 @@ def _python_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_python(folder: Path) -> Dataset:
     meta = read_python_batch(folder / "batches.meta")
     classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", []))
-    train = [_python_split(folder / batch) for batch in TRAIN_BATCHES]
-    test_x, test_y = _python_split(folder / TEST_BATCH)
-    return Dataset(
-        train_x=np.concatenate([x for x, _ in train]),
-        train_y=np.concatenate([y for _, y in train]),
-        test_x=test_x,
-        test_y=test_y,
-        classes=classes,
-        source=str(folder),
-        layout="cifar10-python",
-    )
+    batches = [_python_split(folder / batch) for batch in [*TRAIN_BATCHES, TEST_BATCH]]
+    return _assemble(batches, classes, folder, "cifar10-python")
 
 
 def md5_of(path: Path) -> str:

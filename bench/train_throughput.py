@@ -1,0 +1,130 @@
+"""Training throughput, side by side in one run: unlearnkit's engine vs the seed study's loop.
+
+The seed's loop: a torch Dataset that converts each image on its own (to-tensor + normalize),
+DataLoader(batch_size=128, shuffle=True, num_workers=2), fp32. The engine: resident uint8
+tensors, batched conversion, bf16 autocast + channels_last. Same model (ResNet-18, width 64
+by default), same images, same machine. Each loop runs in its own process so that its peak
+memory is its own.
+
+    python bench/train_throughput.py [--images 3072] [--width 64] [--data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_images(data: str | None, count: int):
+    if data:
+        from unlearnkit.data import load_dataset
+
+        ds = load_dataset(data)
+        return ds.train_x[:count], ds.train_y[:count]
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, count)
+
+
+class PerImageDataset(torch.utils.data.Dataset):
+    """The seed's pattern: each item converted on its own (HWC uint8 → CHW float, normalize)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x.transpose(0, 2, 3, 1), y
+        self.mean = torch.tensor((0.4914, 0.4822, 0.4465)).view(3, 1, 1)
+        self.std = torch.tensor((0.2470, 0.2435, 0.2616)).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        image = torch.from_numpy(np.ascontiguousarray(self.x[i])).permute(2, 0, 1).float().div(255)
+        return (image - self.mean) / self.std, int(self.y[i])
+
+
+def seed_loop(x, y, width: int, device: torch.device, warmup: int) -> dict:
+    from unlearnkit.models import create_model
+
+    torch.manual_seed(0)
+    # the seed normalized in the data pipeline: identity normalization inside the model
+    model = create_model("resnet18", width=width, mean=(0, 0, 0), std=(1, 1, 1)).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    loader = torch.utils.data.DataLoader(PerImageDataset(x, y), batch_size=128, shuffle=True, num_workers=2, drop_last=True)
+    images, started = 0, None
+    for step, (xb, yb) in enumerate(loader):
+        if step == warmup:
+            sync(device)
+            started, images = time.perf_counter(), 0
+        loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        images += len(xb)
+    sync(device)
+    return {"images": images, "seconds": time.perf_counter() - started}
+
+
+def engine_loop(x, y, width: int, device: torch.device, warmup: int) -> dict:
+    from unlearnkit.models import create_model
+    from unlearnkit.train import Recipe, Source, fit
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", width=width).to(device, memory_format=torch.channels_last)
+    source = Source(torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device))
+    batch = 256
+    fit(model, source, Recipe(epochs=warmup * batch / len(x), batch_size=batch), description="warm-up")
+    sync(device)
+    report = fit(model, source, Recipe(epochs=1, batch_size=batch), description="engine")
+    return {"images": report.images, "seconds": report.seconds}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def child(args) -> None:
+    device = torch.device(args.device)
+    x, y = load_images(args.data, args.images)
+    result = (seed_loop if args.loop == "seed" else engine_loop)(x, y, args.width, device, args.warmup)
+    result["peak_memory_mb"] = (
+        torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=3072, help="images per timed pass")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=3, help="steps excluded from timing")
+    parser.add_argument("--data", default=None, help="read real images from here (speed does not depend on content)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--loop", choices=["seed", "engine"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loop:
+        return child(args)
+
+    results = {}
+    for loop in ("seed", "engine"):
+        command = [sys.executable, __file__, "--loop", loop, *sys.argv[1:]]
+        env = {**os.environ, "UNLEARNKIT_QUIET": "1"}
+        output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+        results[loop] = json.loads(output.strip().splitlines()[-1])
+        rate = results[loop]["images"] / results[loop]["seconds"]
+        results[loop]["images_per_second"] = rate
+        print(f"{loop:6s}: {rate:8.1f} img/s  ({results[loop]['images']} images in {results[loop]['seconds']:.1f}s), peak memory {results[loop]['peak_memory_mb']:.0f} MB", flush=True)
+    ratio = results["engine"]["images_per_second"] / results["seed"]["images_per_second"]
+    print(f"ratio engine/seed: {ratio:.2f}x  (ResNet-18 width {args.width}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Contract tests over the method registry: every registered method is tested here without
+anyone adding a test for it."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnkit.methods import Task, get_method, list_methods, make_config, run_method
+from unlearnkit.methods.prune_l1 import conv_bn_pairs
+from unlearnkit.models import create_model
+from unlearnkit.train import Recipe, Source, fit, predict_logits
+from unlearnkit.errors import UnlearnkitError
+
+RECIPE = Recipe(epochs=60, batch_size=32, lr=0.05, schedule="onecycle", weight_decay=5e-4)
+# The tiny task has 6 steps per pass over the retain set; methods that train get more passes
+# and a higher rate than their defaults (sized for 22,500 retain images) to act at all.
+TINY_OVERRIDES = {"epochs": 8, "lr": 0.1}
+
+
+def tiny_config(name, **extra):
+    fields = get_method(name).config.model_fields
+    return {key: value for key, value in {**TINY_OVERRIDES, **extra}.items() if key in fields}
+
+
+def coloured_source(rng, centres, n, label_shift):
+    """Each class has its own mean colour; `label_shift` 1 labels every image with the next
+    class: examples that contradict the rule, which a model can only get right by memorizing."""
+    y = rng.integers(0, 10, n)
+    x = np.clip(centres[y] + rng.normal(0, 50, size=(n, 3, 16, 16)), 0, 255).astype(np.uint8)
+    return Source(torch.from_numpy(x), torch.from_numpy((y + label_shift) % 10))
+
+
+@pytest.fixture(scope="module")
+def memorized():
+    """A learnable rule (retain), plus forget examples labelled against it that the original
+    memorized: a model retrained without them gets them wrong, as unlearning should."""
+    rng = np.random.default_rng(0)
+    centres = rng.integers(30, 225, size=(10, 3, 1, 1))
+    retain, forget, val = coloured_source(rng, centres, 192, 0), coloured_source(rng, centres, 48, 1), coloured_source(rng, centres, 64, 0)
+    torch.manual_seed(0)
+    model = create_model("resnet18", width=8).to(memory_format=torch.channels_last)
+    fit(model, {"retain": retain, "forget": Source(forget.x, forget.y, 8)}, RECIPE)
+    task = Task(retain=retain, forget=forget, val=val, original=copy.deepcopy(model).eval(), num_classes=10, recipe=RECIPE, seed=0)
+    return model, task
+
+
+def accuracy(model, source):
+    return (predict_logits(model, source.x).argmax(1) == source.y).float().mean().item()
+
+
+def test_the_tiny_task_is_memorized(memorized):
+    model, task = memorized
+    assert accuracy(model, task.forget) >= 0.95 and accuracy(model, task.retain) >= 0.95
+    assert accuracy(model, task.val) >= 0.6  # the rule generalizes
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method_contract(memorized, name):
+    model, task = memorized
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = run_method(name, model, task, tiny_config(name))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "input model was modified"
+    assert type(result.model) is type(model) and result.model.spec == model.spec
+    assert {k: v.shape for k, v in result.model.state_dict().items()} == {k: v.shape for k, v in before.items()}
+    assert all(torch.isfinite(v).all() for v in result.model.state_dict().values() if v.is_floating_point())
+    assert accuracy(result.model, task.forget) < accuracy(model, task.forget) - 0.2
+    assert result.seconds > 0
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method_is_deterministic(memorized, name):
+    model, task = memorized
+    a = run_method(name, model, task, tiny_config(name, epochs=0.5)).model.state_dict()
+    b = run_method(name, model, task, tiny_config(name, epochs=0.5)).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pruned_filters_are_exactly_zero_after_finetune(memorized):
+    model, task = memorized
+    result = run_method("prune-l1", model, task, {"ratio": 0.5, "epochs": 2, "l1": 1e-4})
+    zeroed = 0
+    for name, conv, bn_name, bn in conv_bn_pairs(result.model):
+        dead = conv.weight.flatten(1).abs().sum(1) == 0
+        assert dead.sum() == conv.weight.shape[0] // 2, name
+        assert torch.all(bn.weight[dead] == 0) and torch.all(bn.bias[dead] == 0)
+        zeroed += int(dead.sum())
+    assert zeroed > 0
+
+
+def test_dummy_labels_are_wrong_and_strongest(memorized):
+    from unlearnkit.methods.dummy_labels import strongest_wrong_class
+
+    model, task = memorized
+    dummy = strongest_wrong_class(model, task.forget.x, task.forget.y)
+    assert torch.all(dummy != task.forget.y)
+    logits = predict_logits(model, task.forget.x)
+    logits[torch.arange(len(dummy)), task.forget.y] = -torch.inf
+    assert torch.equal(dummy, logits.argmax(1))
+
+
+@pytest.mark.parametrize(
+    "name, values, message",
+    [
+        ("finetune", {"lr": -1}, r"method 'finetune' config field 'lr': Input should be greater than 0 \(got -1\)"),
+        ("kl", {"temprature": 2}, r"method 'kl' config field 'temprature': Extra inputs are not permitted"),
+        ("prune-l1", {"ratio": "half"}, r"method 'prune-l1' config field 'ratio'"),
+        ("prune-l1", {"epochs": 0}, r"field 'epochs': Input should be greater than 0"),
+        ("nope", {}, r"unknown method 'nope'; choose from"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(name, values, message):
+    with pytest.raises(UnlearnkitError, match=message):
+        make_config(name, values)

@@ -1,0 +1,83 @@
+"""Evaluation: one forward pass per model over every image the experiment uses (the training
+pool and the held-out set) gives cached logits; every metric is computed from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from unlearnkit.data import Dataset
+from unlearnkit.data.splits import Split
+from unlearnkit.evaluate.mia import per_example_loss, simple_mia
+from unlearnkit.fileio import atomic_save_npz
+from unlearnkit.train import predict_logits
+
+__all__ = ["Outputs", "model_outputs", "metrics", "per_example_loss", "simple_mia"]
+
+
+@dataclass
+class Outputs:
+    """Logits of one model: `train` rows for the pool's indices (NaN elsewhere), `heldout` for all."""
+
+    train: np.ndarray
+    heldout: np.ndarray
+    dataset: Dataset
+    split: Split
+
+    @cached_property
+    def train_loss(self) -> np.ndarray:
+        pool = self.pool
+        loss = np.full(len(self.train), np.nan)
+        loss[pool] = per_example_loss(self.train[pool], self.dataset.train_y[pool])
+        return loss
+
+    @cached_property
+    def heldout_loss(self) -> np.ndarray:
+        return per_example_loss(self.heldout, self.dataset.test_y)
+
+    @cached_property
+    def pool(self) -> np.ndarray:
+        return np.union1d(self.split.forget, self.split.retain)
+
+    def accuracy(self, part: str) -> float:
+        logits, labels, indices = {
+            "train": (self.train, self.dataset.train_y, self.pool),
+            "retain": (self.train, self.dataset.train_y, self.split.retain),
+            "forget": (self.train, self.dataset.train_y, self.split.forget),
+            "test": (self.heldout, self.dataset.test_y, self.split.test),
+            "val": (self.heldout, self.dataset.test_y, self.split.val),
+        }[part]
+        return float((logits[indices].argmax(1) == labels[indices]).mean())
+
+    def losses(self, part: str) -> np.ndarray:
+        if part in ("forget", "retain"):
+            return self.train_loss[getattr(self.split, part)]
+        return self.heldout_loss[getattr(self.split, part)]
+
+
+def model_outputs(model: nn.Module, dataset: Dataset, split: Split, cache: Path | None = None) -> Outputs:
+    """Logits from one forward pass over the pool and the held-out set. With `cache`, they are
+    read from that .npz when it was written for the same split, and written there otherwise."""
+    pool = np.union1d(split.forget, split.retain)
+    everything = None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as f:
+            if str(f["split"]) == split.fingerprint and f["logits"].shape[0] == len(pool) + len(dataset.test_y):
+                everything = f["logits"]
+    if everything is None:
+        everything = predict_logits(model, np.concatenate([dataset.train_x[pool], dataset.test_x])).numpy()
+        if cache is not None:
+            atomic_save_npz(cache, logits=everything, split=np.str_(split.fingerprint))
+    train = np.full((len(dataset.train_y), dataset.num_classes), np.nan, dtype=np.float32)
+    train[pool] = everything[: len(pool)]
+    return Outputs(train, everything[len(pool) :], dataset, split)
+
+
+def metrics(outputs: Outputs, seed: int = 0) -> dict[str, float]:
+    row = {f"{part}_acc": outputs.accuracy(part) for part in ("train", "retain", "forget", "test", "val")}
+    row["mia"] = simple_mia(outputs.losses("forget"), outputs.losses("test"), seed=seed)
+    return row

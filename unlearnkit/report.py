@@ -1,0 +1,118 @@
+"""What a run shows people: the terminal table, results.json and the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from unlearnkit.evaluate import Outputs  # noqa: E402
+from unlearnkit.fileio import atomic_write_bytes  # noqa: E402
+
+ACCURACY_COLUMNS = ("train_acc", "test_acc", "retain_acc", "forget_acc", "val_acc")
+# The original's attack score must beat the retrain's by this much for the attack to count as
+# able to tell members at all (10-fold CV scores vary by about 0.01 between seeds).
+CONTROL_MARGIN = 0.03
+
+
+def positive_control(rows: list[dict]) -> dict:
+    by_name = {row["name"]: row for row in rows}
+    original, retrain = by_name["original"]["mia"], by_name["retrain"]["mia"]
+    passed = original - retrain >= CONTROL_MARGIN
+    return {
+        "original_mia": original,
+        "retrain_mia": retrain,
+        "margin_required": CONTROL_MARGIN,
+        "passed": passed,
+        "note": "the attack tells members on the original model" if passed else
+        "NO SIGNAL: the attack does not tell members on the original model better than on the retrained one, so its scores on unlearned models prove nothing",
+    }
+
+
+def gap(value: float, reference: float, points: bool = True) -> str:
+    delta = (value - reference) * (100 if points else 1)
+    return f"{delta:+.1f}" if points else f"{delta:+.3f}"
+
+
+def results_table(rows: list[dict], control: dict) -> Table:
+    reference = next(row for row in rows if row["name"] == "retrain")
+    table = Table(title="accuracy in %, (gap to retrain in points); MIA 0.5 = chance, compare with retrain", title_justify="left")
+    for column in ("model", "train", "test", "retain", "forget", "val", "MIA", "seconds", "× retrain"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        is_method = row["name"] not in ("original", "retrain")
+        cells = []
+        for key in ACCURACY_COLUMNS:
+            cell = f"{100 * row[key]:.1f}"
+            cells.append(f"{cell} ({gap(row[key], reference[key])})" if is_method else cell)
+        mia = f"{row['mia']:.3f}" + (f" ({gap(row['mia'], reference['mia'], points=False)})" if is_method else "")
+        if row["name"] == "original" and not control["passed"]:
+            mia += " NO SIGNAL"
+        name = row["name"] + (" (reference)" if row["name"] == "retrain" else "")
+        table.add_row(name, *cells, mia, f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}")
+    return table
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def loss_histogram(name: str, outputs: Outputs, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    floor = 1e-8
+    forget, test = outputs.losses("forget"), outputs.losses("test")
+    bins = np.logspace(np.log10(floor), np.log10(max(forget.max(), test.max(), 1.0) + 1), 60)
+    ax.hist(np.maximum(test, floor), bins=bins, alpha=0.6, density=True, label=f"test (n={len(test)})")
+    ax.hist(np.maximum(forget, floor), bins=bins, alpha=0.6, density=True, label=f"forget (n={len(forget)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("per-example cross-entropy loss (log scale)")
+    ax.set_ylabel("density")
+    ax.set_title(f"{name}: forget vs test losses")
+    ax.legend()
+    return _save(fig, path)
+
+
+def mia_bars(rows: list[dict], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2, 3.5))
+    names = [row["name"] for row in rows]
+    values = [row["mia"] for row in rows]
+    colors = ["tab:red" if n == "original" else "tab:green" if n == "retrain" else "tab:blue" for n in names]
+    ax.bar(names, values, color=colors)
+    retrain = next(row["mia"] for row in rows if row["name"] == "retrain")
+    ax.axhline(retrain, color="tab:green", linestyle="--", label=f"retrain {retrain:.3f}")
+    ax.axhline(0.5, color="grey", linestyle=":", label="chance 0.5")
+    ax.set_ylim(0.4, max(0.75, max(values) + 0.03))
+    ax.set_ylabel("membership attack accuracy")
+    ax.set_title("membership inference (forget vs test): closer to retrain is better")
+    ax.legend(loc="upper right")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    return _save(fig, path)
+
+
+def accuracy_bars(rows: list[dict], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(1.4 * len(rows) + 2, 3.8))
+    width = 0.8 / len(ACCURACY_COLUMNS)
+    x = np.arange(len(rows))
+    for i, key in enumerate(ACCURACY_COLUMNS):
+        ax.bar(x + i * width - 0.4 + width / 2, [100 * row[key] for row in rows], width, label=key.removesuffix("_acc"))
+    ax.set_xticks(x, [row["name"] for row in rows], rotation=20, ha="right")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("accuracy per model and set")
+    ax.legend(ncol=5, fontsize=8, loc="lower center")
+    return _save(fig, path)
+
+
+def write_figures(rows: list[dict], outputs: dict[str, Outputs], folder: Path) -> list[Path]:
+    paths = [loss_histogram(name, out, folder / f"losses-{name}.png") for name, out in outputs.items()]
+    return paths + [mia_bars(rows, folder / "mia.png"), accuracy_bars(rows, folder / "accuracy.png")]

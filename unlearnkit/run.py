@@ -1,0 +1,109 @@
+"""`unlearnkit run`: the whole experiment. Train or load the original and retrained models,
+run each unlearning method on the original, evaluate everything against the retrained
+model, and write the table, results.json, the split and the figures."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+
+from unlearnkit.evaluate import metrics, model_outputs
+from unlearnkit.experiment import prepare
+from unlearnkit.fileio import atomic_write_json
+from unlearnkit.methods import Task, get_method, list_methods, run_method
+from unlearnkit.progress import console, say
+from unlearnkit.reference import train_reference
+from unlearnkit.report import positive_control, results_table, write_figures
+from unlearnkit.store import save_model
+from unlearnkit.train import Source
+
+DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
+
+
+def resolve_methods(methods: str | list[str] | None) -> list[str]:
+    if methods is None:
+        return list(DEFAULT_METHODS)
+    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    if names == ["all"]:
+        return list_methods()
+    for name in names:
+        get_method(name)  # one-line error for an unknown name, before any training
+    return names
+
+
+def sources(dataset, split, device) -> dict[str, Source]:
+    def source(x, y, indices):
+        return Source(torch.from_numpy(x[indices]).to(device), torch.from_numpy(y[indices]).to(device))
+
+    return {
+        "retain": source(dataset.train_x, dataset.train_y, split.retain),
+        "forget": source(dataset.train_x, dataset.train_y, split.forget),
+        "val": source(dataset.test_x, dataset.test_y, split.val),
+    }
+
+
+def run_experiment(
+    *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None, configs: dict | None = None
+) -> dict:
+    names = resolve_methods(methods)
+    out = Path(out)
+    started = time.perf_counter()
+    setup = prepare(data=data, preset=preset, seed=seed, cache=cache)
+    dataset, split = setup.dataset, setup.split
+    say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
+    original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
+    retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)
+    device = next(original.model.parameters()).device
+    data_sources = sources(dataset, split, device)
+    task = Task(
+        **data_sources, original=copy.deepcopy(original.model).eval(), num_classes=dataset.num_classes,
+        recipe=setup.preset.recipe, seed=seed,
+    )
+
+    rows, outputs = [], {}
+
+    def evaluate(name: str, model, seconds: float, path: Path, config: dict | None = None, cache: Path | None = None):
+        say(f"evaluating {name} …")
+        outputs[name] = model_outputs(model, dataset, split, cache)
+        row = {"name": name, **metrics(outputs[name], seed=seed), "seconds": seconds, "time_ratio": seconds / retrain.seconds, "model": str(path)}
+        if config is not None:
+            row["config"] = config
+        rows.append(row)
+
+    for ref in (original, retrain):
+        logits_cache = ref.path.parent / f"logits-{split.fingerprint[:16]}.npz"
+        evaluate(ref.role, ref.model, ref.seconds, ref.path, cache=logits_cache)
+    for name in names:
+        say(f"[bold]{name}[/bold]: unlearning …")
+        result = run_method(name, original.model, task, (configs or {}).get(name))
+        path = save_model(
+            result.model, out / "models" / f"{name}.safetensors", role="unlearned", method=name,
+            config=result.config.model_dump(), seed=seed, input_model=str(original.path),
+            data_fingerprint=dataset.fingerprint, split_fingerprint=split.fingerprint,
+            timings={"unlearn_seconds": result.seconds},
+        )
+        evaluate(name, result.model, result.seconds, path, result.config.model_dump())
+
+    control = positive_control(rows)
+    split.save(out / "split.npz")
+    figures = write_figures(rows, outputs, out / "figures")
+    results = {
+        "preset": setup.preset.name,
+        "seed": seed,
+        "data_fingerprint": dataset.fingerprint,
+        "split": {"spec": split.spec, "forget": int(split.forget.size), "retain": int(split.retain.size), "test": int(split.test.size), "val": int(split.val.size)},
+        "reference_cached": {"original": original.cached, "retrain": retrain.cached},
+        "positive_control": control,
+        "rows": rows,
+        "figures": [str(p.relative_to(out)) for p in figures],
+        "seconds_total": time.perf_counter() - started,
+    }
+    atomic_write_json(out / "results.json", results)
+    console.print(results_table(rows, control))
+    if not control["passed"]:
+        console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
+    say(f"wrote {out / 'results.json'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
+    return results
