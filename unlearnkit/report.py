@@ -72,11 +72,13 @@ def loss_histogram(name: str, outputs: Outputs, path: Path) -> Path:
     floor = 1e-8
     forget, test = outputs.losses("forget"), outputs.losses("test")
     bins = np.logspace(np.log10(floor), np.log10(max(forget.max(), test.max(), 1.0) + 1), 60)
-    ax.hist(np.maximum(test, floor), bins=bins, alpha=0.6, density=True, label=f"test (n={len(test)})")
-    ax.hist(np.maximum(forget, floor), bins=bins, alpha=0.6, density=True, label=f"forget (n={len(forget)})")
+    # fractions per bin, not densities: on log-spaced bins a density would favour the narrow ones
+    for label, values in (("test", test), ("forget", forget)):
+        weights = np.full(len(values), 1 / len(values))
+        ax.hist(np.maximum(values, floor), bins=bins, weights=weights, alpha=0.6, label=f"{label} (n={len(values)})")
     ax.set_xscale("log")
-    ax.set_xlabel("per-example cross-entropy loss (log scale)")
-    ax.set_ylabel("density")
+    ax.set_xlabel(f"per-example cross-entropy loss (log scale, floored at {floor:g})")
+    ax.set_ylabel("fraction of examples")
     ax.set_title(f"{name}: forget vs test losses")
     ax.legend()
     return _save(fig, path)

@@ -5,10 +5,12 @@ model, and write the table, results.json, the split and the figures."""
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.experiment import prepare
@@ -102,7 +104,7 @@ def run_experiment(
         "seconds_total": time.perf_counter() - started,
     }
     atomic_write_json(out / "results.json", results)
-    console.print(results_table(rows, control))
+    Console(width=None if sys.stdout.isatty() else 140).print(results_table(rows, control))
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
     say(f"wrote {out / 'results.json'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")

@@ -11,7 +11,7 @@ from unlearnkit.train import fit
 
 
 class PruneL1Config(FitConfig):
-    ratio: float = Field(0.3, ge=0, lt=1, description="fraction of filters removed")
+    ratio: float = Field(0.5, ge=0, lt=1, description="fraction of filters removed (chosen on val from 0.3, 0.5)")
     scope: Literal["layer", "global"] = Field("layer", description="rank filters within each layer, or across all layers by mean |w|")
     l1: float = Field(5e-5, ge=0, description="weight of the L1 penalty on weights during the recovery fine-tune")
 
