@@ -65,10 +65,9 @@ def train_reference(
     torch.manual_seed(seed)
     model = create_model(preset.model.name, num_classes=dataset.num_classes, **preset.model.kwargs)
     model = model.to(device, memory_format=torch.channels_last)
-    x = torch.from_numpy(dataset.train_x[indices]).to(device)
-    y = torch.from_numpy(dataset.train_y[indices]).to(device)
     started = time.perf_counter()
-    report = fit(model, Source(x, y), preset.recipe, seed=seed, description=f"{role} ({preset.name})")
+    source = Source.take(dataset.train_x, dataset.train_y, indices, device)
+    report = fit(model, source, preset.recipe, seed=seed, description=f"{role} ({preset.name})")
     seconds = time.perf_counter() - started
     metrics = {
         "train_acc": accuracy(model, dataset.train_x[indices], dataset.train_y[indices]),

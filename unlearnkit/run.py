@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
 from unlearnkit.evaluate import metrics, model_outputs
@@ -37,13 +36,10 @@ def resolve_methods(methods: str | list[str] | None) -> list[str]:
 
 
 def sources(dataset, split, device) -> dict[str, Source]:
-    def source(x, y, indices):
-        return Source(torch.from_numpy(x[indices]).to(device), torch.from_numpy(y[indices]).to(device))
-
     return {
-        "retain": source(dataset.train_x, dataset.train_y, split.retain),
-        "forget": source(dataset.train_x, dataset.train_y, split.forget),
-        "val": source(dataset.test_x, dataset.test_y, split.val),
+        "retain": Source.take(dataset.train_x, dataset.train_y, split.retain, device),
+        "forget": Source.take(dataset.train_x, dataset.train_y, split.forget, device),
+        "val": Source.take(dataset.test_x, dataset.test_y, split.val, device),
     }
 
 

@@ -58,6 +58,11 @@ class Source:
     def __len__(self) -> int:
         return len(self.x)
 
+    @classmethod
+    def take(cls, x: np.ndarray, y: np.ndarray, indices: np.ndarray, device: torch.device) -> "Source":
+        """The images and labels at `indices` of numpy arrays, moved to `device`."""
+        return cls(torch.from_numpy(x[indices]).to(device), torch.from_numpy(y[indices]).to(device))
+
 
 @dataclass
 class TrainState:
