@@ -113,3 +113,26 @@ def test_dummy_labels_are_wrong_and_strongest(memorized):
 def test_bad_configs_are_one_line_errors(name, values, message):
     with pytest.raises(UnlearnkitError, match=message):
         make_config(name, values)
+
+
+def test_salun_changes_only_salient_weights(memorized):
+    from unlearnkit.methods.salun import saliency_mask
+
+    model, task = memorized
+    mask = saliency_mask(copy.deepcopy(model), task.forget, 0.2)
+    share = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
+    assert 0.19 <= share <= 0.21
+    result = run_method("salun", model, task, {"saliency": 0.2, "epochs": 2, "weight_decay": 0.01})
+    after = dict(result.model.named_parameters())
+    for name, before in model.named_parameters():
+        assert torch.equal(after[name][~mask[name]], before[~mask[name]]), name
+    assert any(not torch.equal(after[name][mask[name]], p[mask[name]]) for name, p in model.named_parameters())
+
+
+def test_random_wrong_labels_are_wrong_and_spread():
+    from unlearnkit.methods.common import random_wrong_labels
+
+    y = torch.arange(1000) % 10
+    wrong = random_wrong_labels(y, 10, seed=0)
+    assert torch.all(wrong != y) and set(wrong.tolist()) == set(range(10))
+    assert torch.equal(wrong, random_wrong_labels(y, 10, seed=0))

@@ -43,3 +43,15 @@ def kl_to_uniform(student_logits: torch.Tensor) -> torch.Tensor:
     """KL(uniform ‖ student): zero when the student is maximally unsure."""
     log_student = F.log_softmax(student_logits.float(), dim=1)
     return (-log_student.mean(dim=1) - math.log(student_logits.shape[1])).mean()
+
+
+def random_wrong_labels(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A uniformly random label other than the true one, for each example."""
+    generator = torch.Generator().manual_seed(seed)
+    offset = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+    return (y + offset) % num_classes
+
+
+def l1_norm(model: torch.nn.Module) -> torch.Tensor:
+    """Sum of |w| over the weight matrices and kernels (not biases or norm scales)."""
+    return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)

@@ -6,7 +6,7 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig
+from unlearnkit.methods.common import FitConfig, l1_norm
 from unlearnkit.train import fit
 
 
@@ -59,12 +59,9 @@ def prune_l1(model, task, config: PruneL1Config):
             if bn is not None:
                 bn.weight[~filters], bn.bias[~filters] = 0, 0
                 mask[f"{bn_name}.weight"], mask[f"{bn_name}.bias"] = filters, filters
-    weights = [p for name, p in model.named_parameters() if p.ndim > 1]
-
     def loss(student, batch, state):
         x, y = batch["data"]
-        penalty = sum(w.abs().sum() for w in weights)
-        return F.cross_entropy(student(x), y) + config.l1 * penalty
+        return F.cross_entropy(student(x), y) + config.l1 * l1_norm(student)
 
     fit(model, task.retain, config.recipe(task), seed=task.seed, loss=loss, mask=mask, description="prune-l1")
     return model

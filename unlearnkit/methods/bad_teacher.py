@@ -1,0 +1,31 @@
+import torch
+from pydantic import Field
+
+from unlearnkit.methods import register_method
+from unlearnkit.methods.common import FitConfig, kl_to_teacher, teacher_probs
+from unlearnkit.models import create_model
+from unlearnkit.train import Source, fit, model_device
+
+
+class BadTeacherConfig(FitConfig):
+    temperature: float = Field(1.0, gt=0, description="softening of both teachers' outputs")
+
+
+@register_method("bad-teacher", BadTeacherConfig)
+def bad_teacher(model, task, config: BadTeacherConfig):
+    """Distil from a competent teacher (the original) on retain images and from an incompetent
+    teacher (the same architecture, randomly initialized) on forget images (Chundawat et al.,
+    "Can Bad Teaching Induce Forgetting?", AAAI 2023)."""
+    good = task.original.eval()
+    torch.manual_seed(task.seed)
+    bad = create_model(model.spec["name"], **model.spec["kwargs"]).to(model_device(model), memory_format=torch.channels_last).eval()
+
+    def loss(student, batch, state):
+        (xr, _), (xf, _) = batch["retain"], batch["forget"]
+        logits = student(torch.cat([xr, xf]))
+        targets = torch.cat([teacher_probs(good, xr, config.temperature), teacher_probs(bad, xf, config.temperature)])
+        return kl_to_teacher(logits, targets, config.temperature)
+
+    data = {"retain": task.retain, "forget": Source(task.forget.x, task.forget.y, config.forget_batch)}
+    fit(model, data, config.recipe(task), seed=task.seed, loss=loss, description="bad-teacher")
+    return model
