@@ -17,11 +17,15 @@ RECIPE = Recipe(epochs=60, batch_size=32, lr=0.05, schedule="onecycle", weight_d
 # The tiny task has 6 steps per pass over the retain set; methods that train get more passes
 # and a higher rate than their defaults (sized for 22,500 retain images) to act at all.
 TINY_OVERRIDES = {"epochs": 8, "lr": 0.1}
+# Gradient ascent steps over the forget set alone: 48 images at its default batch of 64 are a
+# single step per pass, so it gets smaller batches here.
+TINY_METHOD_OVERRIDES = {"gradient-ascent": {"forget_batch": 16}}
 
 
 def tiny_config(name, **extra):
     fields = get_method(name).config.model_fields
-    return {key: value for key, value in {**TINY_OVERRIDES, **extra}.items() if key in fields}
+    values = {**TINY_OVERRIDES, **TINY_METHOD_OVERRIDES.get(name, {}), **extra}
+    return {key: value for key, value in values.items() if key in fields}
 
 
 def coloured_source(rng, centres, n, label_shift):
@@ -136,3 +140,17 @@ def test_random_wrong_labels_are_wrong_and_spread():
     wrong = random_wrong_labels(y, 10, seed=0)
     assert torch.all(wrong != y) and set(wrong.tolist()) == set(range(10))
     assert torch.equal(wrong, random_wrong_labels(y, 10, seed=0))
+
+
+@pytest.mark.parametrize("name", ["gradient-ascent", "neggrad-plus"])
+def test_ascent_stops_at_the_retain_floor(memorized, name):
+    model, task = memorized
+    floor = 0.95
+    try:  # without the guard, retain accuracy collapses, or training diverges and is stopped
+        unguarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": 0.0})
+        assert accuracy(unguarded.model, task.retain) < floor
+    except UnlearnkitError as error:
+        assert "NaN" in str(error) or "nan" in str(error)
+    # the guard samples up to 512 retain images: here, all 192 of them
+    guarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": floor, "check_every": 1})
+    assert accuracy(guarded.model, task.retain) >= floor * accuracy(model, task.retain)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import MethodConfig, Task
-from unlearnkit.train import Recipe
+from unlearnkit.train import Recipe, predict_logits
 
 
 class FitConfig(MethodConfig):
@@ -55,3 +55,31 @@ def random_wrong_labels(y: torch.Tensor, num_classes: int, seed: int) -> torch.T
 def l1_norm(model: torch.nn.Module) -> torch.Tensor:
     """Sum of |w| over the weight matrices and kernels (not biases or norm scales)."""
     return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+
+
+def retain_guard(task: Task, floor: float, every: int, sample: int = 512):
+    """An `on_step` hook for methods that ascend a loss: every `every` steps it measures the
+    accuracy on a fixed sample of retain images; when that falls below `floor` × the original's,
+    it puts back the weights of the last check that passed and stops the run."""
+    generator = torch.Generator().manual_seed(task.seed)
+    picked = torch.randperm(len(task.retain), generator=generator)[:sample].to(task.retain.x.device)
+    x, y = task.retain.x[picked], task.retain.y[picked]
+
+    def accuracy(model) -> float:
+        return (predict_logits(model, x).argmax(1).to(y.device) == y).float().mean().item()
+
+    required = floor * accuracy(task.original)
+    last_good: dict = {}
+
+    def check(model, state) -> bool:
+        if state.step % every and state.step != 1:
+            return False
+        if accuracy(model) >= required:
+            last_good.clear()
+            last_good.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return False
+        if last_good:
+            model.load_state_dict(last_good)
+        return True
+
+    return check

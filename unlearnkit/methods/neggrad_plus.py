@@ -1,0 +1,30 @@
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from unlearnkit.methods import register_method
+from unlearnkit.methods.common import FitConfig, retain_guard
+from unlearnkit.train import Source, fit
+
+
+class NegGradPlusConfig(FitConfig):
+    forget_weight: float = Field(0.5, ge=0, description="weight of the ascended forget loss against the descended retain loss")
+    retain_floor: float = Field(0.9, ge=0, le=1, description="stop when retain accuracy falls below this fraction of the original's")
+    check_every: int = Field(5, ge=1, description="steps between retain-accuracy checks")
+
+
+@register_method("neggrad-plus", NegGradPlusConfig)
+def neggrad_plus(model, task, config: NegGradPlusConfig):
+    """NegGrad+ (Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023): descend
+    the retain loss while ascending the forget loss, with the same retain-accuracy guard as
+    gradient ascent."""
+
+    def loss(student, batch, state):
+        (xr, yr), (xf, yf) = batch["retain"], batch["forget"]
+        logits = student(torch.cat([xr, xf]))
+        return F.cross_entropy(logits[: len(xr)], yr) - config.forget_weight * F.cross_entropy(logits[len(xr) :], yf)
+
+    data = {"retain": task.retain, "forget": Source(task.forget.x, task.forget.y, config.forget_batch)}
+    guard = retain_guard(task, config.retain_floor, config.check_every)
+    fit(model, data, config.recipe(task), seed=task.seed, loss=loss, on_step=guard, description="neggrad-plus")
+    return model
