@@ -39,7 +39,8 @@ def main() -> None:
     original, retrain = (train_reference(role, setup.dataset, setup.split, setup.preset, args.seed, setup.store) for role in ("original", "retrain"))
     device = next(original.model.parameters()).device
     task = Task(**sources(setup.dataset, setup.split, device), original=copy.deepcopy(original.model).eval(),
-                num_classes=setup.dataset.num_classes, recipe=setup.preset.recipe, seed=args.seed)
+                num_classes=setup.dataset.num_classes, recipe=setup.preset.recipe, seed=args.seed,
+                cache_dir=original.path.parent, data_key=setup.split.fingerprint)
     reference = val_metrics(model_outputs(retrain.model, setup.dataset, setup.split))
     print(f"retrain (val): {reference}")
     fields = [item.split("=")[0] for item in args.grid]

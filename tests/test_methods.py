@@ -167,3 +167,17 @@ def test_ssd_changes_nothing_when_the_forget_set_is_the_training_data(memorized)
     same = Task(retain=Source(everything.x[:0], everything.y[:0]), forget=everything, val=task.val, original=task.original, num_classes=10, recipe=task.recipe)
     result = run_method("ssd", model, same, {"alpha": 1.5})
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values()))
+
+
+def test_ssd_caches_training_importances(memorized, tmp_path):
+    import dataclasses
+
+    model, task = memorized
+    cached = dataclasses.replace(task, cache_dir=tmp_path, data_key="abcdef0123456789")
+    first = run_method("ssd", model, cached, {"alpha": 3})
+    files = list(tmp_path.glob("ssd-importances-*.safetensors"))
+    assert len(files) == 1
+    second = run_method("ssd", model, cached, {"alpha": 3})
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
+    uncached = run_method("ssd", model, task, {"alpha": 3})
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), uncached.model.state_dict().values()))

@@ -58,7 +58,7 @@ def run_experiment(
     data_sources = sources(dataset, split, device)
     task = Task(
         **data_sources, original=copy.deepcopy(original.model).eval(), num_classes=dataset.num_classes,
-        recipe=setup.preset.recipe, seed=seed,
+        recipe=setup.preset.recipe, seed=seed, cache_dir=original.path.parent, data_key=split.fingerprint,
     )
 
     rows, outputs = [], {}

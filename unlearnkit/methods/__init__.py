@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -36,6 +37,8 @@ class Task:
     `retain`, `forget` and `val` hold uint8 images and labels on the training device.
     `original` is a frozen copy of the model before unlearning (a teacher for distillation
     methods). `recipe` is the preset's training recipe, for methods that scale to it.
+    `cache_dir` (the original model's store folder) and `data_key` (the split's fingerprint)
+    let a method keep what depends only on the original model and the data between runs.
     """
 
     retain: Source
@@ -45,6 +48,8 @@ class Task:
     num_classes: int
     recipe: Recipe
     seed: int = 0
+    cache_dir: Path | None = None
+    data_key: str = ""
 
 
 @dataclass(frozen=True)

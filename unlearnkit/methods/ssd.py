@@ -1,7 +1,11 @@
+from pathlib import Path
+
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from unlearnkit.fileio import atomic_write_bytes
 from unlearnkit.methods import MethodConfig, register_method
 from unlearnkit.train import Source, autocast, model_device, to_float
 
@@ -34,12 +38,25 @@ def importances(model, sources: list[Source], batch_size: int) -> dict[str, torc
     return {name: value / max(batches, 1) for name, value in total.items()}
 
 
+def cached_importances(model, task, batch_size: int) -> dict[str, torch.Tensor]:
+    """Training-data importances depend only on the original model, the data and the batch
+    size: computed once, then read from the original model's store folder."""
+    if task.cache_dir is None or not task.data_key:
+        return importances(model, [task.retain, task.forget], batch_size)
+    path = Path(task.cache_dir) / f"ssd-importances-{task.data_key[:16]}-b{batch_size}.safetensors"
+    if path.is_file():
+        return {k: v.to(model_device(model)) for k, v in safetensors.torch.load_file(str(path)).items()}
+    values = importances(model, [task.retain, task.forget], batch_size)
+    atomic_write_bytes(path, safetensors.torch.save({k: v.cpu().contiguous() for k, v in values.items()}))
+    return values
+
+
 @register_method("ssd", SSDConfig)
 def ssd(model, task, config: SSDConfig):
     """Selective Synaptic Dampening (Foster et al., AAAI 2024): no training. Parameters far more
     important to the forget set than to the training data (forget importance > alpha × training
     importance) are scaled down in proportion to that ratio."""
-    full = importances(model, [task.retain, task.forget], config.batch_size)
+    full = cached_importances(model, task, config.batch_size)
     forget = importances(model, [task.forget], config.batch_size)
     with torch.no_grad():
         for name, p in model.named_parameters():
