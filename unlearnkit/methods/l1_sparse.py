@@ -8,6 +8,7 @@ from unlearnkit.train import fit
 
 class L1SparseConfig(FitConfig):
     l1: float = Field(5e-5, ge=0, description="initial weight of the L1 penalty; decays linearly to 0 over the run")
+    lr: float = Field(0.2, gt=0, description="peak learning rate; 0.2 as for finetune (val distance 0.167 vs 0.40 at 0.05)")
 
 
 @register_method("l1-sparse", L1SparseConfig)

@@ -11,6 +11,7 @@ class ScrubConfig(FitConfig):
     alpha: float = Field(0.001, ge=0, description="weight of the KL to the teacher in min-steps (the SCRUB paper's 0.001)")
     gamma: float = Field(0.99, ge=0, description="weight of the cross-entropy in min-steps (the paper's 0.99)")
     temperature: float = Field(4.0, gt=0, description="distillation temperature (the paper's 4)")
+    lr: float = Field(0.002, gt=0, description="peak learning rate; chosen on val from 0.05, 0.01, 0.005, 0.002 (0.005 and up collapse the model)")
 
 
 @register_method("scrub", ScrubConfig)
