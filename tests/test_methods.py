@@ -181,3 +181,15 @@ def test_ssd_caches_training_importances(memorized, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
     uncached = run_method("ssd", model, task, {"alpha": 3})
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), uncached.model.state_dict().values()))
+
+
+def test_boundary_labels_are_wrong_and_follow_the_adversarial_step(memorized):
+    from unlearnkit.methods.boundary_shrink import nearest_wrong_class
+    from unlearnkit.methods.dummy_labels import strongest_wrong_class
+
+    model, task = memorized
+    labels = nearest_wrong_class(model, task.forget.x, task.forget.y, epsilon=8 / 255)
+    assert torch.all(labels != task.forget.y)
+    # a vanishing step leaves the image where it was: the strongest wrong class of the original
+    tiny_step = nearest_wrong_class(model, task.forget.x, task.forget.y, epsilon=1e-9)
+    assert (tiny_step == strongest_wrong_class(model, task.forget.x, task.forget.y)).float().mean() >= 0.95

@@ -10,7 +10,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.run import DEFAULT_METHODS, run_experiment
 from unlearnkit.train import predict_logits
 
-ROW_KEYS = {"name", "train_acc", "retain_acc", "forget_acc", "test_acc", "val_acc", "mia", "seconds", "time_ratio", "model"}
+ROW_KEYS = {"name", "train_acc", "retain_acc", "forget_acc", "test_acc", "val_acc", "mia", "avg_gap", "seconds", "time_ratio", "model"}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,11 @@ def test_results_json_schema(finished_run):
         for key in ("train_acc", "retain_acc", "forget_acc", "test_acc", "val_acc", "mia"):
             assert 0 <= row[key] <= 1
     assert isinstance(on_disk["positive_control"]["passed"], bool)
+    reference = on_disk["rows"][1]
+    for row in on_disk["rows"]:
+        expected = np.mean([abs(row[k] - reference[k]) for k in ("forget_acc", "retain_acc", "test_acc", "mia")])
+        assert row["avg_gap"] == pytest.approx(expected, abs=1e-12)
+    assert reference["avg_gap"] == 0
 
 
 def test_reported_accuracies_match_a_recomputation(finished_run):

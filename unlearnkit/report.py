@@ -20,6 +20,17 @@ ACCURACY_COLUMNS = ("train_acc", "test_acc", "retain_acc", "forget_acc", "val_ac
 CONTROL_MARGIN = 0.03
 
 
+GAP_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia")
+
+
+def add_average_gaps(rows: list[dict]) -> None:
+    """Mean |Δ| to the retrained model over forget, retain and test accuracy and the attack
+    score (all as fractions): 0 is the retrained model itself."""
+    reference = next(row for row in rows if row["name"] == "retrain")
+    for row in rows:
+        row["avg_gap"] = sum(abs(row[k] - reference[k]) for k in GAP_COLUMNS) / len(GAP_COLUMNS)
+
+
 def positive_control(rows: list[dict]) -> dict:
     by_name = {row["name"]: row for row in rows}
     original, retrain = by_name["original"]["mia"], by_name["retrain"]["mia"]
@@ -41,8 +52,12 @@ def gap(value: float, reference: float, points: bool = True) -> str:
 
 def results_table(rows: list[dict], control: dict) -> Table:
     reference = next(row for row in rows if row["name"] == "retrain")
-    table = Table(title="accuracy in %, (gap to retrain in points); MIA 0.5 = chance, compare with retrain", title_justify="left")
-    for column in ("model", "train", "test", "retain", "forget", "val", "MIA", "seconds", "× retrain"):
+    table = Table(
+        title="accuracy in %, (gap to retrain in points); MIA 0.5 = chance, compare with retrain; "
+        "avg gap = mean |Δ| to retrain over forget, retain, test accuracy and MIA (lower is better)",
+        title_justify="left",
+    )
+    for column in ("model", "train", "test", "retain", "forget", "val", "MIA", "avg gap", "seconds", "× retrain"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         is_method = row["name"] not in ("original", "retrain")
@@ -54,7 +69,7 @@ def results_table(rows: list[dict], control: dict) -> Table:
         if row["name"] == "original" and not control["passed"]:
             mia += " NO SIGNAL"
         name = row["name"] + (" (reference)" if row["name"] == "retrain" else "")
-        table.add_row(name, *cells, mia, f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}")
+        table.add_row(name, *cells, mia, f"{row['avg_gap']:.3f}", f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}")
     return table
 
 

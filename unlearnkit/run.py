@@ -17,7 +17,7 @@ from unlearnkit.fileio import atomic_write_json
 from unlearnkit.methods import Task, get_method, list_methods, run_method
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
-from unlearnkit.report import positive_control, results_table, write_figures
+from unlearnkit.report import add_average_gaps, positive_control, results_table, write_figures
 from unlearnkit.store import save_model
 from unlearnkit.train import Source
 
@@ -85,6 +85,7 @@ def run_experiment(
         )
         evaluate(name, result.model, result.seconds, path, result.config.model_dump())
 
+    add_average_gaps(rows)
     control = positive_control(rows)
     split.save(out / "split.npz")
     figures = write_figures(rows, outputs, out / "figures")
