@@ -45,6 +45,7 @@ def test_data_info(binary_dir, env):
         (["data", "info", "--data", "/no/such/place"], "data path /no/such/place does not exist"),
         (["train", "--role", "sideways"], "Invalid value for '--role'"),
         (["run", "--preset", "smoke", "--methods", "finetune,magic"], "unknown method 'magic'; choose from"),
+        (["run", "--preset", "smoke", "--seeds", "0,one"], "--seeds '0,one' is not a comma-separated list of integers"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message):

@@ -77,3 +77,24 @@ def test_unknown_method_fails_before_training(tmp_path):
     with pytest.raises(UnlearnkitError, match="unknown method 'magic'"):
         run_experiment(preset="smoke", data=tmp_path, methods="finetune,magic", out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_seeds_are_aggregated(finished_run):
+    from unlearnkit.run import run_seeds
+
+    _, _, data, root = finished_run
+    results = run_seeds(seeds=[0, 1], preset="smoke", data=data, out=root / "seeds", cache=root / "cache", methods="finetune")
+    per_seed = [json.loads((root / "seeds" / path).read_text()) for path in results["runs"]]
+    assert per_seed[0]["rows"][0]["forget_acc"] != per_seed[1]["rows"][0]["forget_acc"] or per_seed[0]["rows"][0]["model"] != per_seed[1]["rows"][0]["model"]
+    for entry in results["aggregate"]:
+        values = [next(r for r in run["rows"] if r["name"] == entry["name"])["test_acc"] for run in per_seed]
+        assert entry["test_acc"]["mean"] == pytest.approx(np.mean(values))
+        assert entry["test_acc"]["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert json.loads((root / "seeds" / "results.json").read_text())["seeds"] == [0, 1]
+
+
+def test_bad_seed_lists(tmp_path):
+    from unlearnkit.run import run_seeds
+
+    with pytest.raises(UnlearnkitError, match=r"seeds \[1, 1\] are invalid"):
+        run_seeds(seeds=[1, 1], out=tmp_path)

@@ -54,12 +54,21 @@ def run(
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     methods: Optional[str] = typer.Option(None, help="comma-separated method names, or 'all' (default: finetune,prune-l1,kl,dummy-labels)"),
     seed: int = typer.Option(0, help="seed of the split, the models and the methods"),
-    out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>)"),
+    seeds: Optional[str] = typer.Option(None, help="repeat over these seeds (e.g. 0,1,2) and report mean ± sd; overrides --seed"),
+    out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>, or runs/<preset>-seeds<a-b-c>)"),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
 ):
     """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
-    from unlearnkit.run import run_experiment
+    from unlearnkit.run import run_experiment, run_seeds
 
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise UnlearnkitError(f"--seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+        run_seeds(seeds=seed_list, preset=preset, data=data, methods=methods, cache=cache,
+                  out=out or f"runs/{preset}-seeds{'-'.join(map(str, seed_list))}")
+        return
     run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{preset}-seed{seed}", cache=cache)
 
 

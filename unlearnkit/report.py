@@ -133,3 +133,33 @@ def accuracy_bars(rows: list[dict], path: Path) -> Path:
 def write_figures(rows: list[dict], outputs: dict[str, Outputs], folder: Path) -> list[Path]:
     paths = [loss_histogram(name, out, folder / f"losses-{name}.png") for name, out in outputs.items()]
     return paths + [mia_bars(rows, folder / "mia.png"), accuracy_bars(rows, folder / "accuracy.png")]
+
+
+AGGREGATED = ("train_acc", "test_acc", "retain_acc", "forget_acc", "val_acc", "mia", "avg_gap", "seconds", "time_ratio")
+
+
+def aggregate_rows(runs: list[list[dict]]) -> list[dict]:
+    """Mean and standard deviation (n − 1) of each metric per model, over runs with different seeds."""
+    names = [row["name"] for row in runs[0]]
+    aggregated = []
+    for name in names:
+        rows = [next(row for row in rows if row["name"] == name) for rows in runs]
+        entry = {"name": name, "n": len(rows)}
+        for key in AGGREGATED:
+            values = np.array([row[key] for row in rows], dtype=np.float64)
+            entry[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        aggregated.append(entry)
+    return aggregated
+
+
+def aggregate_table(aggregated: list[dict], seeds: list[int]) -> Table:
+    table = Table(title=f"mean ± sd over seeds {', '.join(map(str, seeds))}; accuracy in %", title_justify="left")
+    columns = [("train", "train_acc", 100, 1), ("test", "test_acc", 100, 1), ("retain", "retain_acc", 100, 1), ("forget", "forget_acc", 100, 1),
+               ("val", "val_acc", 100, 1), ("MIA", "mia", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+    table.add_column("model")
+    for title, *_ in columns:
+        table.add_column(title, justify="right")
+    for entry in aggregated:
+        cells = [f"{scale * entry[key]['mean']:.{digits}f} ± {scale * entry[key]['sd']:.{digits}f}" for _, key, scale, digits in columns]
+        table.add_row(entry["name"] + (" (reference)" if entry["name"] == "retrain" else ""), *cells)
+    return table

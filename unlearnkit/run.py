@@ -13,11 +13,12 @@ from rich.console import Console
 
 from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.experiment import prepare
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_json
 from unlearnkit.methods import Task, get_method, list_methods, run_method
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
-from unlearnkit.report import add_average_gaps, positive_control, results_table, write_figures
+from unlearnkit.report import add_average_gaps, aggregate_rows, aggregate_table, positive_control, results_table, write_figures
 from unlearnkit.store import save_model
 from unlearnkit.train import Source
 
@@ -105,4 +106,26 @@ def run_experiment(
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
     say(f"wrote {out / 'results.json'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
+    return results
+
+
+def run_seeds(*, seeds: list[int], out: str | Path, **kwargs) -> dict:
+    """The whole experiment once per seed (each seed draws its own forget set and model
+    initializations) under `out/seed<N>/`, then mean ± sd per column in `out/results.json`."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UnlearnkitError(f"seeds {seeds} are invalid; give one or more distinct integers, e.g. --seeds 0,1,2")
+    out = Path(out)
+    runs = [run_experiment(seed=seed, out=out / f"seed{seed}", **kwargs) for seed in seeds]
+    aggregated = aggregate_rows([run["rows"] for run in runs])
+    results = {
+        "preset": runs[0]["preset"],
+        "seeds": seeds,
+        "data_fingerprint": runs[0]["data_fingerprint"],
+        "runs": [f"seed{seed}/results.json" for seed in seeds],
+        "positive_control_passed": [run["positive_control"]["passed"] for run in runs],
+        "aggregate": aggregated,
+    }
+    atomic_write_json(out / "results.json", results)
+    Console(width=None if sys.stdout.isatty() else 160).print(aggregate_table(aggregated, seeds))
+    say(f"wrote {out / 'results.json'} (per-seed results under {out}/seed<N>/)")
     return results
