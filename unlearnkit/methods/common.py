@@ -1,4 +1,5 @@
-"""Pieces several methods share: fine-tuning hyperparameters and distillation losses."""
+"""Pieces several methods share: fine-tuning hyperparameters, distillation losses,
+relabelling, the L1 norm, and the retain-accuracy guard for methods that ascend a loss."""
 
 from __future__ import annotations
 
