@@ -19,7 +19,7 @@ from unlearnkit.models import create_model
 from unlearnkit.presets import Preset
 from unlearnkit.progress import say
 from unlearnkit.store import Store, load_model, read_sidecar, save_model
-from unlearnkit.train import Source, default_device, fit, predict_logits
+from unlearnkit.train import Source, accuracy, default_device, fit
 
 Role = Literal["original", "retrain"]
 
@@ -39,10 +39,6 @@ class Reference:
 
 def training_indices(role: Role, split: Split) -> np.ndarray:
     return np.sort(np.concatenate([split.forget, split.retain])) if role == "original" else split.retain
-
-
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    return float((predict_logits(model, x).argmax(1).numpy() == y).mean())
 
 
 def train_reference(

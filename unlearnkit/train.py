@@ -271,3 +271,9 @@ def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: i
             outputs.append(model(chunk).float().cpu())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+    """Fraction of images whose top-scoring class is the label (eval mode)."""
+    predicted = predict_logits(model, x).argmax(1)
+    return float((predicted == torch.as_tensor(y).cpu()).double().mean())

@@ -47,10 +47,10 @@ def _detect(path: Path) -> Dataset | None:
         return cifar.read_binary(path)
     if (path / "data_batch_1").exists() or (path / "batches.meta").exists():
         return cifar.read_python(path)
-    for kind, (tarball, _, folder) in cifar.TARBALLS.items():
+    for _, _, folder in cifar.TARBALLS.values():
         if (path / folder).is_dir():
             return _detect(path / folder)
-    for kind, (tarball, _, folder) in cifar.TARBALLS.items():
+    for tarball, _, _ in cifar.TARBALLS.values():
         if (path / tarball).is_file():
             return _detect(cifar.extract_tarball(path / tarball, path))
     if (path / "train").is_dir() and (path / "test").is_dir():

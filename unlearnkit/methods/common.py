@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import MethodConfig, Task
-from unlearnkit.train import Recipe, predict_logits
+from unlearnkit.train import Recipe, accuracy
 
 
 class FitConfig(MethodConfig):
@@ -65,17 +65,13 @@ def retain_guard(task: Task, floor: float, every: int, sample: int = 512):
     generator = torch.Generator().manual_seed(task.seed)
     picked = torch.randperm(len(task.retain), generator=generator)[:sample].to(task.retain.x.device)
     x, y = task.retain.x[picked], task.retain.y[picked]
-
-    def accuracy(model) -> float:
-        return (predict_logits(model, x).argmax(1).to(y.device) == y).float().mean().item()
-
-    required = floor * accuracy(task.original)
+    required = floor * accuracy(task.original, x, y)
     last_good: dict = {}
 
     def check(model, state) -> bool:
         if state.step % every and state.step != 1:
             return False
-        if accuracy(model) >= required:
+        if accuracy(model, x, y) >= required:
             last_good.clear()
             last_good.update({k: v.detach().clone() for k, v in model.state_dict().items()})
             return False
