@@ -28,19 +28,44 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, str, nn.BatchN
     return pairs
 
 
-def filters_to_keep(pairs, ratio: float, scope: str) -> dict[str, torch.Tensor]:
-    norms = {name: conv.weight.detach().abs().flatten(1).sum(1) for name, conv, _, _ in pairs}
+def filters_to_keep(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, torch.Tensor]:
+    """Per filter, True unless its score is among the lowest `ratio` of its layer (scope
+    "layer") or of all layers together (scope "global")."""
     if scope == "global":
-        scores = {name: norms[name] / conv.weight[0].numel() for name, conv, _, _ in pairs}
         threshold = torch.quantile(torch.cat(list(scores.values())).float(), ratio)
         return {name: s > threshold for name, s in scores.items()}
     keep = {}
-    for name, n in norms.items():
-        k = int(ratio * n.numel())
-        mask = torch.ones_like(n, dtype=torch.bool)
-        mask[torch.argsort(n)[:k]] = False
+    for name, s in scores.items():
+        mask = torch.ones_like(s, dtype=torch.bool)
+        mask[torch.argsort(s)[: int(ratio * s.numel())]] = False
         keep[name] = mask
     return keep
+
+
+def mean_abs_weight(pairs) -> dict[str, torch.Tensor]:
+    """The L1 norm of each filter over its size, so that layers compare in the global scope."""
+    return {name: conv.weight.detach().abs().flatten(1).mean(1) for name, conv, _, _ in pairs}
+
+
+def prune_and_recover(model, task, keep: dict[str, torch.Tensor], config: PruneL1Config, description: str):
+    """Zero the filters that `keep` drops (conv weights and the following batch-norm scale and
+    shift), then fine-tune on the retain set with an L1 penalty, holding them at zero."""
+    mask = {}
+    with torch.no_grad():
+        for name, conv, bn_name, bn in conv_bn_pairs(model):
+            filters = keep[name]
+            conv.weight[~filters] = 0
+            mask[f"{name}.weight"] = filters.view(-1, 1, 1, 1).expand_as(conv.weight)
+            if bn is not None:
+                bn.weight[~filters], bn.bias[~filters] = 0, 0
+                mask[f"{bn_name}.weight"], mask[f"{bn_name}.bias"] = filters, filters
+
+    def loss(student, batch, state):
+        x, y = batch["data"]
+        return F.cross_entropy(student(x), y) + config.l1 * l1_norm(student)
+
+    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=loss, mask=mask, description=description)
+    return model
 
 
 @register_method("prune-l1", PruneL1Config)
@@ -48,20 +73,5 @@ def prune_l1(model, task, config: PruneL1Config):
     """The seed's method: remove the filters with the smallest L1 norm (weights and the following
     batch-norm scale and shift set to zero), then fine-tune on the retain set with an L1 penalty,
     holding the removed filters at zero."""
-    pairs = conv_bn_pairs(model)
-    keep = filters_to_keep(pairs, config.ratio, config.scope)
-    mask = {}
-    with torch.no_grad():
-        for name, conv, bn_name, bn in pairs:
-            filters = keep[name]
-            conv.weight[~filters] = 0
-            mask[f"{name}.weight"] = filters.view(-1, 1, 1, 1).expand_as(conv.weight)
-            if bn is not None:
-                bn.weight[~filters], bn.bias[~filters] = 0, 0
-                mask[f"{bn_name}.weight"], mask[f"{bn_name}.bias"] = filters, filters
-    def loss(student, batch, state):
-        x, y = batch["data"]
-        return F.cross_entropy(student(x), y) + config.l1 * l1_norm(student)
-
-    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=loss, mask=mask, description="prune-l1")
-    return model
+    keep = filters_to_keep(mean_abs_weight(conv_bn_pairs(model)), config.ratio, config.scope)
+    return prune_and_recover(model, task, keep, config, "prune-l1")

@@ -1,0 +1,46 @@
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from unlearnkit.methods import register_method
+from unlearnkit.methods.kl import KLConfig, kl
+from unlearnkit.train import Source, autocast, model_device
+
+
+class SyntheticProxyConfig(KLConfig):
+    proxy_steps: int = Field(50, ge=1, description="Adam steps that shape the proxy images")
+    proxy_lr: float = Field(0.05, gt=0, description="Adam step size on pixels in [0, 1]")
+    proxy_l2: float = Field(0.1, ge=0, description="weight of the pull towards mid-grey, which keeps the noise bounded (UNSIR's regularizer)")
+
+
+def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, ...], config: SyntheticProxyConfig, seed: int) -> torch.Tensor:
+    """One uint8 image per label, optimized from random noise to maximize the model's loss on
+    that label (UNSIR's error-maximizing noise, Tarun et al. 2023), with an L2 pull to grey."""
+    model.eval()
+    device = model_device(model)
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.rand((len(labels), *image_shape), generator=generator).to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([pixels], lr=config.proxy_lr)
+    for _ in range(config.proxy_steps):
+        with autocast(device):
+            logits = model(pixels.contiguous(memory_format=torch.channels_last))
+        loss = -F.cross_entropy(logits.float(), labels) + config.proxy_l2 * (pixels - 0.5).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            pixels.clamp_(0, 1)
+    for p in model.parameters():
+        p.grad = None
+    return (pixels.detach() * 255).round().to(torch.uint8)
+
+
+@register_method("synthetic-proxy", SyntheticProxyConfig)
+def synthetic_proxy(model, task, config: SyntheticProxyConfig):
+    """Unlearning without the forget images: the method reads only the forget set's labels,
+    makes one error-maximizing noise image per forget example (UNSIR-style), and runs the kl
+    update with those proxies in place of the forget images."""
+    proxy = error_maximizing_noise(task.original, task.forget.y, tuple(task.retain.x.shape[1:]), config, task.seed)
+    return kl(model, dataclasses.replace(task, forget=Source(proxy, task.forget.y)), config)
