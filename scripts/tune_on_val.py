@@ -3,6 +3,9 @@ to the retrained model: |Δforget acc| + |Δval acc| + |ΔMIA|, where the attack
 losses with validation losses. Uses the cached reference models of the preset.
 
     python scripts/tune_on_val.py --method kl --grid forget_weight=0.1,0.3,1.0 [--preset default]
+
+Every point is appended to runs/tune/<method>-<preset>-seed<N>.jsonl (config, distance, metrics,
+seconds), so the search budget and what it found stay on record; the best point is printed last.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import json
+from pathlib import Path
 
 from unlearnkit.evaluate import model_outputs, simple_mia
 from unlearnkit.experiment import prepare
@@ -44,13 +49,33 @@ def main() -> None:
     reference = val_metrics(model_outputs(retrain.model, setup.dataset, setup.split))
     print(f"retrain (val): {reference}")
     fields = [item.split("=")[0] for item in args.grid]
-    values = [[float(v) for v in item.split("=")[1].split(",")] for item in args.grid]
+    values = [[parse(v) for v in item.split("=")[1].split(",")] for item in args.grid]
+    record = Path("runs/tune") / f"{args.method}-{args.preset}-seed{args.seed}.jsonl"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    best = None
     for combination in itertools.product(*values):
         config = dict(zip(fields, combination))
         result = run_method(args.method, original.model, task, config)
         found = val_metrics(model_outputs(result.model, setup.dataset, setup.split))
         distance = sum(abs(found[k] - reference[k]) for k in reference)
+        point = {"method": args.method, "config": config, "distance": distance, **found, "seconds": result.seconds, "time_ratio": result.seconds / retrain.seconds}
+        with record.open("a") as f:
+            f.write(json.dumps(point) + "\n")
+        best = point if best is None or distance < best["distance"] else best
         print(f"{args.method} {config}: distance {distance:.3f}  forget {found['forget']:.3f}  val {found['val']:.3f}  mia {found['mia']:.3f}  {result.seconds:.0f}s  ({result.seconds / retrain.seconds:.3f}× retrain)", flush=True)
+
+    if best is not None:
+        print(f"best: {best['config']} distance {best['distance']:.3f} (all points in {record})")
+
+
+def parse(value: str):
+    """A grid value: true/false, an integer, or a float."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
 
 
 if __name__ == "__main__":

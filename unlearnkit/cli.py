@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -20,6 +21,8 @@ out = Console(soft_wrap=True)
 
 DATA_HELP = "dataset location (CIFAR-10 batches, tarball, image folders or .npz); default: $UNLEARNKIT_DATA, then the cache"
 PRESET_HELP = "recipe preset: smoke, default, paper"
+FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv (default: the preset's random:0.1)"
+SUBJECTS_HELP = "CSV mapping subject_id to sample_id, for request files that list subject_id"
 
 
 class Role(str, Enum):
@@ -33,13 +36,15 @@ def train(
     preset: str = typer.Option("default", help=PRESET_HELP),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     seed: int = typer.Option(0, help="seed of the split and of the model's training"),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
+    subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
 ):
     """Train (or load from the cache) a reference model and print where it is stored."""
     from unlearnkit.experiment import prepare
     from unlearnkit.reference import train_reference
 
-    setup = prepare(data=data, preset=preset, seed=seed, cache=cache)
+    setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     ref = train_reference(role.value, setup.dataset, setup.split, setup.preset, seed, setup.store)
     metrics, timings = ref.meta["metrics"], ref.meta["timings"]
     status = "loaded from cache" if ref.cached else f"trained in {timings['train_seconds']:.0f}s"
@@ -55,11 +60,15 @@ def run(
     methods: Optional[str] = typer.Option(None, help="comma-separated method names, or 'all' (default: finetune,prune-l1,kl,dummy-labels)"),
     seed: int = typer.Option(0, help="seed of the split, the models and the methods"),
     seeds: Optional[str] = typer.Option(None, help="repeat over these seeds (e.g. 0,1,2) and report mean ± sd; overrides --seed"),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
+    subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
     out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>, or runs/<preset>-seeds<a-b-c>)"),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
 ):
     """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
     from unlearnkit.run import run_experiment, run_seeds
+
+    scenario = {"forget": forget, "subjects": subjects}
 
     if seeds is not None:
         try:
@@ -67,9 +76,62 @@ def run(
         except ValueError:
             raise UnlearnkitError(f"--seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
         run_seeds(seeds=seed_list, preset=preset, data=data, methods=methods, cache=cache,
-                  out=out or f"runs/{preset}-seeds{'-'.join(map(str, seed_list))}")
+                  out=out or f"runs/{preset}-seeds{'-'.join(map(str, seed_list))}", **scenario)
         return
-    run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{preset}-seed{seed}", cache=cache)
+    run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{preset}-seed{seed}", cache=cache, **scenario)
+
+
+@app.command()
+def forget(
+    model: str = typer.Option(..., help="the deployed model: .safetensors with its unlearnkit sidecar"),
+    requests: str = typer.Option(..., help="deletion-request CSV: a sample_id column, or subject_id with --subjects"),
+    method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`)"),
+    subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    seed: int = typer.Option(0, help="seed of the method and of the test/val halving"),
+    out: str = typer.Option("runs/forget", help="output folder: model.safetensors + sidecar, report.json, report.md"),
+):
+    """Serve a deletion request: unlearn the requested images from a model and verify what changed."""
+    from unlearnkit.forget import forget_request
+
+    report = forget_request(model=model, requests=requests, method=method, data=data, subjects=subjects, out=out, seed=seed)
+    table = Table(title=f"{report['requests']['images']} images forgotten with {method} in {report['unlearn_seconds']:.1f}s", title_justify="left")
+    for column in ("measure", "before", "after"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for title, key in (("forget accuracy", "forget_acc"), (f"retain accuracy ({report['retain_sample']} sampled)", "retain_acc"), ("test accuracy", "test_acc")):
+        table.add_row(title, f"{100 * report['before'][key]:.1f}%", f"{100 * report['after'][key]:.1f}%")
+    table.add_row("membership attack (forget vs test)", f"{report['before']['mia']:.3f}", f"{report['after']['mia']:.3f}")
+    out_console = Console(width=None if sys.stdout.isatty() else 120)
+    out_console.print(table)
+    out_console.print(f"positive control: {report['positive_control']['note']}")
+    out_console.print(f"[dim]{report['what_this_shows']}[/dim]")
+    out_console.print(f"wrote {report['output_model']} and {Path(out) / 'report.md'}")
+
+
+@app.command()
+def eda(
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
+    subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
+    seed: int = typer.Option(0, help="seed of the split and of the samples"),
+    tsne: bool = typer.Option(True, help="t-SNE of the original model's features (trains the original if it is not cached)"),
+    out: str = typer.Option("runs/eda", help="output folder; figures go under OUT/figures"),
+    cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
+):
+    """Exploratory figures of a forget scenario: class distribution, mean images, t-SNE, samples."""
+    from unlearnkit.eda import write_eda
+    from unlearnkit.experiment import prepare
+    from unlearnkit.reference import train_reference
+
+    setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
+    model = train_reference("original", setup.dataset, setup.split, setup.preset, seed, setup.store).model if tsne else None
+    paths = write_eda(setup.dataset, setup.split, Path(out) / "figures", model=model, seed=seed)
+    forget_counts = np.bincount(setup.dataset.train_y[setup.split.forget], minlength=setup.dataset.num_classes)
+    print(f"{setup.split.spec}: {setup.split.forget.size} forget / {setup.split.retain.size} retain images; forget per class: "
+          + ", ".join(f"{name} {count}" for name, count in zip(setup.dataset.classes, forget_counts)))
+    for path in paths:
+        print(f"wrote {path}")
 
 
 @app.command("methods")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnkit.data import Dataset, load_dataset
+from unlearnkit.data.scenarios import parse_forget
 from unlearnkit.data.splits import Split, make_split
 from unlearnkit.presets import Preset, get_preset
 from unlearnkit.store import Store
@@ -18,13 +19,17 @@ class Setup:
     store: Store
 
 
-def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache=None, forget: float | None = None) -> Setup:
+def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache=None, forget: float | str | None = None, subjects=None) -> Setup:
+    """`forget` is a scenario spec (see `unlearnkit.data.scenarios`; default: the preset's random
+    fraction); `subjects` maps subject ids to sample ids for request files that name subjects."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
     dataset = load_dataset(data)
+    scenario = parse_forget(preset.forget if forget is None else forget, dataset.classes, subjects, len(dataset.train_y), len(dataset.test_y))
     split = make_split(
         dataset.train_y,
         len(dataset.test_y),
-        forget=preset.forget if forget is None else forget,
+        forget=scenario,
+        classes=dataset.classes,
         seed=seed,
         pool=preset.train_pool if preset.train_pool and preset.train_pool < len(dataset.train_y) else None,
         data_fingerprint=dataset.fingerprint,

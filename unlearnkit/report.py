@@ -22,6 +22,8 @@ CONTROL_MARGIN = 0.03
 
 
 GAP_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia")
+# present when whole classes are forgotten (see unlearnkit.evaluate.metrics)
+CLASSWISE_COLUMNS = ("forget_class_test_acc", "other_class_test_acc")
 
 
 def add_average_gaps(rows: list[dict]) -> None:
@@ -58,12 +60,14 @@ def results_table(rows: list[dict], control: dict) -> Table:
         "avg gap = mean |Δ| to retrain over forget, retain, test accuracy and MIA (lower is better)",
         title_justify="left",
     )
-    for column in ("model", "train", "test", "retain", "forget", "val", "MIA", "avg gap", "seconds", "× retrain"):
+    accuracy_columns = ACCURACY_COLUMNS + tuple(key for key in CLASSWISE_COLUMNS if key in reference)
+    titles = {"forget_class_test_acc": "test, forgotten classes", "other_class_test_acc": "test, other classes"}
+    for column in ("model", *(titles.get(key, key.removesuffix("_acc")) for key in accuracy_columns), "MIA", "avg gap", "seconds", "× retrain"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         is_method = row["name"] not in ("original", "retrain")
         cells = []
-        for key in ACCURACY_COLUMNS:
+        for key in accuracy_columns:
             cell = f"{100 * row[key]:.1f}"
             cells.append(f"{cell} ({gap(row[key], reference[key])})" if is_method else cell)
         mia = f"{row['mia']:.3f}" + (f" ({gap(row['mia'], reference['mia'], points=False)})" if is_method else "")
@@ -74,7 +78,7 @@ def results_table(rows: list[dict], control: dict) -> Table:
     return table
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -95,7 +99,7 @@ def loss_histogram(name: str, outputs: Outputs, path: Path) -> Path:
     ax.set_ylabel("fraction of examples")
     ax.set_title(f"{name}: forget vs test losses")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def mia_bars(rows: list[dict], path: Path) -> Path:
@@ -112,7 +116,7 @@ def mia_bars(rows: list[dict], path: Path) -> Path:
     ax.set_title("membership inference (forget vs test): closer to retrain is better")
     ax.legend(loc="upper right")
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_bars(rows: list[dict], path: Path) -> Path:
@@ -126,7 +130,7 @@ def accuracy_bars(rows: list[dict], path: Path) -> Path:
     ax.set_ylim(0, 105)
     ax.set_title("accuracy per model and set")
     ax.legend(ncol=5, fontsize=8, loc="lower center")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_figures(rows: list[dict], outputs: dict[str, Outputs], folder: Path) -> list[Path]:
@@ -144,7 +148,7 @@ def aggregate_rows(runs: list[list[dict]]) -> list[dict]:
     for name in names:
         rows = [next(row for row in rows if row["name"] == name) for rows in runs]
         entry = {"name": name, "n": len(rows)}
-        for key in AGGREGATED:
+        for key in AGGREGATED + tuple(k for k in CLASSWISE_COLUMNS if all(k in row for row in rows)):
             values = np.array([row[key] for row in rows], dtype=np.float64)
             entry[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
         aggregated.append(entry)

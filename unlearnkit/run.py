@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
+from unlearnkit.eda import class_distribution
 from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.experiment import prepare
 from unlearnkit.errors import UnlearnkitError
@@ -45,12 +47,13 @@ def sources(dataset, split, device) -> dict[str, Source]:
 
 
 def run_experiment(
-    *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None, configs: dict | None = None
+    *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None,
+    configs: dict | None = None, forget: str | float | None = None, subjects=None,
 ) -> dict:
     names = resolve_methods(methods)
     out = Path(out)
     started = time.perf_counter()
-    setup = prepare(data=data, preset=preset, seed=seed, cache=cache)
+    setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     dataset, split = setup.dataset, setup.split
     say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
@@ -89,12 +92,16 @@ def run_experiment(
     add_average_gaps(rows)
     control = positive_control(rows)
     split.save(out / "split.npz")
-    figures = write_figures(rows, outputs, out / "figures")
+    figures = write_figures(rows, outputs, out / "figures") + [class_distribution(dataset, split, out / "figures" / "class-distribution.png")]
     results = {
         "preset": setup.preset.name,
         "seed": seed,
         "data_fingerprint": dataset.fingerprint,
-        "split": {"spec": split.spec, "forget": int(split.forget.size), "retain": int(split.retain.size), "test": int(split.test.size), "val": int(split.val.size)},
+        "split": {
+            "spec": split.spec, "forget": int(split.forget.size), "retain": int(split.retain.size), "test": int(split.test.size), "val": int(split.val.size),
+            "forget_per_class": np.bincount(dataset.train_y[split.forget], minlength=dataset.num_classes).tolist(),
+            "forget_classes": [dataset.classes[c] for c in split.forget_classes],
+        },
         "reference_cached": {"original": original.cached, "retrain": retrain.cached},
         "positive_control": control,
         "rows": rows,

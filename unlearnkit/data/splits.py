@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unlearnkit.data.scenarios import Scenario, parse_forget, select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_save_npz, sha256_arrays
 
@@ -24,6 +25,7 @@ class Split:
     seed: int
     data_fingerprint: str
     spec: str = ""
+    forget_classes: tuple[int, ...] = ()  # class-wise scenarios: the classes asked to be forgotten
 
     @property
     def fingerprint(self) -> str:
@@ -67,6 +69,7 @@ class Split:
             seed=np.int64(self.seed),
             data_fingerprint=np.str_(self.data_fingerprint),
             spec=np.str_(self.spec),
+            forget_classes=np.asarray(self.forget_classes, dtype=np.int64),
         )
 
     @classmethod
@@ -81,6 +84,7 @@ class Split:
                     seed=int(f["seed"]),
                     data_fingerprint=str(f["data_fingerprint"]),
                     spec=str(f["spec"]) if "spec" in f.files else "",
+                    forget_classes=tuple(int(c) for c in f["forget_classes"]) if "forget_classes" in f.files else (),
                 )
         except (OSError, KeyError, ValueError) as error:
             raise UnlearnkitError(f"{path} is not a readable split file ({error})") from None
@@ -110,29 +114,36 @@ def make_split(
     train_y: np.ndarray,
     n_heldout: int,
     *,
-    forget: float = 0.1,
+    forget: float | str | Scenario = 0.1,
     seed: int = 0,
     pool: int | None = None,
     data_fingerprint: str = "",
+    classes: tuple[str, ...] | None = None,
 ) -> Split:
-    """Random forget set of `forget` (fraction or count) training images, the rest retained;
-    held-out set halved into test and val. With `pool`, only a class-balanced sample of that
-    many training images takes part. The same arguments always give the same indices."""
+    """The forget set a scenario picks (a fraction or count, or a spec: see
+    `unlearnkit.data.scenarios`), the rest of the pool retained; held-out set halved into test
+    and val. With `pool`, only a class-balanced sample of that many training images takes part
+    (plus any image a request file names). The same arguments always give the same indices."""
     n_train = len(train_y)
     if pool is not None and not 2 <= pool <= n_train:
         raise UnlearnkitError(f"training pool of {pool} images is invalid; it must lie in 2..{n_train}")
+    classes = classes or tuple(str(c) for c in range(int(train_y.max()) + 1))
+    scenario = forget if isinstance(forget, Scenario) else parse_forget(forget, classes, n_train=n_train, n_heldout=n_heldout)
     candidates = sample_pool(train_y, pool, seed) if pool else np.arange(n_train)
+    if scenario.requested:
+        candidates = np.union1d(candidates, scenario.requested)
     rng = np.random.default_rng([seed, 0x5EED])
     order = rng.permutation(candidates)
-    count = forget_count(forget, candidates.size)
     heldout = rng.permutation(n_heldout)
+    forget_indices = select_forget(scenario, candidates, order, train_y, np.random.default_rng([seed, 0xF0E7]))
     half = n_heldout // 2
     return Split(
-        forget=np.sort(order[:count]),
-        retain=np.sort(order[count:]),
+        forget=forget_indices,
+        retain=np.setdiff1d(candidates, forget_indices),
         test=np.sort(heldout[:half]),
         val=np.sort(heldout[half:]),
         seed=seed,
         data_fingerprint=data_fingerprint,
-        spec=f"random:{forget:g}" + (f" pool:{pool}" if pool else ""),
+        spec=scenario.text + (f" pool:{pool}" if pool else ""),
+        forget_classes=scenario.classes,
     ).check(n_train, n_heldout, candidates.size)

@@ -78,6 +78,17 @@ def model_outputs(model: nn.Module, dataset: Dataset, split: Split, cache: Path 
 
 
 def metrics(outputs: Outputs, seed: int = 0) -> dict[str, float]:
+    """Accuracy on every set and the attack (forget vs test losses). When whole classes are
+    forgotten, the attack's non-members are test images of those classes only (otherwise it
+    would detect the class, not membership), and the forgotten classes' test accuracy is
+    reported apart from the other classes'."""
     row = {f"{part}_acc": outputs.accuracy(part) for part in ("train", "retain", "forget", "test", "val")}
-    row["mia"] = simple_mia(outputs.losses("forget"), outputs.losses("test"), seed=seed)
+    nonmembers = outputs.losses("test")
+    if classes := outputs.split.forget_classes:
+        in_classes = np.isin(outputs.dataset.test_y[outputs.split.test], classes)
+        nonmembers = nonmembers[in_classes]
+        predicted = outputs.heldout[outputs.split.test].argmax(1) == outputs.dataset.test_y[outputs.split.test]
+        row["forget_class_test_acc"] = float(predicted[in_classes].mean())
+        row["other_class_test_acc"] = float(predicted[~in_classes].mean()) if (~in_classes).any() else float("nan")
+    row["mia"] = simple_mia(outputs.losses("forget"), nonmembers, seed=seed)
     return row

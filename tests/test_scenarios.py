@@ -1,0 +1,249 @@
+"""Forget scenarios, request files, the production `forget` path and the exploratory figures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CLASSES
+from unlearnkit.data.scenarios import parse_forget, read_requests
+from unlearnkit.data.splits import make_split
+from unlearnkit.errors import UnlearnkitError
+
+LABELS = np.repeat(np.arange(10), 100)  # 1,000 training images, 100 per class
+ANIMALS = [CLASSES.index(c) for c in ("bird", "cat", "deer", "dog", "frog", "horse")]
+
+
+def split_for(spec, seed=0, pool=None, **kwargs):
+    return make_split(LABELS, 200, forget=parse_forget(spec, CLASSES, n_train=len(LABELS), n_heldout=200, **kwargs), seed=seed, pool=pool, classes=CLASSES)
+
+
+@pytest.mark.parametrize("spec", ["random:0.1", "random:37", "class:cat", "class:cat,dog:0.5", "skewed:animals=3:0.2"])
+def test_every_scenario_is_deterministic_and_disjoint_from_held_out(spec):
+    a, b, other = split_for(spec), split_for(spec), split_for(spec, seed=1)
+    assert np.array_equal(a.forget, b.forget) and np.array_equal(a.test, b.test)
+    assert a.spec == spec
+    assert np.intersect1d(a.forget, a.retain).size == 0 and a.forget.size + a.retain.size == len(LABELS)
+    assert a.forget.max() < len(LABELS)  # indices of the training array, never the held-out one
+    if not spec.startswith("class:cat") or spec.endswith("0.5"):
+        assert not np.array_equal(a.forget, other.forget)
+
+
+def test_random_sizes():
+    assert split_for("random:0.1").forget.size == 100
+    assert split_for("random:37").forget.size == 37
+
+
+def test_a_whole_class_is_every_image_of_it_and_is_recorded():
+    split = split_for("class:cat")
+    cat = CLASSES.index("cat")
+    assert np.array_equal(split.forget, np.flatnonzero(LABELS == cat))
+    assert split.forget_classes == (cat,)
+    both = split_for("class:cat,3,dog")  # names and indices; cat given twice
+    assert set(LABELS[both.forget]) == {cat, CLASSES.index("dog")} and both.forget.size == 200
+
+
+def test_part_of_a_class_takes_that_fraction_of_each():
+    split = split_for("class:cat,dog:0.5")
+    assert np.bincount(LABELS[split.forget], minlength=10)[[3, 5]].tolist() == [50, 50]
+    assert split.forget.size == 100
+
+
+def test_a_class_within_a_pool_is_its_pool_images():
+    split = split_for("class:cat", pool=500)
+    assert split.forget.size == 50 and split.pool_size == 500
+
+
+def test_skewed_sample_leans_on_the_weighted_classes():
+    split = split_for("skewed:animals=3:0.2")
+    counts = np.bincount(LABELS[split.forget], minlength=10)
+    assert split.forget.size == 200
+    # 6 animal classes at weight 3 vs 4 at weight 1: about 18/22 of the sample are animals
+    assert counts[ANIMALS].sum() / 200 > 0.7
+    assert counts[ANIMALS].mean() > 2 * np.delete(counts, ANIMALS).mean()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("class:unicorn", r"unknown class 'unicorn'; choose from airplane"),
+        ("random:1.5", r"amount 1.5 is invalid"),
+        ("random:zero", r"'zero' is not a number"),
+        ("class:cat:2", r"must be a fraction in \(0, 1\)"),
+        ("skewed:cat=-1:0.1", r"weight 'cat=-1' must be NAME=POSITIVE_NUMBER"),
+        ("skewed:0.1", r"needs class weights and an amount"),
+        ("everything", r"forget spec 'everything' is not understood"),
+        ("random:1000", r"selects 1000 of 1000 training images; it must select at least one and leave at least one"),
+    ],
+)
+def test_bad_specs_are_one_line_errors(spec, message):
+    with pytest.raises(UnlearnkitError, match=message):
+        split_for(spec)
+
+
+def test_forgetting_every_class_is_refused():
+    with pytest.raises(UnlearnkitError, match="covers the whole training set"):
+        split_for("class:" + ",".join(CLASSES))
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_request_file_by_sample_id(tmp_path):
+    requests = write(tmp_path / "req.csv", "sample_id,reason\n5,gdpr\n17,gdpr\n999,gdpr\n")
+    split = split_for(f"file:{requests}")
+    assert split.forget.tolist() == [5, 17, 999]
+
+
+def test_request_ids_join_a_pool(tmp_path):
+    requests = write(tmp_path / "req.csv", "sample_id\n" + "\n".join(map(str, range(0, 1000, 50))) + "\n")
+    split = split_for(f"file:{requests}", pool=300)
+    assert split.forget.size == 20 and np.isin(split.forget, np.union1d(split.forget, split.retain)).all()
+    assert split.pool_size >= 300
+
+
+def test_subject_requests_forget_every_image_of_the_subject(tmp_path):
+    subjects = write(tmp_path / "subjects.csv", "subject_id,sample_id\nalice,1\nbob,2\nalice,40\nbob,41\ncarol,7\n")
+    requests = write(tmp_path / "req.csv", "subject_id\nalice\ncarol\n")
+    assert read_requests(requests, 1000, 200, subjects) == [1, 7, 40]
+
+
+@pytest.mark.parametrize(
+    "content, subjects, message",
+    [
+        ("sample_id\n1000\n", None, r"line 2: sample_id 1000 is a held-out \(test\) image"),
+        ("sample_id\n1300\n", None, r"line 2: sample_id 1300 is unknown"),
+        ("sample_id\n-4\n", None, r"sample_id -4 is unknown"),
+        ("sample_id\n3\nabc\n", None, r"line 3: sample_id 'abc' is not an integer"),
+        ("sample_id\n3\n3\n", None, r"sample_id 3 is requested more than once"),
+        ("sample_id\n", None, r"lists no request"),
+        ("", None, r"lists no request"),
+        ("sample_id\n\n4\n", None, None),  # a blank line is no row at all
+        ("id\n3\n", None, r"has columns \['id'\]; it needs a sample_id column"),
+        ("subject_id\nalice\n", None, r"give --subjects MAP.csv"),
+        ("subject_id\nzoe\n", "subject_id,sample_id\nalice,1\n", r"subject_id 'zoe' is not in the subject map"),
+        ("subject_id\nalice\n", "person,image\nalice,1\n", r"needs the columns subject_id and sample_id"),
+        ("subject_id\nalice\nalice\n", "subject_id,sample_id\nalice,1\n", r"subject_id 'alice' is listed more than once"),
+    ],
+)
+def test_request_file_validation(tmp_path, content, subjects, message):
+    requests = write(tmp_path / "req.csv", content)
+    subjects_path = write(tmp_path / "map.csv", subjects) if subjects else None
+    if message is None:
+        assert read_requests(requests, 1000, 200, subjects_path) == [4]
+        return
+    with pytest.raises(UnlearnkitError, match=message):
+        read_requests(requests, 1000, 200, subjects_path)
+
+
+def test_request_file_in_another_encoding_is_refused(tmp_path):
+    requests = write(tmp_path / "req.csv", "sample_id,note\n3,Müller\n", encoding="latin-1")
+    with pytest.raises(UnlearnkitError, match=r"is not UTF-8 text \(byte \d+\); save it as UTF-8 CSV"):
+        read_requests(requests, 1000, 200)
+    with pytest.raises(UnlearnkitError, match="request file .* does not exist"):
+        read_requests(tmp_path / "missing.csv", 1000, 200)
+
+
+def test_classwise_evaluation_attacks_with_same_class_test_images(monkeypatch):
+    """The attack's non-members must be test images of the forgotten class; the class's test
+    accuracy is reported apart."""
+    import unlearnkit.evaluate as evaluate
+    from conftest import synthetic_arrays
+    from unlearnkit.data.dataset import Dataset
+
+    train_x, train_y, test_x, test_y = synthetic_arrays(n_train=200, n_test=100)
+    dataset = Dataset(train_x, train_y, test_x, test_y, CLASSES)
+    split = make_split(train_y, 100, forget="class:cat", seed=0, classes=CLASSES)
+    cat = CLASSES.index("cat")
+    logits_train = np.eye(10, dtype=np.float32)[train_y] * 5
+    heldout = np.eye(10, dtype=np.float32)[test_y] * 5
+    heldout[test_y == cat] = 0  # the model knows no cat in the held-out set
+    outputs = evaluate.Outputs(logits_train, heldout, dataset, split)
+    seen = {}
+    monkeypatch.setattr(evaluate, "simple_mia", lambda members, nonmembers, seed=0: seen.setdefault("n", len(nonmembers)) and 0.5)
+    row = evaluate.metrics(outputs)
+    cat_test = np.sum(test_y[split.test] == cat)
+    assert seen["n"] == cat_test > 0
+    assert row["forget_class_test_acc"] == 0.0 and row["other_class_test_acc"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """A small model trained on all of a synthetic dataset, saved as a user would have it."""
+    import torch
+    from conftest import synthetic_arrays, write_binary
+    from unlearnkit.models import create_model
+    from unlearnkit.store import save_model
+    from unlearnkit.train import Recipe, Source, fit
+
+    root = tmp_path_factory.mktemp("deployed")
+    arrays = synthetic_arrays(n_train=300, n_test=100)
+    data = write_binary(root / "data", *arrays)
+    torch.manual_seed(0)
+    model = create_model("resnet18", width=4).to(memory_format=torch.channels_last)
+    recipe = Recipe(epochs=3, batch_size=64, lr=0.05)
+    fit(model, Source(torch.from_numpy(arrays[0]), torch.from_numpy(arrays[1])), recipe)
+    path = save_model(model, root / "deployed.safetensors", role="original", recipe=recipe.model_dump())
+    return root, data, path
+
+
+def test_forget_writes_a_model_tied_to_its_inputs(deployed, tmp_path):
+    from unlearnkit.data.scenarios import file_sha256
+    from unlearnkit.fileio import sha256_file
+    from unlearnkit.forget import forget_request
+    from unlearnkit.store import load_model, read_sidecar
+
+    root, data, model_path = deployed
+    before_hash = sha256_file(model_path)
+    requests = write(tmp_path / "req.csv", "sample_id\n" + "\n".join(map(str, range(0, 300, 10))) + "\n")
+    out = tmp_path / "out"
+    report = forget_request(model=model_path, requests=requests, method="finetune", data=data, out=out, config={"epochs": 1})
+    assert sha256_file(model_path) == before_hash  # the input model is untouched
+    side = read_sidecar(out / "model.safetensors")
+    assert side["inputs"]["model"]["sha256"] == before_hash
+    assert side["inputs"]["requests"]["sha256"] == file_sha256(requests)
+    assert side["method"] == "finetune" and side["config"]["epochs"] == 1 and side["versions"]["unlearnkit"]
+    assert side["timings"]["unlearn_seconds"] > 0
+    load_model(out / "model.safetensors")  # verifies the weights against the sidecar
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["requests"]["images"] == 30
+    for stage in ("before", "after"):
+        assert set(on_disk[stage]) == {"forget_acc", "retain_acc", "test_acc", "mia"}
+    assert isinstance(on_disk["positive_control"]["passed"], bool)
+    assert "retrained" in (out / "report.md").read_text()
+
+
+def test_forget_cli_errors_leave_nothing_behind(deployed, tmp_path):
+    import subprocess
+    import sys
+
+    root, data, model_path = deployed
+    requests = write(tmp_path / "req.csv", "sample_id\n3\n300\n")
+    out = tmp_path / "out"
+
+    def forget(*extra):
+        command = [sys.executable, "-m", "unlearnkit", "forget", "--model", str(model_path), "--data", str(data), "--out", str(out), *extra]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    done = forget("--requests", str(requests))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "sample_id 300 is a held-out (test) image" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    done = forget("--requests", str(requests), "--method", "nope")
+    assert done.returncode == 2 and "unknown method 'nope'" in done.stderr and not out.exists()
+
+
+def test_eda_figures_are_real_pngs(deployed, tmp_path):
+    from unlearnkit.data import load_dataset
+    from unlearnkit.eda import write_eda
+    from unlearnkit.store import load_model
+
+    root, data, model_path = deployed
+    dataset = load_dataset(data)
+    split = make_split(dataset.train_y, len(dataset.test_y), forget="skewed:animals=3:0.2", seed=0, classes=dataset.classes)
+    paths = write_eda(dataset, split, tmp_path / "figures", model=load_model(model_path))
+    assert {p.name for p in paths} == {"class-distribution.png", "mean-images.png", "forget-samples.png", "tsne.png"}
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

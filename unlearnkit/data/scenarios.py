@@ -1,0 +1,218 @@
+"""Forget scenarios: which training images a deletion request covers.
+
+A scenario is written as one string (`--forget SPEC`), recorded in split.npz and results.json:
+
+| spec | forget set |
+|---|---|
+| `random:0.1`, `random:2500` | a uniform random fraction of the pool, or a count |
+| `class:cat`, `class:cat,dog` | every pool image of the class(es) (names or indices) |
+| `class:cat:0.5` | a random half of each named class's pool images |
+| `skewed:animals=3:0.1`, `skewed:cat=2,dog=2:2500` | a random sample in which each image's chance is its class's weight (unnamed classes weigh 1; `animals` and `vehicles` name CIFAR-10's groups) |
+| `file:REQ.csv` | the ids of a deletion-request file (see `read_requests`) |
+
+Legitimate edge cases: forgetting a whole class (or several) is allowed; forgetting every
+training image is not, since there would be nothing to retain.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unlearnkit.errors import UnlearnkitError
+
+GROUPS = {
+    "animals": ("bird", "cat", "deer", "dog", "frog", "horse"),
+    "vehicles": ("airplane", "automobile", "ship", "truck"),
+}
+KINDS = ("random", "class", "skewed", "file")
+SPEC_HELP = "random:0.1 | random:2500 | class:cat[,dog][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed forget spec. `classes` are class indices (class-wise scenarios only)."""
+
+    kind: str
+    text: str
+    amount: float | None = None
+    classes: tuple[int, ...] = ()
+    weights: tuple[float, ...] = ()
+    requested: tuple[int, ...] = ()
+
+    @property
+    def classwise(self) -> bool:
+        return self.kind == "class"
+
+
+def _amount(text: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UnlearnkitError(f"forget spec '{spec}': '{text}' is not a number; give a fraction in (0, 1) or a count, e.g. {SPEC_HELP}") from None
+    if value <= 0 or (value >= 1 and value != int(value)):
+        raise UnlearnkitError(f"forget amount {text} is invalid (forget spec '{spec}'); give a fraction in (0, 1) or a whole count ≥ 1")
+    return value
+
+
+def _class_index(name: str, classes: tuple[str, ...], spec: str) -> int:
+    name = name.strip()
+    if name in classes:
+        return classes.index(name)
+    if name.isdigit() and int(name) < len(classes):
+        return int(name)
+    raise UnlearnkitError(f"forget spec '{spec}': unknown class '{name}'; choose from {', '.join(classes)}")
+
+
+def _class_names(names: str, classes: tuple[str, ...], spec: str) -> list[int]:
+    indices = []
+    for name in names.split(","):
+        members = GROUPS.get(name.strip(), (name,))
+        indices += [_class_index(member, classes, spec) for member in members]
+    return sorted(set(indices))
+
+
+def parse_forget(spec: str | float, classes: tuple[str, ...], subjects: str | Path | None = None, n_train: int | None = None, n_heldout: int = 0) -> Scenario:
+    """Parse a forget spec against the dataset's class names (and, for request files, its size)."""
+    if isinstance(spec, (int, float)):
+        spec = f"random:{spec:g}"
+    kind, _, rest = spec.partition(":")
+    if kind not in KINDS or not rest:
+        raise UnlearnkitError(f"forget spec '{spec}' is not understood; write one of {SPEC_HELP}")
+    if kind == "random":
+        return Scenario(kind, spec, amount=_amount(rest, spec))
+    if kind == "class":
+        names, _, fraction = rest.partition(":")
+        amount = _amount(fraction, spec) if fraction else None
+        if amount is not None and amount >= 1:
+            raise UnlearnkitError(f"forget spec '{spec}': the part of a class must be a fraction in (0, 1), got {fraction}")
+        return Scenario(kind, spec, amount=amount, classes=tuple(_class_names(names, classes, spec)))
+    if kind == "skewed":
+        weights_text, _, amount = rest.rpartition(":")
+        if not weights_text:
+            raise UnlearnkitError(f"forget spec '{spec}' needs class weights and an amount, e.g. skewed:animals=3:0.1")
+        weights = np.ones(len(classes))
+        for item in weights_text.split(","):
+            name, _, weight = item.partition("=")
+            try:
+                value = float(weight)
+            except ValueError:
+                value = -1.0
+            if not value > 0:
+                raise UnlearnkitError(f"forget spec '{spec}': weight '{item}' must be NAME=POSITIVE_NUMBER, e.g. cat=2")
+            weights[_class_names(name, classes, spec)] = value
+        return Scenario(kind, spec, amount=_amount(amount, spec), weights=tuple(weights))
+    if n_train is None:
+        raise UnlearnkitError("a request file needs the dataset's size to check its ids")
+    return Scenario(kind, spec, requested=tuple(read_requests(rest, n_train, n_heldout, subjects)))
+
+
+def _read_csv(path: Path, what: str) -> list[dict]:
+    if not path.is_file():
+        raise UnlearnkitError(f"{what} {path} does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UnlearnkitError(f"{what} {path} is not UTF-8 text (byte {error.start}); save it as UTF-8 CSV") from None
+    rows = list(csv.DictReader(text.splitlines()))
+    return rows
+
+
+def _ids(rows: list[dict], column: str, path: Path) -> list[str]:
+    values = []
+    for line, row in enumerate(rows, start=2):
+        value = (row.get(column) or "").strip()
+        if not value:
+            raise UnlearnkitError(f"{path} line {line}: empty {column}; every row needs one")
+        values.append(value)
+    return values
+
+
+def _sample_id(value: str, where: str, n_train: int, n_heldout: int) -> int:
+    try:
+        index = int(value)
+    except ValueError:
+        raise UnlearnkitError(f"{where}: sample_id '{value}' is not an integer; ids index the official training array (0..{n_train - 1})") from None
+    if n_train <= index < n_train + n_heldout:
+        raise UnlearnkitError(f"{where}: sample_id {index} is a held-out (test) image; only training images 0..{n_train - 1} can be forgotten")
+    if not 0 <= index < n_train:
+        raise UnlearnkitError(f"{where}: sample_id {index} is unknown; ids index the official training array (0..{n_train - 1})")
+    return index
+
+
+def read_requests(path: str | Path, n_train: int, n_heldout: int = 0, subjects: str | Path | None = None) -> list[int]:
+    """The training indices a deletion-request CSV asks to forget.
+
+    The file has a `sample_id` column (an index into the official training array), or a
+    `subject_id` column together with `subjects`, a CSV mapping `subject_id` to `sample_id`:
+    every image of a listed subject is forgotten together. Ids from n_train on are read as the
+    held-out images of the official 60,000-image order and refused.
+    """
+    path = Path(path)
+    rows = _read_csv(path, "request file")
+    columns = set(rows[0]) if rows else set()
+    if not rows:
+        raise UnlearnkitError(f"request file {path} lists no request; it needs a header and at least one row")
+    if "sample_id" in columns:
+        values = _ids(rows, "sample_id", path)
+        indices = [_sample_id(v, f"{path} line {line}", n_train, n_heldout) for line, v in enumerate(values, start=2)]
+    elif "subject_id" in columns:
+        if subjects is None:
+            raise UnlearnkitError(f"request file {path} lists subject_id; give --subjects MAP.csv mapping subject_id to sample_id")
+        wanted = _ids(rows, "subject_id", path)
+        mapping: dict[str, list[int]] = {}
+        map_path = Path(subjects)
+        map_rows = _read_csv(map_path, "subject map")
+        if not map_rows or not {"subject_id", "sample_id"} <= set(map_rows[0]):
+            raise UnlearnkitError(f"subject map {map_path} needs the columns subject_id and sample_id")
+        for line, row in enumerate(map_rows, start=2):
+            subject = (row["subject_id"] or "").strip()
+            mapping.setdefault(subject, []).append(_sample_id((row["sample_id"] or "").strip(), f"{map_path} line {line}", n_train, n_heldout))
+        indices = []
+        for line, subject in enumerate(wanted, start=2):
+            if subject not in mapping:
+                raise UnlearnkitError(f"{path} line {line}: subject_id '{subject}' is not in the subject map {map_path}")
+            indices += mapping[subject]
+        if len(set(wanted)) != len(wanted):
+            duplicate = next(s for s in wanted if wanted.count(s) > 1)
+            raise UnlearnkitError(f"{path}: subject_id '{duplicate}' is listed more than once; list each subject once")
+    else:
+        raise UnlearnkitError(f"request file {path} has columns {sorted(columns)}; it needs a sample_id column, or subject_id with --subjects")
+    seen: set[int] = set()
+    for index in indices:
+        if index in seen:
+            raise UnlearnkitError(f"{path}: sample_id {index} is requested more than once; list each image once")
+        seen.add(index)
+    return sorted(indices)
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def select_forget(scenario: Scenario, candidates: np.ndarray, order: np.ndarray, train_y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The forget indices (sorted) that `scenario` picks from the candidate pool; `order` is a
+    seeded permutation of the candidates (the random scenario takes its head)."""
+    from unlearnkit.data.splits import forget_count
+
+    labels = train_y[candidates]
+    if scenario.kind == "random":
+        return np.sort(order[: forget_count(scenario.amount, candidates.size)])
+    if scenario.kind == "class":
+        picked = []
+        for c in scenario.classes:
+            members = candidates[labels == c]
+            if members.size == 0:
+                raise UnlearnkitError(f"forget spec '{scenario.text}': class {c} has no image in the training pool")
+            keep = members.size if scenario.amount is None else max(1, round(scenario.amount * members.size))
+            picked.append(rng.permutation(members)[:keep])
+        return np.sort(np.concatenate(picked))
+    if scenario.kind == "skewed":
+        weights = np.asarray(scenario.weights)[labels]
+        count = forget_count(scenario.amount, candidates.size)
+        return np.sort(rng.choice(candidates, count, replace=False, p=weights / weights.sum()))
+    return np.asarray(scenario.requested, dtype=np.int64)
