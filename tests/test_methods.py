@@ -236,3 +236,29 @@ def test_error_maximizing_noise_raises_the_loss(memorized):
     start = (torch.rand(noise.shape, generator=torch.Generator().manual_seed(0)) * 255).round().to(torch.uint8)
     loss = lambda x: torch.nn.functional.cross_entropy(predict_logits(model, x), labels).item()  # noqa: E731
     assert loss(noise) > loss(start) + 1.0
+
+
+def test_overrides_from_the_command_line():
+    from unlearnkit.methods import parse_overrides
+
+    assert parse_overrides(["finetune.lr=0.1", "finetune.epochs=2", "boundary-shrink.with_retain=false"]) == {
+        "finetune": {"lr": 0.1, "epochs": 2}, "boundary-shrink": {"with_retain": False}}
+    assert parse_overrides(["prune-l1.scope=global"]) == {"prune-l1": {"scope": "global"}}
+
+
+@pytest.mark.parametrize(
+    "items, methods, message",
+    [
+        (["finetune.lr"], None, r"--set 'finetune.lr' is not METHOD.FIELD=VALUE"),
+        (["lr=0.1"], None, r"--set 'lr=0.1' is not METHOD.FIELD=VALUE"),
+        (["nope.lr=1"], None, r"unknown method 'nope'"),
+        (["finetune.lr=-1"], None, r"method 'finetune' config field 'lr': Input should be greater than 0"),
+        (["finetune.speed=3"], None, r"field 'speed': Extra inputs are not permitted"),
+        (["kl.forget_weight=1"], ["finetune"], r"names method 'kl', which this run does not include"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(items, methods, message):
+    from unlearnkit.methods import parse_overrides
+
+    with pytest.raises(UnlearnkitError, match=message):
+        parse_overrides(items, methods)

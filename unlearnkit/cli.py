@@ -62,13 +62,15 @@ def run(
     seeds: Optional[str] = typer.Option(None, help="repeat over these seeds (e.g. 0,1,2) and report mean ± sd; overrides --seed"),
     forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
     subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a method's hyperparameter: METHOD.FIELD=VALUE (repeatable)"),
     out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>, or runs/<preset>-seeds<a-b-c>)"),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
 ):
     """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
-    from unlearnkit.run import run_experiment, run_seeds
+    from unlearnkit.methods import parse_overrides
+    from unlearnkit.run import resolve_methods, run_experiment, run_seeds
 
-    scenario = {"forget": forget, "subjects": subjects}
+    scenario = {"forget": forget, "subjects": subjects, "configs": parse_overrides(set_, resolve_methods(methods))}
 
     if seeds is not None:
         try:
@@ -86,6 +88,7 @@ def forget(
     model: str = typer.Option(..., help="the deployed model: .safetensors with its unlearnkit sidecar"),
     requests: str = typer.Option(..., help="deletion-request CSV: a sample_id column, or subject_id with --subjects"),
     method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a hyperparameter of the method: METHOD.FIELD=VALUE (repeatable)"),
     subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     seed: int = typer.Option(0, help="seed of the method and of the test/val halving"),
@@ -93,8 +96,10 @@ def forget(
 ):
     """Serve a deletion request: unlearn the requested images from a model and verify what changed."""
     from unlearnkit.forget import forget_request
+    from unlearnkit.methods import parse_overrides
 
-    report = forget_request(model=model, requests=requests, method=method, data=data, subjects=subjects, out=out, seed=seed)
+    config = parse_overrides(set_, [method]).get(method)
+    report = forget_request(model=model, requests=requests, method=method, data=data, subjects=subjects, out=out, seed=seed, config=config)
     table = Table(title=f"{report['requests']['images']} images forgotten with {method} in {report['unlearn_seconds']:.1f}s", title_justify="left")
     for column in ("measure", "before", "after"):
         table.add_column(column, justify="left" if column == "measure" else "right")

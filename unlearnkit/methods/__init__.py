@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import importlib
+import json
 import pkgutil
 import time
 from dataclasses import dataclass
@@ -97,6 +98,29 @@ def make_config(name: str, values: dict | None = None) -> MethodConfig:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "config"
         raise UnlearnkitError(f"method '{name}' config field '{field}': {first['msg']} (got {first.get('input')!r})") from None
+
+
+def parse_overrides(items: list[str] | None, methods: list[str] | None = None) -> dict[str, dict]:
+    """`METHOD.FIELD=VALUE` strings (from `--set`) → {method: {field: value}}. Values are read
+    as JSON where they parse (numbers, true/false), else kept as text; the method's config
+    then validates them."""
+    overrides: dict[str, dict] = {}
+    for item in items or []:
+        target, equals, value = item.partition("=")
+        name, dot, field = target.rpartition(".")
+        if not equals or not dot or not name or not field:
+            raise UnlearnkitError(f"--set '{item}' is not METHOD.FIELD=VALUE, e.g. --set finetune.lr=0.1")
+        get_method(name)
+        if methods is not None and name not in methods:
+            raise UnlearnkitError(f"--set '{item}' names method '{name}', which this run does not include ({', '.join(methods)})")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        overrides.setdefault(name, {})[field] = parsed
+    for name, values in overrides.items():
+        make_config(name, values)  # a bad field or value fails here, before any training
+    return overrides
 
 
 @dataclass

@@ -10,7 +10,8 @@ from unlearnkit.train import Source, autocast, model_device
 
 
 class SyntheticProxyConfig(KLConfig):
-    proxy_steps: int = Field(50, ge=1, description="Adam steps that shape the proxy images")
+    proxies_per_class: int = Field(64, ge=1, description="noise images per class of the forget set (fewer when the class has fewer forget images)")
+    proxy_steps: int = Field(20, ge=1, description="Adam steps that shape the proxy images")
     proxy_lr: float = Field(0.05, gt=0, description="Adam step size on pixels in [0, 1]")
     proxy_l2: float = Field(0.1, ge=0, description="weight of the pull towards mid-grey, which keeps the noise bounded (UNSIR's regularizer)")
 
@@ -40,7 +41,9 @@ def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, 
 @register_method("synthetic-proxy", SyntheticProxyConfig)
 def synthetic_proxy(model, task, config: SyntheticProxyConfig):
     """Unlearning without the forget images: the method reads only the forget set's labels,
-    makes one error-maximizing noise image per forget example (UNSIR-style), and runs the kl
-    update with those proxies in place of the forget images."""
-    proxy = error_maximizing_noise(task.original, task.forget.y, tuple(task.retain.x.shape[1:]), config, task.seed)
-    return kl(model, dataclasses.replace(task, forget=Source(proxy, task.forget.y)), config)
+    makes error-maximizing noise images for each class it holds (UNSIR-style, Tarun et al. 2023),
+    and runs the kl update with those proxies in place of the forget images."""
+    counts = torch.bincount(task.forget.y.cpu(), minlength=task.num_classes).clamp(max=config.proxies_per_class)
+    labels = torch.repeat_interleave(torch.arange(task.num_classes), counts).to(task.forget.y.device)
+    proxy = error_maximizing_noise(task.original, labels, tuple(task.retain.x.shape[1:]), config, task.seed)
+    return kl(model, dataclasses.replace(task, forget=Source(proxy, labels)), config)
