@@ -9,6 +9,7 @@ from unlearnkit.train import Source, fit, model_device
 
 class BadTeacherConfig(FitConfig):
     temperature: float = Field(1.0, gt=0, description="softening of both teachers' outputs")
+    lr: float = Field(0.2, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2")
 
 
 @register_method("bad-teacher", BadTeacherConfig)

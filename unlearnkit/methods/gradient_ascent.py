@@ -8,7 +8,7 @@ from unlearnkit.train import Source, fit
 
 class GradientAscentConfig(FitConfig):
     epochs: float = Field(1.0, gt=0, description="passes over the forget set")
-    lr: float = Field(0.01, gt=0, description="peak learning rate (cosine decay)")
+    lr: float = Field(0.01, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.005, 0.01, 0.02")
     retain_floor: float = Field(0.9, ge=0, le=1, description="stop when retain accuracy falls below this fraction of the original's")
     check_every: int = Field(2, ge=1, description="steps between retain-accuracy checks")
 

@@ -8,7 +8,7 @@ from unlearnkit.train import Source, autocast, model_device, to_float
 
 
 class PruneCosineConfig(PruneL1Config):
-    ratio: float = Field(0.3, ge=0, lt=1, description="fraction of filters removed: those whose responses on forget images are least like their responses on retain images")
+    ratio: float = Field(0.5, ge=0, lt=1, description="fraction of filters removed: those whose responses on forget images are least like their responses on retain images (chosen on val from 0.3, 0.5)")
     probe: int = Field(2500, ge=10, description="retain images (a seeded sample) whose responses the forget set's are compared with")
 
 

@@ -8,6 +8,7 @@ from unlearnkit.train import Source, autocast, fit, model_device, to_float
 
 
 class SalUnConfig(FitConfig):
+    lr: float = Field(0.3, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2, 0.3, 0.4")
     saliency: float = Field(0.5, gt=0, le=1, description="fraction of weights that may change: those with the largest forget-loss gradient magnitude")
 
 
