@@ -16,19 +16,29 @@ from typing import Any
 
 import numpy as np
 
+from unlearnkit.errors import UnlearnkitError
+
 TMP_PREFIX = ".unlearnkit-tmp-"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` so that a crash or a full disk leaves the previous file (or none),
+    never part of the new one. A failed write is one-line UnlearnkitError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    except OSError as error:
+        raise UnlearnkitError(f"cannot write {path}: {error.strerror or error}; choose a writable output folder") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise UnlearnkitError(f"cannot write {path}: {error.strerror or error}; nothing was changed there — free some space or choose another folder") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -3,7 +3,6 @@ retrained gold standard (trained from scratch on the retain set only), through t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +18,7 @@ from unlearnkit.models import create_model
 from unlearnkit.presets import Preset
 from unlearnkit.progress import say
 from unlearnkit.store import Store, load_model, read_sidecar, save_model
-from unlearnkit.train import Source, accuracy, default_device, fit
+from unlearnkit.train import Checkpoint, Source, accuracy, default_device, fit
 
 Role = Literal["original", "retrain"]
 
@@ -61,10 +60,11 @@ def train_reference(
     torch.manual_seed(seed)
     model = create_model(preset.model.name, num_classes=dataset.num_classes, **preset.model.kwargs)
     model = model.to(device, memory_format=torch.channels_last)
-    started = time.perf_counter()
     source = Source.take(dataset.train_x, dataset.train_y, indices, device)
-    report = fit(model, source, preset.recipe, seed=seed, description=f"{role} ({preset.name})")
-    seconds = time.perf_counter() - started
+    # a killed run leaves its checkpoint beside where the model will go; the same command resumes it
+    checkpoint = Checkpoint(store.path(key).parent / "checkpoint.safetensors", key=key)
+    report = fit(model, source, preset.recipe, seed=seed, description=f"{role} ({preset.name})", checkpoint=checkpoint)
+    seconds = report.seconds  # training time, including the part before any crash
     metrics = {
         "train_acc": accuracy(model, dataset.train_x[indices], dataset.train_y[indices]),
         "test_acc": accuracy(model, dataset.test_x[split.test], dataset.test_y[split.test]),

@@ -14,19 +14,24 @@ does through hooks instead of writing loops of their own:
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors import SafetensorError
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.progress import EpochProgress
+from unlearnkit.fileio import TMP_PREFIX, atomic_write_bytes, sha256_json
+from unlearnkit.progress import EpochProgress, say
 
 
 class Recipe(BaseModel):
@@ -90,6 +95,53 @@ class FitReport:
     @property
     def images_per_second(self) -> float:
         return self.images / max(self.seconds, 1e-9)
+
+
+CHECKPOINT_FORMAT = "unlearnkit.checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """Where `fit` keeps what it needs to resume after a crash (weights, momentum, RNG states,
+    data order and position), written atomically every `every` steps and removed when training
+    ends. A checkpoint written by a different run (other key, recipe, seed or data sizes) is
+    ignored and replaced."""
+
+    path: Path
+    key: str = ""
+    every: int = 50
+
+    def save(self, identity: str, model: nn.Module, optimizer, generator: torch.Generator, order: dict, progress: dict) -> None:
+        tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        for index, entry in optimizer.state_dict()["state"].items():
+            if entry.get("momentum_buffer") is not None:
+                tensors[f"momentum/{index}"] = entry["momentum_buffer"].detach().cpu().contiguous()
+        tensors["rng/fit"] = generator.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()
+        tensors.update({f"order/{name}": o.cpu().contiguous() for name, o in order.items()})
+        metadata = {"format": CHECKPOINT_FORMAT, "identity": identity, "progress": json.dumps(progress)}
+        atomic_write_bytes(self.path, safetensors.torch.save(tensors, metadata=metadata))
+
+    def load(self, identity: str) -> tuple[dict, dict] | None:
+        """(tensors, progress) of a checkpoint of this very run, or None. Temporary files that a
+        write killed half-way left beside it are removed."""
+        for leftover in self.path.parent.glob(f"{TMP_PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+        if not self.path.is_file():
+            return None
+        try:
+            with safetensors.safe_open(str(self.path), "pt") as f:
+                metadata = f.metadata() or {}
+                if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("identity") != identity:
+                    say(f"[dim]ignoring {self.path}: it belongs to another run[/dim]")
+                    return None
+                return {k: f.get_tensor(k) for k in f.keys()}, json.loads(metadata["progress"])
+        except (SafetensorError, OSError, ValueError, KeyError) as error:
+            say(f"[yellow]ignoring unreadable checkpoint {self.path} ({error}); starting over[/yellow]")
+            return None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 Batch = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -162,8 +214,11 @@ def fit(
     mask: Mapping[str, torch.Tensor] | None = None,
     on_step: Callable[[nn.Module, TrainState], bool | None] | None = None,
     description: str = "train",
+    checkpoint: Checkpoint | None = None,
 ) -> FitReport:
-    """Train `model` in place on `data` with `recipe`. Deterministic for a seed on one device."""
+    """Train `model` in place on `data` with `recipe`. Deterministic for a seed on one device.
+    With `checkpoint`, a run killed at any point and started again with the same arguments
+    resumes and ends with bitwise the same weights as an uninterrupted run."""
     sources = {"data": data} if isinstance(data, Source) else dict(data)
     if not sources or any(len(s) == 0 for s in sources.values()):
         raise UnlearnkitError(f"{description}: a data source is empty; every source needs at least one image")
@@ -182,13 +237,30 @@ def fit(
     mask = {name: m.to(device=device, dtype=torch.bool) for name, m in (mask or {}).items()}
     if unknown := sorted(set(mask) - set(params)):
         raise UnlearnkitError(f"{description}: mask names unknown parameter '{unknown[0]}'")
-    held = {name: params[name].detach().clone() for name in mask}
     optimizer = torch.optim.SGD(
         model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
         nesterov=recipe.nesterov and recipe.momentum > 0,
     )
     order = {name: torch.empty(0, dtype=torch.long) for name in sources}
     cursor = {name: 0 for name in sources}
+    done = {"step": 0, "images": 0, "seconds": 0.0, "last_loss": math.nan, "epoch_loss": 0.0, "epoch_steps": 0, "correct": 0, "seen": 0}
+    identity = sha256_json({
+        "key": checkpoint.key if checkpoint else "", "recipe": recipe.model_dump(), "seed": seed, "description": description,
+        "sources": {name: [len(s), batch_sizes[name]] for name, s in sources.items()},
+        "parameters": {name: list(p.shape) for name, p in params.items()}, "mask": sorted(mask),
+    })
+    if checkpoint is not None and (found := checkpoint.load(identity)) is not None:
+        tensors, done = found
+        model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
+        momentum = {int(k.removeprefix("momentum/")): v for k, v in tensors.items() if k.startswith("momentum/")}
+        if momentum:
+            optimizer.load_state_dict({"state": {i: {"momentum_buffer": v} for i, v in momentum.items()}, "param_groups": optimizer.state_dict()["param_groups"]})
+        generator.set_state(tensors["rng/fit"])
+        torch.set_rng_state(tensors["rng/torch"])
+        order = {name: tensors[f"order/{name}"] for name in sources}
+        cursor = done["cursor"]
+        say(f"[dim]{description}: resuming from step {done['step']} of {total_steps} ({checkpoint.path})[/dim]")
+    held = {name: params[name].detach().clone() for name in mask}
 
     def next_indices(name: str) -> torch.Tensor:
         size = batch_sizes[name]
@@ -199,13 +271,17 @@ def fit(
         return picked.to(device)
 
     model.train()
-    started, images, last_loss, stopped = time.perf_counter(), 0, math.nan, False
-    state = TrainState(step=0, total_steps=total_steps, epoch=0, lr=recipe.lr)
+    started, images, last_loss, stopped = time.perf_counter() - done["seconds"], done["images"], done["last_loss"], False
+    state = TrainState(step=done["step"], total_steps=total_steps, epoch=0, lr=recipe.lr)
+    resumed_in_epoch = state.step % steps_per_epoch > 0
     with EpochProgress(description, steps_per_epoch, epochs) as progress:
-        for epoch in range(epochs):
+        for epoch in range(state.step // steps_per_epoch, epochs):
             progress.start_epoch(epoch)
             epoch_loss, epoch_steps, state.correct, state.seen = 0.0, 0, 0, 0
-            for _ in range(min(steps_per_epoch, total_steps - state.step)):
+            if resumed_in_epoch:
+                epoch_loss, epoch_steps, state.correct, state.seen = done["epoch_loss"], done["epoch_steps"], done["correct"], done["seen"]
+                resumed_in_epoch = False
+            for _ in range(min(steps_per_epoch * (epoch + 1), total_steps) - state.step):
                 state.epoch = epoch
                 state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps)
                 for group in optimizer.param_groups:
@@ -242,11 +318,18 @@ def fit(
                 if on_step is not None and on_step(model, state):
                     stopped = True
                     break
+                if checkpoint is not None and state.step % checkpoint.every == 0 and state.step < total_steps:
+                    checkpoint.save(identity, model, optimizer, generator, order, {
+                        "step": state.step, "cursor": cursor, "images": images, "seconds": time.perf_counter() - started,
+                        "last_loss": last_loss, "epoch_loss": epoch_loss, "epoch_steps": epoch_steps, "correct": state.correct, "seen": state.seen,
+                    })
             state.loss = epoch_loss / max(epoch_steps, 1)
             progress.end_epoch(epoch, state.stats(images / (time.perf_counter() - started)))
             if stopped or state.step >= total_steps:
                 break
     check_finite(model, description)
+    if checkpoint is not None:
+        checkpoint.remove()
     model.eval()
     return FitReport(state.step, images, time.perf_counter() - started, last_loss, stopped)
 
