@@ -1,0 +1,59 @@
+"""Markdown tables from a run's results.json, for docs: one row per model with its gaps to the
+retrained model (single seed), or mean ± sd per column (a `--seeds` run).
+
+    python scripts/results_table.py runs/default-seed0/results.json [--sort]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+COLUMNS = [("train", "train_acc"), ("test", "test_acc"), ("retain", "retain_acc"), ("forget", "forget_acc"), ("val", "val_acc")]
+CLASSWISE = [("test, forgotten classes", "forget_class_test_acc"), ("test, other classes", "other_class_test_acc")]
+
+
+def single(rows: list[dict], sort: bool) -> str:
+    reference = next(r for r in rows if r["name"] == "retrain")
+    columns = COLUMNS + [c for c in CLASSWISE if c[1] in reference]
+    head = ["model", *(t for t, _ in columns), "MIA", "avg gap", "seconds", "× retrain"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ordered = rows[:2] + (sorted(rows[2:], key=lambda r: r["avg_gap"]) if sort else rows[2:])
+    for row in ordered:
+        method = row["name"] not in ("original", "retrain")
+        cells = []
+        for _, key in columns:
+            value = f"{100 * row[key]:.1f}"
+            cells.append(f"{value} ({100 * (row[key] - reference[key]):+.1f})" if method and not math.isnan(row[key]) else value)
+        mia = f"{row['mia']:.3f}" + (f" ({row['mia'] - reference['mia']:+.3f})" if method else "")
+        name = "**retrain (reference)**" if row["name"] == "retrain" else row["name"]
+        lines.append("| " + " | ".join([name, *cells, mia, f"{row['avg_gap']:.3f}", f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}"]) + " |")
+    return "\n".join(lines)
+
+
+def aggregate(entries: list[dict], sort: bool) -> str:
+    columns = [(t, k, 100, 1) for t, k in COLUMNS] + [("MIA", "mia", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+    columns += [(t, k, 100, 1) for t, k in CLASSWISE if k in entries[0]]
+    head = ["model", *(t for t, *_ in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ordered = entries[:2] + (sorted(entries[2:], key=lambda e: e["avg_gap"]["mean"]) if sort else entries[2:])
+    for entry in ordered:
+        cells = [f"{scale * entry[k]['mean']:.{d}f} ± {scale * entry[k]['sd']:.{d}f}" for _, k, scale, d in columns]
+        name = "**retrain (reference)**" if entry["name"] == "retrain" else entry["name"]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results")
+    parser.add_argument("--sort", action="store_true", help="methods by average gap to retrain")
+    args = parser.parse_args()
+    with open(args.results) as f:
+        results = json.load(f)
+    print(aggregate(results["aggregate"], args.sort) if "aggregate" in results else single(results["rows"], args.sort))
+
+
+if __name__ == "__main__":
+    main()
