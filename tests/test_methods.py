@@ -262,3 +262,30 @@ def test_bad_overrides_are_one_line_errors(items, methods, message):
 
     with pytest.raises(UnlearnkitError, match=message):
         parse_overrides(items, methods)
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", [n for n in list_methods() if n != "ssd"])  # ssd does not train
+def test_method_resumes_after_a_crash_bitwise(memorized, tmp_path, name):
+    """Every method that trains passes the task's checkpoint to fit: killed part-way, the same
+    call resumes and ends with the weights of an uninterrupted run."""
+    from unlearnkit.train import Checkpoint
+
+    class CrashingCheckpoint(Checkpoint):
+        def save(self, *args, **kwargs):
+            super().save(*args, **kwargs)
+            raise Crash()
+
+    model, task = memorized
+    config = tiny_config(name, epochs=1)
+    path = tmp_path / "method.checkpoint.safetensors"
+    uninterrupted = run_method(name, model, task, config).model.state_dict()
+    with pytest.raises(Crash):
+        run_method(name, model, task, config, checkpoint=CrashingCheckpoint(path, key=name, every=2))
+    assert path.exists(), "the method did not pass task.checkpoint to fit"
+    resumed = run_method(name, model, task, config, checkpoint=Checkpoint(path, key=name, every=2)).model.state_dict()
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in resumed)
+    assert not path.exists()

@@ -72,7 +72,7 @@ def forget_request(
         val=Source.take(dataset.test_x, dataset.test_y, split.val, device),
         original=original, num_classes=dataset.num_classes, recipe=recipe, seed=seed,
     )
-    result = run_method(method, original, task, config)
+    result = run_method(method, original, task, config, checkpoint=out / "model.checkpoint.safetensors")
     after = verification(result.model, dataset, split.forget, retain_probe, split.test, seed)
 
     control = before["mia"] - 0.5 >= CONTROL_MARGIN

@@ -80,7 +80,7 @@ def run_experiment(
         evaluate(ref.role, ref.model, ref.seconds, ref.path, cache=logits_cache)
     for name in names:
         say(f"[bold]{name}[/bold]: unlearning …")
-        result = run_method(name, original.model, task, (configs or {}).get(name))
+        result = run_method(name, original.model, task, (configs or {}).get(name), checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
         path = save_model(
             result.model, out / "models" / f"{name}.safetensors", role="unlearned", method=name,
             config=result.config.model_dump(), seed=seed, input_model=str(original.path),

@@ -8,6 +8,7 @@ train through `unlearnkit.train.fit` and its hooks; none writes a loop of its ow
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import importlib
 import json
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.train import Recipe, Source
+from unlearnkit.train import Checkpoint, Recipe, Source
 
 
 class MethodConfig(BaseModel):
@@ -40,6 +41,8 @@ class Task:
     methods). `recipe` is the preset's training recipe, for methods that scale to it.
     `cache_dir` (the original model's store folder) and `data_key` (the split's fingerprint)
     let a method keep what depends only on the original model and the data between runs.
+    `checkpoint`, set by `run_method`, is where the method's training resumes from after a crash:
+    every method passes it to `fit`.
     """
 
     retain: Source
@@ -51,6 +54,7 @@ class Task:
     seed: int = 0
     cache_dir: Path | None = None
     data_key: str = ""
+    checkpoint: Checkpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,18 @@ class MethodResult:
     seconds: float
 
 
-def run_method(name: str, model: nn.Module, task: Task, config: MethodConfig | dict | None = None) -> MethodResult:
-    """Run a registered method on a copy of `model`; the input model is left untouched."""
+def run_method(
+    name: str, model: nn.Module, task: Task, config: MethodConfig | dict | None = None, checkpoint: Path | Checkpoint | None = None
+) -> MethodResult:
+    """Run a registered method on a copy of `model`; the input model is left untouched. With
+    `checkpoint` (a file path), a run killed part-way resumes there when started again."""
     method = get_method(name)
     config = config if isinstance(config, MethodConfig) else make_config(name, config)
+    if isinstance(checkpoint, Path):
+        key = json.dumps({"method": name, "config": config.model_dump(), "seed": task.seed, "data": task.data_key, "original": str(task.cache_dir)}, sort_keys=True)
+        checkpoint = Checkpoint(checkpoint, key=key, every=25)
+    if checkpoint is not None:
+        task = dataclasses.replace(task, checkpoint=checkpoint)
     working = copy.deepcopy(model)
     torch.manual_seed(task.seed)
     started = time.perf_counter()

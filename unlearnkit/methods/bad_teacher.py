@@ -28,5 +28,5 @@ def bad_teacher(model, task, config: BadTeacherConfig):
         return kl_to_teacher(logits, targets, config.temperature)
 
     data = {"retain": task.retain, "forget": Source(task.forget.x, task.forget.y, config.forget_batch)}
-    fit(model, data, config.recipe(task), seed=task.seed, loss=loss, description="bad-teacher")
+    fit(model, data, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, description="bad-teacher")
     return model

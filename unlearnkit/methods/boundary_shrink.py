@@ -38,5 +38,5 @@ def boundary_shrink(model, task, config: BoundaryShrinkConfig):
     labels = nearest_wrong_class(task.original, task.forget.x, task.forget.y, config.epsilon)
     relabelled = Source(task.forget.x, labels, config.forget_batch)
     data = {"retain": task.retain, "forget": relabelled} if config.with_retain else {"forget": relabelled}
-    fit(model, data, config.recipe(task), seed=task.seed, description="boundary-shrink")
+    fit(model, data, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, description="boundary-shrink")
     return model

@@ -22,5 +22,5 @@ def dummy_labels(model, task, config: DummyLabelsConfig):
     highest-scoring wrong class, then fine-tune on those mixed with retain images."""
     dummy = strongest_wrong_class(task.original, task.forget.x, task.forget.y)
     data = {"retain": task.retain, "forget": Source(task.forget.x, dummy, config.forget_batch)}
-    fit(model, data, config.recipe(task), seed=task.seed, description="dummy-labels")
+    fit(model, data, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, description="dummy-labels")
     return model

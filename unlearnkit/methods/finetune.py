@@ -16,5 +16,5 @@ class FinetuneConfig(FitConfig):
 @register_method("finetune", FinetuneConfig)
 def finetune(model, task, config: FinetuneConfig):
     """Continue training on the retain set only (the NeurIPS 2023 kit's baseline)."""
-    fit(model, task.retain, config.recipe(task), seed=task.seed, description="finetune")
+    fit(model, task.retain, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, description="finetune")
     return model

@@ -24,5 +24,5 @@ def gradient_ascent(model, task, config: GradientAscentConfig):
 
     forget = Source(task.forget.x, task.forget.y, config.forget_batch)
     guard = retain_guard(task, config.retain_floor, config.check_every)
-    fit(model, {"forget": forget}, config.recipe(task), seed=task.seed, loss=loss, on_step=guard, description="gradient-ascent")
+    fit(model, {"forget": forget}, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, on_step=guard, description="gradient-ascent")
     return model

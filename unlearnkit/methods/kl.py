@@ -24,5 +24,5 @@ def kl(model, task, config: KLConfig):
         return retain_term + config.forget_weight * kl_to_uniform(logits[len(xr) :])
 
     data = {"retain": task.retain, "forget": Source(task.forget.x, task.forget.y, config.forget_batch)}
-    fit(model, data, config.recipe(task), seed=task.seed, loss=loss, description="kl")
+    fit(model, data, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, description="kl")
     return model

@@ -21,5 +21,5 @@ def l1_sparse(model, task, config: L1SparseConfig):
         weight = config.l1 * (1 - state.step / state.total_steps)
         return F.cross_entropy(student(x), y) + weight * l1_norm(student)
 
-    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=loss, description="l1-sparse")
+    fit(model, task.retain, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, description="l1-sparse")
     return model

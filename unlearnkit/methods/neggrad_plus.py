@@ -26,5 +26,5 @@ def neggrad_plus(model, task, config: NegGradPlusConfig):
 
     data = {"retain": task.retain, "forget": Source(task.forget.x, task.forget.y, config.forget_batch)}
     guard = retain_guard(task, config.retain_floor, config.check_every)
-    fit(model, data, config.recipe(task), seed=task.seed, loss=loss, on_step=guard, description="neggrad-plus")
+    fit(model, data, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, on_step=guard, description="neggrad-plus")
     return model

@@ -64,7 +64,7 @@ def prune_and_recover(model, task, keep: dict[str, torch.Tensor], config: PruneL
         x, y = batch["data"]
         return F.cross_entropy(student(x), y) + config.l1 * l1_norm(student)
 
-    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=loss, mask=mask, description=description)
+    fit(model, task.retain, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, mask=mask, description=description)
     return model
 
 

@@ -16,5 +16,5 @@ def random_labels(model, task, config: RandomLabelsConfig):
     """Fine-tune on forget images with uniformly random wrong labels mixed with retain images
     (Golatkar et al. 2020; Graves et al., Amnesiac Machine Learning, 2021)."""
     relabelled = Source(task.forget.x, random_wrong_labels(task.forget.y, task.num_classes, task.seed), config.forget_batch)
-    fit(model, {"retain": task.retain, "forget": relabelled}, config.recipe(task), seed=task.seed, description="random-labels")
+    fit(model, {"retain": task.retain, "forget": relabelled}, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, description="random-labels")
     return model

@@ -38,5 +38,5 @@ def salun(model, task, config: SalUnConfig):
     with retain); every other weight is held exactly through weight decay and momentum."""
     mask = saliency_mask(model, task.forget, config.saliency)
     relabelled = Source(task.forget.x, random_wrong_labels(task.forget.y, task.num_classes, task.seed), config.forget_batch)
-    fit(model, {"retain": task.retain, "forget": relabelled}, config.recipe(task), seed=task.seed, mask=mask, description="salun")
+    fit(model, {"retain": task.retain, "forget": relabelled}, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, mask=mask, description="salun")
     return model

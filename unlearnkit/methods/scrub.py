@@ -31,5 +31,5 @@ def scrub(model, task, config: ScrubConfig):
         return config.alpha * kl_to_teacher(logits, teacher_probs(teacher, x, config.temperature), config.temperature) + config.gamma * F.cross_entropy(logits, y)
 
     data = {"retain": task.retain, "forget": Source(task.forget.x, task.forget.y, config.forget_batch)}
-    fit(model, data, config.recipe(task), seed=task.seed, loss=loss, description="scrub")
+    fit(model, data, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, loss=loss, description="scrub")
     return model
