@@ -216,6 +216,7 @@ CORPUS = [
     ("config: not METHOD.FIELD=VALUE", ["run", "--preset", "smoke", "--data", "@data", "--set", "lr=0.1"], "--set 'lr=0.1' is not METHOD.FIELD=VALUE"),
     ("unknown method", ["run", "--preset", "smoke", "--data", "@data", "--methods", "magic"], "unknown method 'magic'"),
     ("unknown preset", ["run", "--preset", "huge", "--data", "@data"], "unknown preset 'huge'"),
+    ("verify: a folder without manifest", ["verify", "@data"], "has no manifest.json; only folders written by"),
     ("bad seed list", ["run", "--preset", "smoke", "--data", "@data", "--seeds", "0,,1"], "--seeds '0,,1' is not a comma-separated list"),
 ]
 

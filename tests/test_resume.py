@@ -122,3 +122,13 @@ def test_sigkill_at_random_points_resumes_identically():
     done = subprocess.run([sys.executable, str(script), "--kills", "3", "--seed", "1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3/3 ended bitwise identical" in done.stdout and "0 left a corrupt checkpoint" in done.stdout
+
+
+def test_leftover_temporaries_are_removed(tmp_path):
+    from unlearnkit.fileio import remove_temporaries
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / f"{TMP_PREFIX}x").write_bytes(b"half")
+    (tmp_path / "results.json").write_text("{}")
+    assert remove_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["models", "results.json"]

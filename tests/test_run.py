@@ -98,3 +98,28 @@ def test_bad_seed_lists(tmp_path):
 
     with pytest.raises(UnlearnkitError, match=r"seeds \[1, 1\] are invalid"):
         run_seeds(seeds=[1, 1], out=tmp_path)
+
+
+def test_every_artifact_is_in_the_manifest_and_tampering_is_caught(finished_run, tmp_path):
+    import shutil
+
+    from unlearnkit.fileio import TMP_PREFIX, verify_folder
+
+    _, out, _, _ = finished_run
+    copy = shutil.copytree(out, tmp_path / "copy")
+    listed = json.loads((copy / "manifest.json").read_text())["sha256"]
+    assert {"results.json", "split.npz", "figures/mia.png", "figures/class-distribution.png"} <= set(listed)
+    assert verify_folder(copy) == len(listed)
+    Split.load(copy / "split.npz")  # verified against the manifest on load
+    with np.load(copy / "split.npz") as f:
+        arrays = dict(f)
+    arrays["forget"] = arrays["forget"][::-1].copy()
+    np.savez(copy / "split.npz", **arrays)
+    with pytest.raises(UnlearnkitError, match=r"split.npz does not match the sha256 its manifest .* records"):
+        Split.load(copy / "split.npz")
+    with pytest.raises(UnlearnkitError, match="split.npz does not match"):
+        verify_folder(copy)
+    (copy / "results.json").unlink()
+    (copy / f"{TMP_PREFIX}left-by-a-kill").write_bytes(b"")
+    with pytest.raises(UnlearnkitError, match="results.json is missing"):
+        verify_folder(copy)

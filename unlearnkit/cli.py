@@ -139,6 +139,15 @@ def eda(
         print(f"wrote {path}")
 
 
+@app.command()
+def verify(folder: str = typer.Argument(..., help="a folder written by `unlearnkit run` or `unlearnkit forget`")):
+    """Check every artifact of a run against the sha256 its manifest recorded."""
+    from unlearnkit.fileio import verify_folder
+
+    count = verify_folder(folder)
+    out.print(f"{folder}: all {count} files match their recorded sha256")
+
+
 @app.command("methods")
 def methods_list():
     """List the registered unlearning methods and their hyperparameters."""

@@ -80,3 +80,62 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
+
+
+MANIFEST = "manifest.json"
+
+
+def write_manifest(folder: str | Path) -> Path:
+    """Record the sha256 of every file under `folder` (but the manifest itself and temporaries)
+    in `folder/manifest.json`, so that a reader can tell a damaged or edited artifact."""
+    folder = Path(folder)
+    files = {
+        str(path.relative_to(folder)): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST and not path.name.startswith(TMP_PREFIX)
+    }
+    return atomic_write_json(folder / MANIFEST, {"format": "unlearnkit.manifest/1", "sha256": files})
+
+
+def verify_file(path: str | Path) -> None:
+    """Check `path` against the manifest of its folder or of one above it, when there is one;
+    a mismatch is a one-line error."""
+    path = Path(path).resolve()
+    for folder in path.parents:
+        manifest = folder / MANIFEST
+        if manifest.is_file():
+            try:
+                recorded = json.loads(manifest.read_text())["sha256"]
+            except (ValueError, KeyError, TypeError):
+                raise UnlearnkitError(f"{manifest} is damaged (not a manifest); rerun the command that wrote {folder}") from None
+            key = str(path.relative_to(folder))
+            if key in recorded and sha256_file(path) != recorded[key]:
+                raise UnlearnkitError(f"{path} does not match the sha256 its manifest {manifest} records: the file was changed or damaged")
+            return
+
+
+def verify_folder(folder: str | Path) -> int:
+    """Check every file the folder's manifest lists; returns how many were checked."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise UnlearnkitError(f"{folder} has no {MANIFEST}; only folders written by `unlearnkit run` or `forget` can be verified")
+    try:
+        recorded = json.loads(manifest.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise UnlearnkitError(f"{manifest} is damaged (not a manifest); rerun the command that wrote {folder}") from None
+    for name, digest in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise UnlearnkitError(f"{path} is missing; its manifest lists it")
+        if sha256_file(path) != digest:
+            raise UnlearnkitError(f"{path} does not match the sha256 its manifest records: the file was changed or damaged")
+    return len(recorded)
+
+
+def remove_temporaries(folder: str | Path) -> int:
+    """Delete temporary files that killed writes left anywhere under `folder`."""
+    leftovers = list(Path(folder).rglob(f"{TMP_PREFIX}*")) if Path(folder).is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)

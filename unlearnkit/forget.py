@@ -14,7 +14,7 @@ from unlearnkit.data.scenarios import Scenario, file_sha256, read_requests
 from unlearnkit.data.splits import make_split
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluate import per_example_loss, simple_mia
-from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, sha256_file, write_manifest
 from unlearnkit.methods import Task, make_config, run_method
 from unlearnkit.progress import say
 from unlearnkit.report import CONTROL_MARGIN
@@ -107,6 +107,7 @@ def forget_request(
     }
     atomic_write_json(out / "report.json", report)
     atomic_write_bytes(out / "report.md", markdown(report).encode())
+    write_manifest(out)
     return report
 
 

@@ -16,7 +16,7 @@ from unlearnkit.eda import class_distribution
 from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.experiment import prepare
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.fileio import atomic_write_json
+from unlearnkit.fileio import atomic_write_json, remove_temporaries, write_manifest
 from unlearnkit.methods import Task, get_method, list_methods, run_method
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
@@ -52,6 +52,7 @@ def run_experiment(
 ) -> dict:
     names = resolve_methods(methods)
     out = Path(out)
+    remove_temporaries(out)
     started = time.perf_counter()
     setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     dataset, split = setup.dataset, setup.split
@@ -109,6 +110,7 @@ def run_experiment(
         "seconds_total": time.perf_counter() - started,
     }
     atomic_write_json(out / "results.json", results)
+    write_manifest(out)
     Console(width=None if sys.stdout.isatty() else 140).print(results_table(rows, control))
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
@@ -133,6 +135,7 @@ def run_seeds(*, seeds: list[int], out: str | Path, **kwargs) -> dict:
         "aggregate": aggregated,
     }
     atomic_write_json(out / "results.json", results)
+    write_manifest(out)
     Console(width=None if sys.stdout.isatty() else 160).print(aggregate_table(aggregated, seeds))
     say(f"wrote {out / 'results.json'} (per-seed results under {out}/seed<N>/)")
     return results

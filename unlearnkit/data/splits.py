@@ -11,7 +11,7 @@ import numpy as np
 
 from unlearnkit.data.scenarios import Scenario, parse_forget, select_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.fileio import atomic_save_npz, sha256_arrays
+from unlearnkit.fileio import atomic_save_npz, sha256_arrays, verify_file
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Split:
 
     @classmethod
     def load(cls, path: str | Path) -> "Split":
+        verify_file(path)
         try:
             with np.load(path, allow_pickle=False) as f:
                 return cls(
