@@ -97,33 +97,34 @@ def write_manifest(folder: str | Path) -> Path:
     return atomic_write_json(folder / MANIFEST, {"format": "unlearnkit.manifest/1", "sha256": files})
 
 
+def read_manifest(folder: Path) -> dict[str, str]:
+    """File name → sha256 from `folder/manifest.json`; a damaged manifest is a one-line error."""
+    manifest = folder / MANIFEST
+    try:
+        return json.loads(manifest.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise UnlearnkitError(f"{manifest} is damaged (not a manifest); rerun the command that wrote {folder}") from None
+
+
 def verify_file(path: str | Path) -> None:
     """Check `path` against the manifest of its folder or of one above it, when there is one;
     a mismatch is a one-line error."""
     path = Path(path).resolve()
     for folder in path.parents:
-        manifest = folder / MANIFEST
-        if manifest.is_file():
-            try:
-                recorded = json.loads(manifest.read_text())["sha256"]
-            except (ValueError, KeyError, TypeError):
-                raise UnlearnkitError(f"{manifest} is damaged (not a manifest); rerun the command that wrote {folder}") from None
+        if (folder / MANIFEST).is_file():
+            recorded = read_manifest(folder)
             key = str(path.relative_to(folder))
             if key in recorded and sha256_file(path) != recorded[key]:
-                raise UnlearnkitError(f"{path} does not match the sha256 its manifest {manifest} records: the file was changed or damaged")
+                raise UnlearnkitError(f"{path} does not match the sha256 its manifest {folder / MANIFEST} records: the file was changed or damaged")
             return
 
 
 def verify_folder(folder: str | Path) -> int:
     """Check every file the folder's manifest lists; returns how many were checked."""
     folder = Path(folder)
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
+    if not (folder / MANIFEST).is_file():
         raise UnlearnkitError(f"{folder} has no {MANIFEST}; only folders written by `unlearnkit run` or `forget` can be verified")
-    try:
-        recorded = json.loads(manifest.read_text())["sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise UnlearnkitError(f"{manifest} is damaged (not a manifest); rerun the command that wrote {folder}") from None
+    recorded = read_manifest(folder)
     for name, digest in recorded.items():
         path = folder / name
         if not path.is_file():

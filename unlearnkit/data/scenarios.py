@@ -118,8 +118,7 @@ def _read_csv(path: Path, what: str) -> list[dict]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise UnlearnkitError(f"{what} {path} is not UTF-8 text (byte {error.start}); save it as UTF-8 CSV") from None
-    rows = list(csv.DictReader(text.splitlines()))
-    return rows
+    return list(csv.DictReader(text.splitlines()))
 
 
 def _ids(rows: list[dict], column: str, path: Path) -> list[str]:
