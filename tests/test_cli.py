@@ -4,7 +4,6 @@ import sys
 
 import pytest
 
-from unlearnkit.presets import PRESETS
 
 
 def run_cli(*args, env=None, cwd=None):

@@ -1,5 +1,4 @@
 import hashlib
-import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -7,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CLASSES, SHARED_BINARY, write_binary, write_folders, write_python
+from conftest import CLASSES, SHARED_BINARY, write_folders
 from unlearnkit.data import cifar, load_dataset
 from unlearnkit.errors import UnlearnkitError
 

@@ -123,3 +123,44 @@ def test_every_artifact_is_in_the_manifest_and_tampering_is_caught(finished_run,
     (copy / f"{TMP_PREFIX}left-by-a-kill").write_bytes(b"")
     with pytest.raises(UnlearnkitError, match="results.json is missing"):
         verify_folder(copy)
+
+
+def test_fast_evidence_is_in_every_row_with_intervals_and_a_control(finished_run):
+    results, out, _, _ = finished_run
+    assert set(results["evidence"]["signal"]) == {"lr-loss", "loss-threshold", "svc-entropy"}
+    for row in results["rows"]:
+        for name, attack in row["evidence"]["attacks"].items():
+            for target in ("forget", "retain"):
+                for metric in ("balanced_accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
+                    low, high = attack[target][metric]["ci95"]
+                    assert low <= attack[target][metric]["value"] <= high, (row["name"], name, target, metric)
+            assert attack["signal"] == results["evidence"]["signal"][name]
+        assert row["evidence"]["divergence"]["forget"]["js"] >= 0
+    retrain = next(row for row in results["rows"] if row["name"] == "retrain")
+    assert retrain["js_forget"] == pytest.approx(0, abs=1e-12)
+    assert (out / "figures" / "roc-original.png").is_file()
+
+
+def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
+    import shutil
+
+    from unlearnkit.evidence import EvidenceOptions
+    from unlearnkit.run import evaluate_run
+
+    _, out, data, root = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    options = EvidenceOptions(level="full", n=2, k=2, shadow_width=2, resamples=200)
+    first = evaluate_run(copy, data=data, cache=root / "cache", evidence=options)
+    meta = first["evidence"]
+    assert meta["level"] == "full" and meta["n"] == 2 and meta["k"] == 2 and meta["shadow_width"] == 2
+    assert meta["models_trained"] > 0
+    for row in first["rows"][2:]:
+        assert 0 <= row["neurips_score"] <= 1.5
+        assert len(np.load(copy / "epsilon.npz")[row["name"].replace("-", "_")]) == first["split"]["forget"]
+        assert 0 <= row["ulira_auc"] <= 1
+        assert (copy / "figures" / f"epsilon-{row['name']}.png").is_file()
+    assert "u-lira" in meta["signal"]
+    again = evaluate_run(copy, data=data, cache=root / "cache", evidence=options)
+    assert again["evidence"]["models_trained"] == 0  # every ensemble model came from the store
+    assert [row["neurips_score"] for row in again["rows"][2:]] == [row["neurips_score"] for row in first["rows"][2:]]

@@ -25,6 +25,30 @@ FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] 
 SUBJECTS_HELP = "CSV mapping subject_id to sample_id, for request files that list subject_id"
 
 
+EVIDENCE_HELP = "fast: population attacks with intervals and divergences (no extra models); full: also the NeurIPS 2023 score (N) and U-LiRA (K shadows), training those models through the store"
+N_HELP = "--evidence full: unlearned and retrained models per side for the NeurIPS score (the challenge used 512)"
+K_HELP = "--evidence full: U-LiRA shadow models of each kind (original, retrained, unlearned)"
+SHADOW_WIDTH_HELP = "--evidence full: width of the U-LiRA shadow models (default: the preset's; narrower is cheaper, recorded in the results)"
+
+
+class Evidence(str, Enum):
+    fast = "fast"
+    full = "full"
+
+
+def evidence_options(level: "Evidence", n: int, k: int, shadow_width: int | None, resamples: int):
+    from pydantic import ValidationError
+
+    from unlearnkit.evidence import EvidenceOptions
+
+    try:
+        return EvidenceOptions(level=level.value, n=n, k=k, shadow_width=shadow_width, resamples=resamples)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = {"n": "--n", "k": "--k", "shadow_width": "--shadow-width", "resamples": "--resamples"}.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise UnlearnkitError(f"{field} {first.get('input')!r}: {first['msg']}") from None
+
+
 class Role(str, Enum):
     original = "original"
     retrain = "retrain"
@@ -65,12 +89,18 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a method's hyperparameter: METHOD.FIELD=VALUE (repeatable)"),
     out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>, or runs/<preset>-seeds<a-b-c>)"),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
+    evidence: Evidence = typer.Option(Evidence.fast, help=EVIDENCE_HELP),
+    n: int = typer.Option(8, help=N_HELP),
+    k: int = typer.Option(4, help=K_HELP),
+    shadow_width: Optional[int] = typer.Option(None, help=SHADOW_WIDTH_HELP),
+    resamples: int = typer.Option(1000, help="bootstrap resamples per confidence interval"),
 ):
     """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
     from unlearnkit.methods import parse_overrides
     from unlearnkit.run import resolve_methods, run_experiment, run_seeds
 
-    scenario = {"forget": forget, "subjects": subjects, "configs": parse_overrides(set_, resolve_methods(methods))}
+    options = evidence_options(evidence, n, k, shadow_width, resamples)
+    scenario = {"forget": forget, "subjects": subjects, "configs": parse_overrides(set_, resolve_methods(methods)), "evidence": options}
 
     if seeds is not None:
         try:
@@ -81,6 +111,25 @@ def run(
                   out=out or f"runs/{preset}-seeds{'-'.join(map(str, seed_list))}", **scenario)
         return
     run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{preset}-seed{seed}", cache=cache, **scenario)
+
+
+@app.command()
+def evaluate(
+    run_dir: str = typer.Argument(..., help="a folder written by `unlearnkit run` (one seed, or --seeds: every seed, then the aggregate)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
+    evidence: Evidence = typer.Option(Evidence.fast, help=EVIDENCE_HELP),
+    n: int = typer.Option(8, help=N_HELP),
+    k: int = typer.Option(4, help=K_HELP),
+    shadow_width: Optional[int] = typer.Option(None, help=SHADOW_WIDTH_HELP),
+    resamples: int = typer.Option(1000, help="bootstrap resamples per confidence interval"),
+):
+    """Evaluate the models of an existing run again (e.g. with --evidence full), rewriting its results and figures."""
+    from unlearnkit.run import evaluate_run
+
+    if not Path(run_dir).is_dir():
+        raise UnlearnkitError(f"run folder {run_dir} does not exist; give a folder written by `unlearnkit run`")
+    evaluate_run(run_dir, data=data, cache=cache, evidence=evidence_options(evidence, n, k, shadow_width, resamples))
 
 
 @app.command()

@@ -35,3 +35,21 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
         data_fingerprint=dataset.fingerprint,
     )
     return Setup(dataset, preset, split, Store(cache) if cache else Store())
+
+
+def make_task(dataset: Dataset, split: Split, original, recipe, seed: int, *, cache_dir=None, data_key: str = ""):
+    """What a method may touch (retain, forget, val on the model's device) around a frozen copy of the original."""
+    import copy
+
+    from unlearnkit.methods import Task
+    from unlearnkit.train import Source
+
+    device = next(original.parameters()).device
+    take = lambda x, y, rows: Source.take(x, y, rows, device)  # noqa: E731
+    return Task(
+        retain=take(dataset.train_x, dataset.train_y, split.retain),
+        forget=take(dataset.train_x, dataset.train_y, split.forget),
+        val=take(dataset.test_x, dataset.test_y, split.val),
+        original=copy.deepcopy(original).eval(), num_classes=dataset.num_classes, recipe=recipe, seed=seed,
+        cache_dir=cache_dir, data_key=data_key,
+    )

@@ -13,13 +13,14 @@ from unlearnkit.data import load_dataset
 from unlearnkit.data.scenarios import Scenario, file_sha256, read_requests
 from unlearnkit.data.splits import make_split
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.experiment import make_task
 from unlearnkit.evaluate import per_example_loss, simple_mia
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, sha256_file, write_manifest
-from unlearnkit.methods import Task, make_config, run_method
+from unlearnkit.methods import make_config, run_method
 from unlearnkit.progress import say
 from unlearnkit.report import CONTROL_MARGIN
 from unlearnkit.store import load_model, read_sidecar, save_model
-from unlearnkit.train import Recipe, Source, default_device, predict_logits
+from unlearnkit.train import Recipe, default_device, predict_logits
 
 LIMITS = (
     "Without a model retrained without these images, this report cannot show that the result is what "
@@ -66,12 +67,7 @@ def forget_request(
     before = verification(original, dataset, split.forget, retain_probe, split.test, seed)
 
     recipe = Recipe(**meta["recipe"]) if isinstance(meta.get("recipe"), dict) else Recipe()
-    task = Task(
-        retain=Source.take(dataset.train_x, dataset.train_y, split.retain, device),
-        forget=Source.take(dataset.train_x, dataset.train_y, split.forget, device),
-        val=Source.take(dataset.test_x, dataset.test_y, split.val, device),
-        original=original, num_classes=dataset.num_classes, recipe=recipe, seed=seed,
-    )
+    task = make_task(dataset, split, original, recipe, seed)
     result = run_method(method, original, task, config, checkpoint=out / "model.checkpoint.safetensors")
     after = verification(result.model, dataset, split.forget, retain_probe, split.test, seed)
 

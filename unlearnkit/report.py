@@ -53,16 +53,33 @@ def gap(value: float, reference: float, points: bool = True) -> str:
     return f"{delta:+.1f}" if points else f"{delta:+.3f}"
 
 
-def results_table(rows: list[dict], control: dict) -> Table:
+def evidence_cell(column: str, row: dict, evidence: dict | None) -> str:
+    if column == "AUC":
+        low, high = row["attack_auc_ci"]
+        return f"{row['attack_auc']:.3f} [{low:.3f}, {high:.3f}]"
+    if column == "JS":
+        return f"{row['js_forget']:.3f}"
+    if column == "U-LiRA AUC":
+        if "ulira_auc" not in row:
+            return ""
+        no_signal = row["name"] == "original" and evidence and not evidence["signal"].get("u-lira", True)
+        return f"{row['ulira_auc']:.3f}" + (" NO SIGNAL" if no_signal else "")
+    return f"{row['neurips_score']:.3f}" if "neurips_score" in row else ""
+
+
+def results_table(rows: list[dict], control: dict, evidence: dict | None = None) -> Table:
     reference = next(row for row in rows if row["name"] == "retrain")
-    table = Table(
-        title="accuracy in %, (gap to retrain in points); MIA 0.5 = chance, compare with retrain; "
-        "avg gap = mean |Δ| to retrain over forget, retain, test accuracy and MIA (lower is better)",
-        title_justify="left",
-    )
+    attack = (evidence or {}).get("headline_attack")
+    title = ("accuracy in %, (gap to retrain in points); MIA 0.5 = chance, compare with retrain; "
+             "avg gap = mean |Δ| to retrain over forget, retain, test accuracy and MIA (lower is better)")
+    if evidence:
+        title += (f"; AUC: the {attack} attack on forget vs test [95% CI], compare with retrain" if attack else "; NO SIGNAL from any population attack")
+        title += "; JS: Jensen–Shannon divergence to retrain on forget (nats)"
+    table = Table(title=title, title_justify="left")
     accuracy_columns = ACCURACY_COLUMNS + tuple(key for key in CLASSWISE_COLUMNS if key in reference)
     titles = {"forget_class_test_acc": "test, forgotten classes", "other_class_test_acc": "test, other classes"}
-    for column in ("model", *(titles.get(key, key.removesuffix("_acc")) for key in accuracy_columns), "MIA", "avg gap", "seconds", "× retrain"):
+    extra = [c for c, key in (("AUC", "attack_auc"), ("JS", "js_forget"), ("U-LiRA AUC", "ulira_auc"), ("NeurIPS", "neurips_score")) if any(key in row for row in rows)]
+    for column in ("model", *(titles.get(key, key.removesuffix("_acc")) for key in accuracy_columns), "MIA", *extra, "avg gap", "seconds", "× retrain"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         is_method = row["name"] not in ("original", "retrain")
@@ -74,7 +91,7 @@ def results_table(rows: list[dict], control: dict) -> Table:
         if row["name"] == "original" and not control["passed"]:
             mia += " NO SIGNAL"
         name = row["name"] + (" (reference)" if row["name"] == "retrain" else "")
-        table.add_row(name, *cells, mia, f"{row['avg_gap']:.3f}", f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}")
+        table.add_row(name, *cells, mia, *(evidence_cell(column, row, evidence) for column in extra), f"{row['avg_gap']:.3f}", f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}")
     return table
 
 
@@ -138,18 +155,74 @@ def write_figures(rows: list[dict], outputs: dict[str, Outputs], folder: Path) -
     return paths + [mia_bars(rows, folder / "mia.png"), accuracy_bars(rows, folder / "accuracy.png")]
 
 
-AGGREGATED = ("train_acc", "test_acc", "retain_acc", "forget_acc", "val_acc", "mia", "avg_gap", "seconds", "time_ratio")
+def roc_figure(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> Path:
+    """ROC curves on log-log axes, where the low false-positive rates that matter are visible."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    floor = 1e-4
+    for label, (fpr, tpr, auc) in curves.items():
+        ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=f"{label} (AUC {auc:.3f})", drawstyle="steps-post")
+    ax.plot([floor, 1], [floor, 1], color="grey", linestyle=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1)
+    ax.set_xlabel("false positive rate (test images called members)")
+    ax.set_ylabel("true positive rate (forget images found)")
+    ax.set_title(f"{name}: membership attacks on the forget set")
+    ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, path)
+
+
+def epsilon_figure(name: str, eps: np.ndarray, original_loss: np.ndarray, score: dict, path: Path) -> Path:
+    finite = np.minimum(eps, 8.0)  # the cap (50) drawn at the plot's edge
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.hist(finite, bins=np.arange(0, 8.5, 0.5), weights=np.full(len(eps), 1 / len(eps)))
+    left.set_xlabel("per-example ε (bins of 0.5; the cap of 50 drawn at 8)")
+    left.set_ylabel("fraction of forget examples")
+    left.set_title(f"{name}: F = {score['forgetting_quality']:.3f}, score {score['score']:.3f}, N = {score['models_per_side'][0]}")
+    right.scatter(np.maximum(original_loss, 1e-8), finite, s=3, alpha=0.3)
+    right.set_xscale("log")
+    right.set_xlabel("the example's loss under the original model (log scale)")
+    right.set_ylabel("ε")
+    right.set_title("which forget examples stay distinguishable")
+    return save_figure(fig, path)
+
+
+def evidence_figures(evidence, outputs: dict[str, Outputs], folder: Path) -> list[Path]:
+    paths = []
+    for name in outputs:
+        curves = {attack: (*result.forget.roc, result.forget.values["auc"]) for attack, result in evidence.attacks[name].items()}
+        if name in evidence.ulira_scores:
+            result = evidence.ulira_scores[name]
+            curves["U-LiRA (unlearned vs retrained)" if name != "original" else "U-LiRA (original vs retrained)"] = (*result.roc, result.values["auc"])
+        paths.append(roc_figure(name, curves, folder / f"roc-{name}.png"))
+    original_loss = outputs["original"].losses("forget")
+    for name, eps in evidence.epsilons.items():
+        paths.append(epsilon_figure(name, eps, original_loss, evidence.per_model[name]["neurips"], folder / f"epsilon-{name}.png"))
+    return paths
+
+
+def numeric_leaves(entry: dict, prefix: str = "") -> dict[str, float]:
+    """Every number in a nested row, under a dotted key (booleans and lists left out)."""
+    leaves = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            leaves.update(numeric_leaves(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            leaves[f"{prefix}{key}"] = float(value)
+    return leaves
 
 
 def aggregate_rows(runs: list[list[dict]]) -> list[dict]:
-    """Mean and standard deviation (n − 1) of each metric per model, over runs with different seeds."""
+    """Mean and standard deviation (n − 1) per model over runs with different seeds, of every
+    number the runs' rows have in common (nested evidence under dotted keys)."""
     names = [row["name"] for row in runs[0]]
     aggregated = []
     for name in names:
-        rows = [next(row for row in rows if row["name"] == name) for rows in runs]
-        entry = {"name": name, "n": len(rows)}
-        for key in AGGREGATED + tuple(k for k in CLASSWISE_COLUMNS if all(k in row for row in rows)):
-            values = np.array([row[key] for row in rows], dtype=np.float64)
+        leaves = [numeric_leaves(next(row for row in rows if row["name"] == name)) for rows in runs]
+        entry = {"name": name, "n": len(leaves)}
+        for key in [k for k in leaves[0] if all(k in other for other in leaves)]:
+            values = np.array([leaf[key] for leaf in leaves], dtype=np.float64)
             entry[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
         aggregated.append(entry)
     return aggregated
@@ -158,11 +231,13 @@ def aggregate_rows(runs: list[list[dict]]) -> list[dict]:
 def aggregate_table(aggregated: list[dict], seeds: list[int]) -> Table:
     table = Table(title=f"mean ± sd over seeds {', '.join(map(str, seeds))}; accuracy in %", title_justify="left")
     columns = [("train", "train_acc", 100, 1), ("test", "test_acc", 100, 1), ("retain", "retain_acc", 100, 1), ("forget", "forget_acc", 100, 1),
-               ("val", "val_acc", 100, 1), ("MIA", "mia", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+               ("val", "val_acc", 100, 1), ("MIA", "mia", 1, 3), ("AUC", "attack_auc", 1, 3), ("JS", "js_forget", 1, 3),
+               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+    columns = [column for column in columns if any(column[1] in entry for entry in aggregated)]
     table.add_column("model")
     for title, *_ in columns:
         table.add_column(title, justify="right")
     for entry in aggregated:
-        cells = [f"{scale * entry[key]['mean']:.{digits}f} ± {scale * entry[key]['sd']:.{digits}f}" for _, key, scale, digits in columns]
+        cells = [f"{scale * entry[key]['mean']:.{digits}f} ± {scale * entry[key]['sd']:.{digits}f}" if key in entry else "" for _, key, scale, digits in columns]
         table.add_row(entry["name"] + (" (reference)" if entry["name"] == "retrain" else ""), *cells)
     return table

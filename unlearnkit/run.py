@@ -4,7 +4,7 @@ model, and write the table, results.json, the split and the figures."""
 
 from __future__ import annotations
 
-import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -12,17 +12,20 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from unlearnkit.data import load_dataset
+from unlearnkit.data.splits import Split
 from unlearnkit.eda import class_distribution
 from unlearnkit.evaluate import metrics, model_outputs
-from unlearnkit.experiment import prepare
+from unlearnkit.evidence import EvidenceOptions, gather, save_epsilons
+from unlearnkit.experiment import Setup, make_task, prepare
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_json, remove_temporaries, write_manifest
-from unlearnkit.methods import Task, get_method, list_methods, run_method
+from unlearnkit.methods import get_method, list_methods, make_config, run_method
+from unlearnkit.presets import get_preset
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
-from unlearnkit.report import add_average_gaps, aggregate_rows, aggregate_table, positive_control, results_table, write_figures
-from unlearnkit.store import save_model
-from unlearnkit.train import Source
+from unlearnkit.report import add_average_gaps, aggregate_rows, aggregate_table, evidence_figures, positive_control, results_table, write_figures
+from unlearnkit.store import Store, load_model, save_model
 
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
 
@@ -38,17 +41,9 @@ def resolve_methods(methods: str | list[str] | None) -> list[str]:
     return names
 
 
-def sources(dataset, split, device) -> dict[str, Source]:
-    return {
-        "retain": Source.take(dataset.train_x, dataset.train_y, split.retain, device),
-        "forget": Source.take(dataset.train_x, dataset.train_y, split.forget, device),
-        "val": Source.take(dataset.test_x, dataset.test_y, split.val, device),
-    }
-
-
 def run_experiment(
     *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None,
-    configs: dict | None = None, forget: str | float | None = None, subjects=None,
+    configs: dict | None = None, forget: str | float | None = None, subjects=None, evidence: EvidenceOptions | None = None,
 ) -> dict:
     names = resolve_methods(methods)
     out = Path(out)
@@ -59,14 +54,9 @@ def run_experiment(
     say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
     retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)
-    device = next(original.model.parameters()).device
-    data_sources = sources(dataset, split, device)
-    task = Task(
-        **data_sources, original=copy.deepcopy(original.model).eval(), num_classes=dataset.num_classes,
-        recipe=setup.preset.recipe, seed=seed, cache_dir=original.path.parent, data_key=split.fingerprint,
-    )
+    task = make_task(dataset, split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent, data_key=split.fingerprint)
 
-    rows, outputs = [], {}
+    rows, outputs, method_configs = [], {}, {}
 
     def evaluate(name: str, model, seconds: float, path: Path, config: dict | None = None, cache: Path | None = None):
         say(f"evaluating {name} …")
@@ -89,11 +79,22 @@ def run_experiment(
             timings={"unlearn_seconds": result.seconds},
         )
         evaluate(name, result.model, result.seconds, path, result.config.model_dump())
+        method_configs[name] = result.config
+    return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started)
 
+
+def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict], outputs: dict, method_configs: dict, evidence: EvidenceOptions | None, started: float) -> dict:
+    """Evidence, table, results.json, figures and manifest of a run whose models are evaluated."""
+    dataset, split = setup.dataset, setup.split
     add_average_gaps(rows)
     control = positive_control(rows)
+    found = gather(setup, seed, original, outputs, method_configs, evidence or EvidenceOptions())
+    for row in rows:
+        row.update(found.headline(row["name"]), evidence=found.per_model[row["name"]])
     split.save(out / "split.npz")
+    save_epsilons(found, out / "epsilon.npz")
     figures = write_figures(rows, outputs, out / "figures") + [class_distribution(dataset, split, out / "figures" / "class-distribution.png")]
+    figures += evidence_figures(found, outputs, out / "figures")
     results = {
         "preset": setup.preset.name,
         "seed": seed,
@@ -105,13 +106,14 @@ def run_experiment(
         },
         "reference_cached": {"original": original.cached, "retrain": retrain.cached},
         "positive_control": control,
+        "evidence": found.summary(),
         "rows": rows,
         "figures": [str(p.relative_to(out)) for p in figures],
         "seconds_total": time.perf_counter() - started,
     }
     atomic_write_json(out / "results.json", results)
     write_manifest(out)
-    Console(width=None if sys.stdout.isatty() else 140).print(results_table(rows, control))
+    Console(width=None if sys.stdout.isatty() else 180).print(results_table(rows, control, found.summary()))
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
     say(f"wrote {out / 'results.json'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
@@ -125,6 +127,10 @@ def run_seeds(*, seeds: list[int], out: str | Path, **kwargs) -> dict:
         raise UnlearnkitError(f"seeds {seeds} are invalid; give one or more distinct integers, e.g. --seeds 0,1,2")
     out = Path(out)
     runs = [run_experiment(seed=seed, out=out / f"seed{seed}", **kwargs) for seed in seeds]
+    return write_aggregate(out, runs, seeds)
+
+
+def write_aggregate(out: Path, runs: list[dict], seeds: list[int]) -> dict:
     aggregated = aggregate_rows([run["rows"] for run in runs])
     results = {
         "preset": runs[0]["preset"],
@@ -132,10 +138,59 @@ def run_seeds(*, seeds: list[int], out: str | Path, **kwargs) -> dict:
         "data_fingerprint": runs[0]["data_fingerprint"],
         "runs": [f"seed{seed}/results.json" for seed in seeds],
         "positive_control_passed": [run["positive_control"]["passed"] for run in runs],
+        "evidence_signal": [run.get("evidence", {}).get("signal") for run in runs],
         "aggregate": aggregated,
     }
     atomic_write_json(out / "results.json", results)
     write_manifest(out)
     Console(width=None if sys.stdout.isatty() else 160).print(aggregate_table(aggregated, seeds))
     say(f"wrote {out / 'results.json'} (per-seed results under {out}/seed<N>/)")
+    return results
+
+
+def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: EvidenceOptions | None = None) -> dict:
+    """Evaluate the models of an existing run folder again (with more evidence, say), rewriting
+    its results.json and figures; a multi-seed folder is evaluated seed by seed, then aggregated."""
+    run_dir = Path(run_dir)
+    results = read_results(run_dir)
+    if "runs" in results:
+        runs = [evaluate_run(run_dir / Path(rel).parent, data=data, cache=cache, evidence=evidence) for rel in results["runs"]]
+        return write_aggregate(run_dir, runs, results["seeds"])
+    started = time.perf_counter()
+    remove_temporaries(run_dir)
+    dataset = load_dataset(data)
+    if dataset.fingerprint != results.get("data_fingerprint"):
+        raise UnlearnkitError(f"the data given has fingerprint {dataset.fingerprint[:12]}…, but {run_dir} was run on {str(results.get('data_fingerprint'))[:12]}…; pass --data with the same dataset")
+    split = Split.load(run_dir / "split.npz")
+    seed = int(results["seed"])
+    setup = Setup(dataset, get_preset(results["preset"]), split, Store(cache) if cache else Store())
+    say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {setup.preset.name}, seed {seed}, {len(results['rows']) - 2} methods")
+    original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
+    retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)
+    rows, outputs, configs = [], {}, {}
+    for old in results["rows"]:
+        name = old["name"]
+        if name in ("original", "retrain"):
+            ref = original if name == "original" else retrain
+            model, cache_file = ref.model, ref.path.parent / f"logits-{split.fingerprint[:16]}.npz"
+        else:
+            model, cache_file = load_model(old["model"], next(original.model.parameters()).device), None
+            configs[name] = make_config(name, old.get("config"))
+        say(f"evaluating {name} …")
+        outputs[name] = model_outputs(model, dataset, split, cache_file)
+        keep = {key: old[key] for key in ("seconds", "time_ratio", "model", "config") if key in old}
+        rows.append({"name": name, **metrics(outputs[name], seed=seed), **keep})
+    return report_run(run_dir, setup, seed, original, retrain, rows, outputs, configs, evidence, started)
+
+
+def read_results(run_dir: Path) -> dict:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise UnlearnkitError(f"{path} does not exist; give a folder written by `unlearnkit run`")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UnlearnkitError(f"{path} is not valid JSON ({error}); run the experiment again") from None
+    if not isinstance(results, dict) or not ("rows" in results or "runs" in results):
+        raise UnlearnkitError(f"{path} is not the results of `unlearnkit run` (no rows)")
     return results

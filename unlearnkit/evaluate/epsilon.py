@@ -1,0 +1,115 @@
+"""The NeurIPS 2023 Machine Unlearning Challenge's score (Triantafillou et al.; the official
+code is google-deepmind/unlearning_evaluation, metric.py), on a CPU.
+
+Given N unlearned and N retrained models, each forget example has two samples of N
+logit-scaled confidences. Per example, ε is the best (δ = 1e-5) privacy loss that any rule
+of two threshold families achieves in telling the samples apart:
+- one threshold: "positive (the sample with the larger median) when confidence ≥ t";
+- two thresholds: "the peakier sample (smaller range) when l ≤ confidence ≤ r", with
+  r − l within ±2 of the peakier range and r within [its min + range − 2, its max + 2].
+A rule with FPR = FNR = 0 gives ε = ∞; a rule where exactly one of them is 0 is discarded
+(too few samples to say); otherwise ε = max(log(1−δ−FPR) − log FNR, log(1−δ−FNR) − log FPR).
+When one sample's range is under 1% of the other's, ε is the cap (50). ε falls in bins of
+width 0.5; bin b (from 1) earns 2 / 2^b points, ε ≥ 6.5 earns 0. F = mean points, and the
+score is F × (retain acc U / R) × (test acc U / R).
+
+Where this differs from the official code: it evaluates every threshold that changes a
+decision (every cut between observed confidences) instead of a grid of 0.01, so it never
+misses a rule the grid steps over; with N ≤ 665 models its 13 bins give the same points as
+the official N-dependent number of bins (ε is at most log(N − 1) unless it is infinite).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unlearnkit.errors import UnlearnkitError
+
+DELTA = 1e-5
+EPSILON_CAP = 50.0
+BIN_WIDTH = 0.5
+BINS = 13
+BUFFER = 2.0  # the two-threshold rule's slack around the peakier sample's range
+
+
+def epsilon_from_rates(fpr: np.ndarray, fnr: np.ndarray, delta: float = DELTA) -> np.ndarray:
+    """ε of each rule; inf for a perfect rule, NaN for rules discarded (one error rate is 0)."""
+    fpr, fnr = np.asarray(fpr, float), np.asarray(fnr, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eps = np.fmax(np.log(1 - delta - fpr) - np.log(fnr), np.log(1 - delta - fnr) - np.log(fpr))
+    eps = np.clip(eps, 0, None)
+    eps = np.where((fpr == 0) ^ (fnr == 0), np.nan, eps)
+    return np.where((fpr == 0) & (fnr == 0), np.inf, eps)
+
+
+def _single_threshold_rates(positive: np.ndarray, negative: np.ndarray):
+    cuts = np.unique(np.concatenate([positive, negative]))
+    tpr = (positive[None, :] >= cuts[:, None]).mean(1)
+    fpr = (negative[None, :] >= cuts[:, None]).mean(1)
+    return fpr, 1 - tpr
+
+
+def _double_threshold_rates(positive: np.ndarray, negative: np.ndarray):
+    if np.ptp(positive) >= np.ptp(negative):  # as in the official code: positive = the peakier one
+        positive, negative = negative, positive
+    width = np.ptp(positive)
+    values = np.unique(np.concatenate([positive, negative]))
+    below = np.r_[-np.inf, values[:-1]]  # l in (below_i, value_i] keeps value_i as the first inside
+    above = np.r_[values[1:], np.inf]  # r in [value_j, above_j) keeps value_j as the last inside
+    r_lo = np.maximum(values, positive.min() + width - BUFFER)
+    r_hi = np.minimum(above, positive.max() + BUFFER)
+    # the rule [l, r] holds exactly values i..j when such l and r exist with r − l in width ± BUFFER
+    feasible = (
+        (np.arange(len(values))[:, None] <= np.arange(len(values))[None, :])
+        & (r_lo <= r_hi)[None, :]
+        & (r_lo[None, :] - values[:, None] <= width + BUFFER)
+        & (r_hi[None, :] - below[:, None] >= width - BUFFER)
+    )
+    i, j = np.nonzero(feasible)
+    pos_upto = np.searchsorted(np.sort(positive), values, side="right")
+    neg_upto = np.searchsorted(np.sort(negative), values, side="right")
+    pos_before = np.r_[0, pos_upto[:-1]]
+    neg_before = np.r_[0, neg_upto[:-1]]
+    tpr = (pos_upto[j] - pos_before[i]) / len(positive)
+    fpr = (neg_upto[j] - neg_before[i]) / len(negative)
+    return fpr, 1 - tpr
+
+
+def example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float = DELTA) -> float:
+    """ε of one forget example from its N unlearned and N retrained confidences."""
+    unlearned, retrained = np.asarray(unlearned, float), np.asarray(retrained, float)
+    positive, negative = (retrained, unlearned) if np.median(retrained) > np.median(unlearned) else (unlearned, retrained)
+    smallest, largest = sorted((np.ptp(positive), np.ptp(negative)))
+    if largest == 0:  # both samples constant
+        return 0.0 if positive[0] == negative[0] else EPSILON_CAP
+    if smallest / largest < 0.01:  # one sample is a spike: the official code gives the cap here
+        return EPSILON_CAP
+    rates = [_single_threshold_rates(positive, negative), _double_threshold_rates(positive, negative)]
+    eps = np.concatenate([epsilon_from_rates(fpr, fnr, delta) for fpr, fnr in rates])
+    if np.isnan(eps).all():
+        raise UnlearnkitError(f"no decision rule is usable with {len(unlearned)} models per side; use at least 2")
+    return float(np.clip(np.nanmax(eps), 0, EPSILON_CAP))
+
+
+def epsilons(unlearned: np.ndarray, retrained: np.ndarray, delta: float = DELTA) -> np.ndarray:
+    """Per-example ε from confidences shaped [models, examples] (the same examples in both)."""
+    unlearned, retrained = np.asarray(unlearned, float), np.asarray(retrained, float)
+    if unlearned.ndim != 2 or unlearned.shape[1] != retrained.shape[1] or retrained.ndim != 2:
+        raise UnlearnkitError(f"confidences must be [models, examples] with the same examples; got {unlearned.shape} and {retrained.shape}")
+    if min(len(unlearned), len(retrained)) < 2:
+        raise UnlearnkitError(f"the NeurIPS score needs at least 2 unlearned and 2 retrained models (got {len(unlearned)} and {len(retrained)})")
+    return np.array([example_epsilon(unlearned[:, k], retrained[:, k], delta) for k in range(unlearned.shape[1])])
+
+
+def points(eps: np.ndarray, bins: int = BINS, width: float = BIN_WIDTH) -> np.ndarray:
+    """2 / 2^b for ε in bin b = 1, 2, … (bin 1 is [0, 0.5)); 0 beyond the last bin."""
+    index = np.floor(np.asarray(eps, float) / width)
+    return np.where(index < bins, 2.0 / 2.0 ** (index + 1), 0.0)
+
+
+def neurips_score(unlearned_conf, retrained_conf, *, retain_acc: tuple[float, float], test_acc: tuple[float, float]) -> dict:
+    """The challenge's score; `retain_acc` and `test_acc` are (unlearned, retrained) mean accuracies."""
+    eps = epsilons(unlearned_conf, retrained_conf)
+    quality = float(points(eps).mean())
+    score = quality * (retain_acc[0] / retain_acc[1]) * (test_acc[0] / test_acc[1])
+    return {"score": score, "forgetting_quality": quality, "epsilon": eps, "models_per_side": [len(unlearned_conf), len(retrained_conf)]}

@@ -1,0 +1,115 @@
+"""Attack scores with their uncertainty: balanced accuracy, ROC AUC and TPR at low FPR, each
+with a 95% bootstrap interval.
+
+The bootstrap resamples members and non-members separately (so both keep their sizes) and is
+computed for all resamples at once from one sort of the scores. Its draws depend only on the
+seed and on the two group sizes, so two models scored on the same examples get the same
+resamples: differences between them (the positive control) are paired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from unlearnkit.errors import UnlearnkitError
+
+FPR_LEVELS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
+METRICS = ("balanced_accuracy", "auc", *FPR_LEVELS)
+
+
+@dataclass
+class AttackScore:
+    """Point estimates, 95% intervals and the bootstrap draws (kept for paired comparisons)."""
+
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    draws: dict[str, np.ndarray] = field(repr=False)
+    members: int
+    nonmembers: int
+    roc: tuple[np.ndarray, np.ndarray] = field(repr=False)
+
+    def to_json(self) -> dict:
+        return {
+            **{name: {"value": self.values[name], "ci95": list(self.intervals[name])} for name in self.values},
+            "members": self.members,
+            "nonmembers": self.nonmembers,
+        }
+
+
+def _curves(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray):
+    """Cumulative true and false positives (weighted, rows = resamples) at each distinct score,
+    highest first, with the origin prepended."""
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    # the last position of each run of tied scores: a threshold cannot split ties
+    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+    w = weights[:, order]
+    positives = np.cumsum(w * is_member[order], axis=1)[:, ends]
+    negatives = np.cumsum(w * ~is_member[order], axis=1)[:, ends]
+    zeros = np.zeros((len(weights), 1))
+    return np.hstack([zeros, positives]), np.hstack([zeros, negatives])
+
+
+def _metrics(scores, is_member, predicted, weights) -> dict[str, np.ndarray]:
+    tp, fp = _curves(scores, is_member, weights)
+    total_pos, total_neg = tp[:, -1:], fp[:, -1:]
+    tpr, fpr = tp / total_pos, fp / total_neg
+    # trapezoids: a run of tied scores counts half, as in the Mann–Whitney statistic
+    auc = (np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2).sum(axis=1)
+    out = {
+        "balanced_accuracy": 0.5 * ((weights * (predicted & is_member)).sum(1) / total_pos[:, 0] + (weights * (~predicted & ~is_member)).sum(1) / total_neg[:, 0]),
+        "auc": auc,
+    }
+    for name, level in FPR_LEVELS.items():
+        out[name] = np.where(fpr <= level + 1e-12, tpr, 0.0).max(axis=1)
+    return out
+
+
+def bootstrap_weights(members: int, nonmembers: int, resamples: int, seed: int) -> np.ndarray:
+    """Counts (resamples × examples) of a stratified bootstrap; row 0 is the sample itself."""
+    rng = np.random.default_rng([seed, members, nonmembers])
+    weights = np.zeros((resamples + 1, members + nonmembers), dtype=np.float32)
+    weights[0] = 1
+    for row in range(1, resamples + 1):
+        weights[row, :members] = np.bincount(rng.integers(0, members, members), minlength=members)
+        weights[row, members:] = np.bincount(rng.integers(0, nonmembers, nonmembers), minlength=nonmembers)
+    return weights
+
+
+def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmember_predicted=None, *, resamples: int = 1000, seed: int = 0) -> AttackScore:
+    """Evaluate membership scores (higher = more likely a member) and, when given, the attack's
+    yes/no predictions (else: the threshold that the ROC's best balanced accuracy picks — only
+    for attacks without a fitted threshold)."""
+    member_scores, nonmember_scores = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
+    if min(len(member_scores), len(nonmember_scores)) < 2:
+        raise UnlearnkitError(f"an attack needs at least 2 members and 2 non-members (got {len(member_scores)} and {len(nonmember_scores)})")
+    if not (np.isfinite(member_scores).all() and np.isfinite(nonmember_scores).all()):
+        raise UnlearnkitError("attack scores hold NaN or inf; the model's outputs are not finite")
+    scores = np.concatenate([member_scores, nonmember_scores])
+    is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
+    if member_predicted is None:
+        order = np.sort(np.unique(scores))
+        tp, fp = _curves(scores, is_member, np.ones((1, len(scores))))
+        best = np.argmax(tp[0] / tp[0, -1] - fp[0] / fp[0, -1])
+        threshold = order[::-1][best - 1] if best > 0 else np.inf
+        predicted = scores >= threshold
+    else:
+        predicted = np.concatenate([np.asarray(member_predicted, bool), np.asarray(nonmember_predicted, bool)])
+    weights = bootstrap_weights(len(member_scores), len(nonmember_scores), resamples, seed)
+    draws_all = _metrics(scores, is_member, predicted, weights)
+    values = {name: float(draws[0]) for name, draws in draws_all.items()}
+    draws = {name: d[1:] for name, d in draws_all.items()}
+    intervals = {name: (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))) for name, d in draws.items()}
+    tp, fp = _curves(scores, is_member, np.ones((1, len(scores))))
+    roc = (fp[0] / fp[0, -1], tp[0] / tp[0, -1])
+    return AttackScore(values, intervals, draws, len(member_scores), len(nonmember_scores), roc)
+
+
+def significantly_above(higher: AttackScore, lower: AttackScore, metric: str = "auc") -> bool:
+    """Is `higher`'s metric above `lower`'s at the 95% level (one-sided, paired bootstrap when
+    both were scored on the same examples; otherwise the two intervals must not overlap)?"""
+    if (higher.members, higher.nonmembers) == (lower.members, lower.nonmembers) and len(higher.draws[metric]) == len(lower.draws[metric]):
+        return bool(np.percentile(higher.draws[metric] - lower.draws[metric], 5) > 0)
+    return higher.intervals[metric][0] > lower.intervals[metric][1]
