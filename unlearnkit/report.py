@@ -62,8 +62,8 @@ def evidence_cell(column: str, row: dict, evidence: dict | None) -> str:
     if column == "U-LiRA AUC":
         if "ulira_auc" not in row:
             return ""
-        no_signal = row["name"] == "original" and evidence and not evidence["signal"].get("u-lira", True)
-        return f"{row['ulira_auc']:.3f}" + (" NO SIGNAL" if no_signal else "")
+        no_signal = evidence and not evidence["signal"].get("u-lira", True)
+        return f"{row['ulira_auc']:.3f}" + ((" NO SIGNAL" if row["name"] == "original" else " (no signal)") if no_signal else "")
     return f"{row['neurips_score']:.3f}" if "neurips_score" in row else ""
 
 

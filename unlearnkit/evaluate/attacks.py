@@ -41,8 +41,8 @@ class LossThreshold:
     def score(self, x: np.ndarray) -> np.ndarray:
         return -x[:, 0]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.score(x) >= self.threshold_
+    def predict(self, x: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        return (self.score(x) if scores is None else scores) >= self.threshold_
 
 
 class Classifier:
@@ -64,8 +64,8 @@ class Classifier:
     def score(self, x: np.ndarray) -> np.ndarray:
         return self.model_.decision_function(x)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict(x) == 1
+    def predict(self, x: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        return (self.score(x) if scores is None else scores) > 0  # the classifiers' own decision rule
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ ATTACKS: dict[str, PopulationAttack] = {
         PopulationAttack(
             "svc-entropy", "SalUn's MIA-efficacy: an RBF SVC on confidence, entropy and modified entropy, fitted on retain vs validation images",
             (F.confidence, F.entropy, F.modified_entropy),
-            lambda seed: Classifier(lambda: SVC(C=3, gamma="auto", kernel="rbf"), max_per_side=2000, seed=seed),
+            lambda seed: Classifier(lambda: SVC(C=3, gamma="auto", kernel="rbf"), max_per_side=1000, seed=seed),
         ),
     ]
 }

@@ -64,8 +64,9 @@ def run_attack(attack: PopulationAttack, outputs: Outputs, probe: Probe, seed: i
     retain = _features(attack, outputs, probe.retain, heldout=False)
     test = _features(attack, outputs, probe.test, heldout=True)
     model = attack.make(seed).fit(_features(attack, outputs, probe.fit_members, False), _features(attack, outputs, probe.fit_nonmembers, True))
-    test_scores, test_predicted = model.score(test), model.predict(test)
-    scored = {name: (model.score(members), test_scores, model.predict(members), test_predicted) for name, members in (("forget", forget), ("retain", retain))}
+    scores = {name: model.score(x) for name, x in (("forget", forget), ("retain", retain), ("test", test))}
+    predicted = {name: model.predict(None, scores[name]) for name in scores}
+    scored = {name: (scores[name], scores["test"], predicted[name], predicted["test"]) for name in ("forget", "retain")}
     results = {name: score_attack(*values, resamples=resamples, seed=seed) for name, values in scored.items()}
     return AttackEvidence(results["forget"], results["retain"], float(1 - scored["forget"][2].mean()))
 

@@ -10,6 +10,7 @@ resamples: differences between them (the positive control) are paired.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -38,43 +39,47 @@ class AttackScore:
         }
 
 
-def _curves(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray):
-    """Cumulative true and false positives (weighted, rows = resamples) at each distinct score,
-    highest first, with the origin prepended."""
+def _curves(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted true and false positives (rows = resamples) when calling members every example
+    scoring at or above each distinct score, highest first, from the origin (nothing called)."""
     order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    # the last position of each run of tied scores: a threshold cannot split ties
+    sorted_scores, sorted_members = scores[order], is_member[order]
+    # a threshold cannot split tied scores: only the last position of each run of ties counts
     ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-    w = weights[:, order]
-    positives = np.cumsum(w * is_member[order], axis=1)[:, ends]
-    negatives = np.cumsum(w * ~is_member[order], axis=1)[:, ends]
-    zeros = np.zeros((len(weights), 1))
-    return np.hstack([zeros, positives]), np.hstack([zeros, negatives])
+    members_upto = np.r_[0, np.cumsum(sorted_members)[ends]]
+    nonmembers_upto = np.r_[0, ends + 1] - members_upto
+    zeros = np.zeros((len(weights), 1), dtype=weights.dtype)
+    tp = np.concatenate([zeros, np.cumsum(weights[:, order[sorted_members]], axis=1)], axis=1)[:, members_upto]
+    fp = np.concatenate([zeros, np.cumsum(weights[:, order[~sorted_members]], axis=1)], axis=1)[:, nonmembers_upto]
+    return tp, fp
 
 
 def _metrics(scores, is_member, predicted, weights) -> dict[str, np.ndarray]:
     tp, fp = _curves(scores, is_member, weights)
-    total_pos, total_neg = tp[:, -1:], fp[:, -1:]
-    tpr, fpr = tp / total_pos, fp / total_neg
+    total_pos, total_neg = tp[:, -1], fp[:, -1]
     # trapezoids: a run of tied scores counts half, as in the Mann–Whitney statistic
-    auc = (np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2).sum(axis=1)
-    out = {
-        "balanced_accuracy": 0.5 * ((weights * (predicted & is_member)).sum(1) / total_pos[:, 0] + (weights * (~predicted & ~is_member)).sum(1) / total_neg[:, 0]),
-        "auc": auc,
-    }
+    auc = (np.diff(fp, axis=1) * (tp[:, 1:] + tp[:, :-1])).sum(axis=1) / (2 * total_pos * total_neg)
+    called_members = weights[:, is_member] @ predicted[is_member].astype(weights.dtype)
+    called_nonmembers = weights[:, ~is_member] @ (~predicted[~is_member]).astype(weights.dtype)
+    out = {"balanced_accuracy": 0.5 * (called_members / total_pos + called_nonmembers / total_neg), "auc": auc}
     for name, level in FPR_LEVELS.items():
-        out[name] = np.where(fpr <= level + 1e-12, tpr, 0.0).max(axis=1)
-    return out
+        # both curves rise along a row: the last point within the FPR has the highest TPR there
+        last = (fp <= level * total_neg[:, None] * (1 + 1e-9)).sum(axis=1) - 1
+        out[name] = np.take_along_axis(tp, last[:, None], axis=1)[:, 0] / total_pos
+    return {name: values.astype(np.float64) for name, values in out.items()}
 
 
+@lru_cache(maxsize=4)
 def bootstrap_weights(members: int, nonmembers: int, resamples: int, seed: int) -> np.ndarray:
-    """Counts (resamples × examples) of a stratified bootstrap; row 0 is the sample itself."""
+    """Counts (resamples × examples) of a stratified bootstrap; row 0 is the sample itself.
+    Shared (read-only) by every attack on groups of the same sizes."""
     rng = np.random.default_rng([seed, members, nonmembers])
-    weights = np.zeros((resamples + 1, members + nonmembers), dtype=np.float32)
-    weights[0] = 1
-    for row in range(1, resamples + 1):
-        weights[row, :members] = np.bincount(rng.integers(0, members, members), minlength=members)
-        weights[row, members:] = np.bincount(rng.integers(0, nonmembers, nonmembers), minlength=nonmembers)
+    weights = np.ones((resamples + 1, members + nonmembers), dtype=np.float32)
+    for start, size in ((0, members), (members, nonmembers)):
+        rows = np.arange(resamples)[:, None] * size
+        counts = np.bincount((rng.integers(0, size, (resamples, size)) + rows).ravel(), minlength=resamples * size)
+        weights[1:, start : start + size] = counts.reshape(resamples, size)
+    weights.flags.writeable = False
     return weights
 
 
@@ -89,11 +94,11 @@ def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmemb
         raise UnlearnkitError("attack scores hold NaN or inf; the model's outputs are not finite")
     scores = np.concatenate([member_scores, nonmember_scores])
     is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
+    tp, fp = _curves(scores, is_member, np.ones((1, len(scores)), dtype=np.float32))
+    roc = (fp[0] / fp[0, -1], tp[0] / tp[0, -1])
     if member_predicted is None:
-        order = np.sort(np.unique(scores))
-        tp, fp = _curves(scores, is_member, np.ones((1, len(scores))))
-        best = np.argmax(tp[0] / tp[0, -1] - fp[0] / fp[0, -1])
-        threshold = order[::-1][best - 1] if best > 0 else np.inf
+        best = np.argmax(roc[1] - roc[0])
+        threshold = np.unique(scores)[::-1][best - 1] if best > 0 else np.inf
         predicted = scores >= threshold
     else:
         predicted = np.concatenate([np.asarray(member_predicted, bool), np.asarray(nonmember_predicted, bool)])
@@ -102,8 +107,6 @@ def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmemb
     values = {name: float(draws[0]) for name, draws in draws_all.items()}
     draws = {name: d[1:] for name, d in draws_all.items()}
     intervals = {name: (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))) for name, d in draws.items()}
-    tp, fp = _curves(scores, is_member, np.ones((1, len(scores))))
-    roc = (fp[0] / fp[0, -1], tp[0] / tp[0, -1])
     return AttackScore(values, intervals, draws, len(member_scores), len(nonmember_scores), roc)
 
 
