@@ -1,7 +1,9 @@
 """Markdown tables from a run's results.json, for docs: one row per model with its gaps to the
-retrained model (single seed), or mean ± sd per column (a `--seeds` run).
+retrained model (single seed), or mean ± sd per column (a `--seeds` run). With `--evidence`:
+the evidence of forgetting instead (attacks with 95% intervals, divergences, and with
+`--evidence full` the NeurIPS score and U-LiRA).
 
-    python scripts/results_table.py runs/default-seed0/results.json [--sort]
+    python scripts/results_table.py runs/default-seed0/results.json [--sort] [--evidence]
 """
 
 from __future__ import annotations
@@ -45,13 +47,58 @@ def aggregate(entries: list[dict], sort: bool) -> str:
     return "\n".join(lines)
 
 
+def interval(entry: dict, digits: int = 3) -> str:
+    low, high = entry["ci95"]
+    return f"{entry['value']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def single_evidence(results: dict) -> str:
+    rows, signal = results["rows"], results["evidence"]["signal"]
+    attacks = list(rows[0]["evidence"]["attacks"])
+    head = ["model", *(f"{a} AUC{'' if signal[a] else ' (no signal)'}" for a in attacks), f"{attacks[-1]} TPR at 1% FPR", "retain exposure raised", "JS forget", "JS test"]
+    full = any("neurips" in row["evidence"] for row in rows)
+    if full:
+        head += ["NeurIPS score (F)", "U-LiRA AUC" + ("" if signal.get("u-lira") else " (no signal)")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        evidence = row["evidence"]
+        cells = [interval(evidence["attacks"][a]["forget"]["auc"]) for a in attacks]
+        cells.append(interval(evidence["attacks"][attacks[-1]]["forget"]["tpr_at_1pct_fpr"]))
+        raised = [a for a in attacks if evidence["attacks"][a].get("retain_exposure_raised")]
+        cells.append(", ".join(raised) if raised else ("—" if row["name"] == "original" else "no"))
+        cells += [f"{evidence['divergence']['forget']['js']:.3f}", f"{evidence['divergence']['test']['js']:.3f}"]
+        if full:
+            neurips = evidence.get("neurips")
+            cells.append(f"{neurips['score']:.3f} ({neurips['forgetting_quality']:.3f})" if neurips else "")
+            cells.append(interval(evidence["u_lira"]["auc"]) if "u_lira" in evidence else "")
+        name = "**retrain (reference)**" if row["name"] == "retrain" else row["name"]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def aggregate_evidence(entries: list[dict]) -> str:
+    keys = sorted({k for e in entries for k in e if k.startswith("evidence.attacks.") and k.endswith(".forget.auc.value")})
+    keys += [k for k in ("js_forget", "neurips_score", "ulira_auc") if any(k in e for e in entries)]
+    head = ["model", *(k.removeprefix("evidence.attacks.").removesuffix(".forget.auc.value") + (" AUC" if k.startswith("evidence") else "") for k in keys)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for entry in entries:
+        cells = [f"{entry[k]['mean']:.3f} ± {entry[k]['sd']:.3f}" if k in entry else "" for k in keys]
+        name = "**retrain (reference)**" if entry["name"] == "retrain" else entry["name"]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results")
     parser.add_argument("--sort", action="store_true", help="methods by average gap to retrain")
+    parser.add_argument("--evidence", action="store_true", help="the evidence of forgetting instead of accuracies")
     args = parser.parse_args()
     with open(args.results) as f:
         results = json.load(f)
+    if args.evidence:
+        print(aggregate_evidence(results["aggregate"]) if "aggregate" in results else single_evidence(results))
+        return
     print(aggregate(results["aggregate"], args.sort) if "aggregate" in results else single(results["rows"], args.sort))
 
 

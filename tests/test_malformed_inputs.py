@@ -218,6 +218,13 @@ CORPUS = [
     ("unknown preset", ["run", "--preset", "huge", "--data", "@data"], "unknown preset 'huge'"),
     ("verify: a folder without manifest", ["verify", "@data"], "has no manifest.json; only folders written by"),
     ("bad seed list", ["run", "--preset", "smoke", "--data", "@data", "--seeds", "0,,1"], "--seeds '0,,1' is not a comma-separated list"),
+    # evidence
+    ("evidence: one model per side", ["run", "--preset", "smoke", "--data", "@data", "--evidence", "full", "--n", "1"], "--n 1: Input should be greater than or equal to 2"),
+    ("evidence: no shadow models", ["run", "--preset", "smoke", "--data", "@data", "--evidence", "full", "--k", "0"], "--k 0: Input should be greater than or equal to 2"),
+    ("evidence: zero shadow width", ["run", "--preset", "smoke", "--data", "@data", "--evidence", "full", "--shadow-width", "0"], "--shadow-width 0"),
+    ("evidence: too few resamples", ["run", "--preset", "smoke", "--data", "@data", "--resamples", "5"], "--resamples 5"),
+    ("evaluate: a folder that does not exist", ["evaluate", "/no/such/run"], "run folder /no/such/run does not exist"),
+    ("evaluate: a folder without results", ["evaluate", "@data"], "results.json does not exist; give a folder written by `unlearnkit run`"),
 ]
 
 
