@@ -212,7 +212,12 @@ def test_forget_writes_a_model_tied_to_its_inputs(deployed, tmp_path):
     for stage in ("before", "after"):
         assert set(on_disk[stage]) == {"forget_acc", "retain_acc", "test_acc", "mia"}
     assert isinstance(on_disk["positive_control"]["passed"], bool)
-    assert "retrained" in (out / "report.md").read_text()
+    assert set(on_disk["attacks"]) == {"lr-loss", "loss-threshold", "svc-entropy"}
+    for attack in on_disk["attacks"].values():
+        assert attack["signal"] == (attack["before"]["auc"]["ci95"][0] > 0.5)
+        assert attack["before"]["members"] == 30
+    markdown = (out / "report.md").read_text()
+    assert "retrained" in markdown and "svc-entropy attack AUC" in markdown
 
 
 def test_forget_cli_errors_leave_nothing_behind(deployed, tmp_path):

@@ -144,7 +144,7 @@ def forget(
     out: str = typer.Option("runs/forget", help="output folder: model.safetensors + sidecar, report.json, report.md"),
 ):
     """Serve a deletion request: unlearn the requested images from a model and verify what changed."""
-    from unlearnkit.forget import forget_request
+    from unlearnkit.forget import auc_cell, forget_request
     from unlearnkit.methods import parse_overrides
 
     config = parse_overrides(set_, [method]).get(method)
@@ -155,6 +155,8 @@ def forget(
     for title, key in (("forget accuracy", "forget_acc"), (f"retain accuracy ({report['retain_sample']} sampled)", "retain_acc"), ("test accuracy", "test_acc")):
         table.add_row(title, f"{100 * report['before'][key]:.1f}%", f"{100 * report['after'][key]:.1f}%")
     table.add_row("membership attack (forget vs test)", f"{report['before']['mia']:.3f}", f"{report['after']['mia']:.3f}")
+    for name, attack in report["attacks"].items():
+        table.add_row(f"{name} AUC, 95% interval" + ("" if attack["signal"] else " (NO SIGNAL before)"), auc_cell(attack["before"]), auc_cell(attack["after"]))
     out_console = Console(width=None if sys.stdout.isatty() else 120)
     out_console.print(table)
     out_console.print(f"positive control: {report['positive_control']['note']}")

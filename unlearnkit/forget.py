@@ -4,6 +4,7 @@ No retrained model is needed, which is the point, and also the limit of what the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from unlearnkit.data.scenarios import Scenario, file_sha256, read_requests
 from unlearnkit.data.splits import make_split
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.experiment import make_task
-from unlearnkit.evaluate import per_example_loss, simple_mia
+from unlearnkit.data.splits import Split
+from unlearnkit.evaluate import model_outputs, simple_mia
+from unlearnkit.evaluate.population import Probe, population_attacks
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, sha256_file, write_manifest
 from unlearnkit.methods import make_config, run_method
 from unlearnkit.progress import say
 from unlearnkit.report import CONTROL_MARGIN
 from unlearnkit.store import load_model, read_sidecar, save_model
-from unlearnkit.train import Recipe, default_device, predict_logits
+from unlearnkit.train import Recipe, default_device
 
 LIMITS = (
     "Without a model retrained without these images, this report cannot show that the result is what "
@@ -31,16 +34,30 @@ LIMITS = (
 )
 
 
-def verification(model, dataset, forget: np.ndarray, retain: np.ndarray, test: np.ndarray, seed: int) -> dict:
-    """Accuracy on forget, a retain sample and test, and the kit's attack (forget vs test losses)."""
-    parts = {"forget": (dataset.train_x, dataset.train_y, forget), "retain": (dataset.train_x, dataset.train_y, retain), "test": (dataset.test_x, dataset.test_y, test)}
-    row, losses = {}, {}
-    for name, (x, y, indices) in parts.items():
-        logits = predict_logits(model, x[indices]).numpy()
-        row[f"{name}_acc"] = float((logits.argmax(1) == y[indices]).mean())
-        losses[name] = per_example_loss(logits, y[indices])
-    row["mia"] = simple_mia(losses["forget"], losses["test"], seed=seed) if len(forget) >= 2 else float("nan")
-    return row
+def verification(model, dataset, probe: Split, seed: int) -> tuple[dict, dict]:
+    """Accuracy on forget, a retain sample and test, the kit's attack (forget vs test losses),
+    and every population attack with its intervals, from one forward pass over those images."""
+    outputs = model_outputs(model, dataset, probe)
+    row = {f"{part}_acc": outputs.accuracy(part) for part in ("forget", "retain", "test")}
+    row["mia"] = simple_mia(outputs.losses("forget"), outputs.losses("test"), seed=seed) if len(probe.forget) >= 2 else float("nan")
+    attacks = population_attacks(outputs, Probe.of(outputs, seed), seed) if len(probe.forget) >= 2 else {}
+    return row, attacks
+
+
+def auc_cell(score: dict) -> str:
+    """'0.612 [0.598, 0.626]' from an attack score's JSON."""
+    low, high = score["auc"]["ci95"]
+    return f"{score['auc']['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def attack_report(before: dict, after: dict) -> dict:
+    """Per attack, AUC on forget vs test before and after; its control: before unlearning, it
+    must tell the requested images from test images (95% interval above 0.5)."""
+    report = {}
+    for name, result in before.items():
+        signal = result.forget.intervals["auc"][0] > 0.5
+        report[name] = {"signal": bool(signal), "before": result.forget.to_json(), "after": after[name].forget.to_json()}
+    return report
 
 
 def forget_request(
@@ -64,12 +81,13 @@ def forget_request(
 
     rng = np.random.default_rng(seed)
     retain_probe = np.sort(rng.choice(split.retain, min(retain_sample, split.retain.size), replace=False))
-    before = verification(original, dataset, split.forget, retain_probe, split.test, seed)
+    probe = dataclasses.replace(split, retain=retain_probe)  # the images the report looks at
+    before, attacks_before = verification(original, dataset, probe, seed)
 
     recipe = Recipe(**meta["recipe"]) if isinstance(meta.get("recipe"), dict) else Recipe()
     task = make_task(dataset, split, original, recipe, seed)
     result = run_method(method, original, task, config, checkpoint=out / "model.checkpoint.safetensors")
-    after = verification(result.model, dataset, split.forget, retain_probe, split.test, seed)
+    after, attacks_after = verification(result.model, dataset, probe, seed)
 
     control = before["mia"] - 0.5 >= CONTROL_MARGIN
     inputs = {
@@ -97,6 +115,7 @@ def forget_request(
             "note": f"the attack scores {before['mia']:.3f} on the input model, {'at least' if control else 'less than'} {CONTROL_MARGIN} above chance: "
             + ("it could tell the requested images from test images before unlearning" if control else "NO SIGNAL: it could not tell them apart even before unlearning, so its score after proves nothing"),
         },
+        "attacks": attack_report(attacks_before, attacks_after),
         "unlearn_seconds": result.seconds,
         "total_seconds": time.perf_counter() - started,
         "what_this_shows": LIMITS,
@@ -121,6 +140,8 @@ def markdown(report: dict) -> str:
     for title, key, percent in rows:
         b, a = report["before"][key], report["after"][key]
         lines.append(f"| {title} | {100 * b:.1f}% | {100 * a:.1f}% |" if percent else f"| {title} | {b:.3f} | {a:.3f} |")
+    for name, attack in report["attacks"].items():
+        lines.append(f"| {name} attack AUC, 95% interval{'' if attack['signal'] else ' (NO SIGNAL before unlearning)'} | {auc_cell(attack['before'])} | {auc_cell(attack['after'])} |")
     lines += ["", f"Positive control: {report['positive_control']['note']}.", "", f"What this shows: {report['what_this_shows']}", ""]
     return "\n".join(lines)
 

@@ -159,9 +159,10 @@ def roc_figure(name: str, curves: dict[str, tuple[np.ndarray, np.ndarray, float]
     """ROC curves on log-log axes, where the low false-positive rates that matter are visible."""
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     floor = 1e-4
-    for label, (fpr, tpr, auc) in curves.items():
-        ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=f"{label} (AUC {auc:.3f})", drawstyle="steps-post")
-    ax.plot([floor, 1], [floor, 1], color="grey", linestyle=":", label="chance")
+    # dashes differ so that attacks ranking alike (lr-loss and loss-threshold both rank by loss) stay visible
+    for (label, (fpr, tpr, auc)), style in zip(curves.items(), ("-", "--", "-.", ":", (0, (5, 1)))):
+        ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=f"{label} (AUC {auc:.3f})", drawstyle="steps-post", linestyle=style)
+    ax.plot([floor, 1], [floor, 1], color="grey", linewidth=0.8, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(floor, 1)
