@@ -220,3 +220,23 @@ def test_ulira_is_at_chance_when_unlearning_equals_retraining():
 def test_ulira_needs_two_shadows():
     with pytest.raises(UnlearnkitError, match="at least 2 shadow"):
         ulira(np.zeros(3), np.zeros(3), np.zeros((1, 3)), np.zeros((1, 3)))
+
+
+# ---------------------------------------------------------------- aggregation over seeds
+
+
+def test_every_number_of_a_row_is_aggregated_over_seeds_including_nested_evidence():
+    from unlearnkit.report import aggregate_rows
+
+    def run(auc, js, extra=None):
+        row = {"name": "kl", "mia": auc, "config": {"lr": 0.1}, "attack_auc_ci": [0.4, 0.6],
+               "evidence": {"attacks": {"svc-entropy": {"signal": True, "forget": {"auc": {"value": auc, "ci95": [0, 1]}}}}, "divergence": {"forget": {"js": js}}}}
+        return [{**row, **(extra or {})}]
+
+    aggregated = aggregate_rows([run(0.50, 0.1), run(0.54, 0.3, {"neurips_score": 0.2})])[0]
+    assert aggregated["n"] == 2
+    assert aggregated["evidence.attacks.svc-entropy.forget.auc.value"] == pytest.approx({"mean": 0.52, "sd": np.std([0.50, 0.54], ddof=1)})
+    assert aggregated["evidence.divergence.forget.js"]["mean"] == pytest.approx(0.2)
+    assert aggregated["config.lr"] == {"mean": 0.1, "sd": 0.0}
+    assert "neurips_score" not in aggregated  # only numbers every seed has
+    assert not any("signal" in key or "ci95" in key for key in aggregated)  # flags and lists are not averaged

@@ -164,3 +164,18 @@ def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
     again = evaluate_run(copy, data=data, cache=root / "cache", evidence=options)
     assert again["evidence"]["models_trained"] == 0  # every ensemble model came from the store
     assert [row["neurips_score"] for row in again["rows"][2:]] == [row["neurips_score"] for row in first["rows"][2:]]
+
+
+def test_forgetting_a_single_image_runs_and_says_why_no_attack_was_run(finished_run, tmp_path):
+    from unlearnkit.evidence import EvidenceOptions
+
+    _, _, data, root = finished_run
+    results = run_experiment(preset="smoke", data=data, out=tmp_path / "one", cache=root / "cache", seed=0, forget="random:1",
+                             methods="finetune", evidence=EvidenceOptions(level="full", n=2, k=2, shadow_width=2, resamples=100))
+    assert results["split"]["forget"] == 1
+    assert "membership attacks need at least 2 forget" in results["evidence"]["note"]
+    assert results["evidence"]["headline_attack"] is None and results["evidence"]["signal"] == {}
+    finetune = results["rows"][2]
+    assert np.isnan(finetune["mia"]) and np.isfinite(finetune["avg_gap"])
+    assert 0 <= finetune["neurips_score"] <= 1.5  # the ε score is per example, so one image is enough
+    assert finetune["evidence"]["attacks"] == {} and "u_lira" not in finetune["evidence"]

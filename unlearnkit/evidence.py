@@ -155,8 +155,11 @@ def gather(
     whose configs are in `configs`)."""
     started = time.perf_counter()
     evidence = Evidence(options, Probe.of(outputs["original"], seed))
+    attackable = min(len(evidence.probe.forget), len(evidence.probe.test)) >= 2
+    if not attackable:
+        evidence.meta["note"] = f"{len(evidence.probe.forget)} forget image(s): membership attacks need at least 2 forget and 2 test images, so none was run"
     for name, out in outputs.items():
-        evidence.attacks[name] = population_attacks(out, evidence.probe, seed, options.resamples)
+        evidence.attacks[name] = population_attacks(out, evidence.probe, seed, options.resamples) if attackable else {}
     evidence.signal = positive_controls(evidence.attacks["original"], evidence.attacks["retrain"])
     for name, out in outputs.items():
         evidence.per_model[name] = {
@@ -165,7 +168,7 @@ def gather(
         }
     population_seconds = time.perf_counter() - started
     if options.level == "full":
-        full_evidence(evidence, setup, seed, original, outputs, configs)
+        full_evidence(evidence, setup, seed, original, outputs, configs, attackable)
     evidence.meta = {**evidence.meta,
         "level": options.level, "population_seconds": population_seconds, **({"n": options.n, "k": options.k, "shadow_width": options.shadow_width or setup.preset.model.kwargs.get("width")} if options.level == "full" else {}),
         "models_trained": evidence.ledger.trained, "models_reused": evidence.ledger.reused, "model_seconds": evidence.ledger.seconds,
@@ -176,7 +179,7 @@ def gather(
     return evidence
 
 
-def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Reference, outputs: dict[str, Outputs], configs: dict[str, MethodConfig]) -> None:
+def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Reference, outputs: dict[str, Outputs], configs: dict[str, MethodConfig], attackable: bool) -> None:
     options, ledger = evidence.options, evidence.ledger
     say(f"evidence (full): {options.n} retrained models for the NeurIPS score …")
     retrained = retrained_ensemble(setup, seed, options.n, ledger)
@@ -191,13 +194,14 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
     shadow_retrained = np.stack([forget_confidence(reference_outputs("retrain", setup, shadow, seed + 1 + i, ledger)[1]) for i in range(options.k)])
     target_retrained = forget_confidence(outputs["retrain"])
 
-    def u_lira(target: np.ndarray, shadows: np.ndarray):
-        return ulira(target, target_retrained, shadows, shadow_retrained, resamples=options.resamples, seed=seed)
+    def u_lira(name: str, target: np.ndarray, shadows: np.ndarray) -> None:
+        if attackable:
+            evidence.ulira_scores[name] = ulira(target, target_retrained, shadows, shadow_retrained, resamples=options.resamples, seed=seed)
+            evidence.per_model[name]["u_lira"] = evidence.ulira_scores[name].to_json()
 
-    control = u_lira(forget_confidence(outputs["original"]), np.stack([forget_confidence(o) for _, o in shadow_originals]))
-    evidence.signal["u-lira"] = control.intervals["auc"][0] > 0.5
-    evidence.ulira_scores["original"] = control
-    evidence.per_model["original"]["u_lira"] = control.to_json()
+    u_lira("original", forget_confidence(outputs["original"]), np.stack([forget_confidence(o) for _, o in shadow_originals]))
+    if attackable:
+        evidence.signal["u-lira"] = evidence.ulira_scores["original"].intervals["auc"][0] > 0.5
     for name, out in outputs.items():
         if name in ("original", "retrain"):
             continue
@@ -209,10 +213,8 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
         shadow_unlearned = np.stack([
             forget_confidence(unlearned_outputs(name, configs[name], ref, setup, shadow, seed + 1 + i, ledger)) for i, (ref, _) in enumerate(shadow_originals)
         ])
-        attack = u_lira(forget_confidence(out), shadow_unlearned)
-        evidence.ulira_scores[name] = attack
+        u_lira(name, forget_confidence(out), shadow_unlearned)
         evidence.per_model[name]["neurips"] = {**score, "epsilon_mean": float(evidence.epsilons[name].mean())}
-        evidence.per_model[name]["u_lira"] = attack.to_json()
         evidence.per_model[name]["evidence_seconds"] = time.perf_counter() - method_started
 
 

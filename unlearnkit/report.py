@@ -28,10 +28,11 @@ CLASSWISE_COLUMNS = ("forget_class_test_acc", "other_class_test_acc")
 
 def add_average_gaps(rows: list[dict]) -> None:
     """Mean |Δ| to the retrained model over forget, retain and test accuracy and the attack
-    score (all as fractions): 0 is the retrained model itself."""
+    score (all as fractions): 0 is the retrained model itself. A score that cannot be computed
+    (the attack on a one-image forget set) is left out of the mean."""
     reference = next(row for row in rows if row["name"] == "retrain")
     for row in rows:
-        row["avg_gap"] = sum(abs(row[k] - reference[k]) for k in GAP_COLUMNS) / len(GAP_COLUMNS)
+        row["avg_gap"] = float(np.nanmean([abs(row[k] - reference[k]) for k in GAP_COLUMNS]))
 
 
 def positive_control(rows: list[dict]) -> dict:
@@ -73,7 +74,7 @@ def results_table(rows: list[dict], control: dict, evidence: dict | None = None)
     title = ("accuracy in %, (gap to retrain in points); MIA 0.5 = chance, compare with retrain; "
              "avg gap = mean |Δ| to retrain over forget, retain, test accuracy and MIA (lower is better)")
     if evidence:
-        title += (f"; AUC: the {attack} attack on forget vs test [95% CI], compare with retrain" if attack else "; NO SIGNAL from any population attack")
+        title += (f"; AUC: the {attack} attack on forget vs test [95% CI], compare with retrain" if attack else f"; {evidence.get('note') or 'NO SIGNAL from any population attack'}")
         title += "; JS: Jensen–Shannon divergence to retrain on forget (nats)"
     table = Table(title=title, title_justify="left")
     accuracy_columns = ACCURACY_COLUMNS + tuple(key for key in CLASSWISE_COLUMNS if key in reference)
@@ -90,6 +91,8 @@ def results_table(rows: list[dict], control: dict, evidence: dict | None = None)
         mia = f"{row['mia']:.3f}" + (f" ({gap(row['mia'], reference['mia'], points=False)})" if is_method else "")
         if row["name"] == "original" and not control["passed"]:
             mia += " NO SIGNAL"
+        if np.isnan(row["mia"]):
+            mia = "n/a"
         name = row["name"] + (" (reference)" if row["name"] == "retrain" else "")
         table.add_row(name, *cells, mia, *(evidence_cell(column, row, evidence) for column in extra), f"{row['avg_gap']:.3f}", f"{row['seconds']:.1f}", f"{row['time_ratio']:.3f}")
     return table
@@ -193,6 +196,8 @@ def evidence_figures(evidence, outputs: dict[str, Outputs], folder: Path) -> lis
     paths = []
     for name in outputs:
         curves = {attack: (*result.forget.roc, result.forget.values["auc"]) for attack, result in evidence.attacks[name].items()}
+        if not curves:  # too few forget images for any attack
+            continue
         if name in evidence.ulira_scores:
             result = evidence.ulira_scores[name]
             curves["U-LiRA (unlearned vs retrained)" if name != "original" else "U-LiRA (original vs retrained)"] = (*result.roc, result.values["auc"])
