@@ -28,3 +28,23 @@ def test_mia_subsamples_the_larger_group():
     rng = np.random.default_rng(2)
     # balanced classes after subsampling: an attack always saying "member" scores 0.5, not 0.9
     assert simple_mia(rng.exponential(1, 90), rng.exponential(1, 10_000)) < 0.7
+
+
+def test_cached_logits_are_reused_for_their_split_and_recomputed_when_damaged(arrays, tmp_path):
+    from unlearnkit.data import Dataset
+    from unlearnkit.data.splits import make_split
+    from unlearnkit.evaluate import model_outputs
+    from unlearnkit.models import create_model
+
+    train_x, train_y, test_x, test_y = arrays
+    dataset = Dataset(train_x, train_y, test_x, test_y, classes=tuple(str(c) for c in range(10)))
+    split = make_split(train_y, len(test_y), forget=0.2, seed=0)
+    model = create_model("resnet18", num_classes=10, width=4).eval()
+    cache = tmp_path / "logits.npz"
+    first = model_outputs(model, dataset, split, cache)
+    assert cache.is_file()
+    np.testing.assert_array_equal(model_outputs(None, dataset, split, cache).heldout, first.heldout)  # no model needed: read back
+    other = make_split(train_y, len(test_y), forget=0.2, seed=1)
+    assert model_outputs(model, dataset, other, cache).split is other  # another split: computed again
+    cache.write_bytes(cache.read_bytes()[:50])  # a truncated file is computed again, not a crash
+    np.testing.assert_allclose(model_outputs(model, dataset, other, cache).heldout, model_outputs(model, dataset, other).heldout)

@@ -21,12 +21,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from unlearnkit.evaluate import Outputs, model_outputs
+from unlearnkit.evaluate import Outputs, cached_outputs, model_outputs
 from unlearnkit.evaluate.epsilon import neurips_score
 from unlearnkit.evaluate.features import logit_scaled_confidence
 from unlearnkit.evaluate.population import (
     AttackEvidence, Probe, divergence, evidence_json, population_attacks, positive_controls,
 )
+from unlearnkit.evaluate.stats import AttackScore
 from unlearnkit.evaluate.ulira import ulira
 from unlearnkit.experiment import Setup, make_task
 from unlearnkit.fileio import atomic_save_npz
@@ -74,7 +75,7 @@ class Evidence:
     signal: dict[str, bool] = field(default_factory=dict)
     per_model: dict[str, dict] = field(default_factory=dict)
     epsilons: dict[str, np.ndarray] = field(default_factory=dict)
-    ulira_scores: dict[str, object] = field(default_factory=dict)
+    ulira_scores: dict[str, AttackScore] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
     meta: dict = field(default_factory=dict)
 
@@ -119,11 +120,9 @@ def unlearned_outputs(method: str, config: MethodConfig, original: Reference, se
     key = setup.store.key(kind="unlearned", original=original.path.parent.name, method=method, config=config.model_dump(), seed=seed, split=split.fingerprint)
     logits_path = setup.store.path(key).parent / "logits.npz"
     started = time.perf_counter()
-    if logits_path.is_file():
-        with np.load(logits_path, allow_pickle=False) as f:
-            if str(f["split"]) == split.fingerprint:
-                ledger.add(time.perf_counter() - started, True)
-                return model_outputs(None, setup.dataset, split, logits_path)
+    if (found := cached_outputs(setup.dataset, split, logits_path)) is not None:
+        ledger.add(time.perf_counter() - started, True)
+        return found
     task = make_task(setup.dataset, split, original.model, preset.recipe, seed, cache_dir=original.path.parent, data_key=split.fingerprint)
     result = run_method(method, original.model, task, config, checkpoint=logits_path.parent / "checkpoint.safetensors")
     outputs = model_outputs(result.model, setup.dataset, split, logits_path)

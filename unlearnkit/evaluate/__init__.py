@@ -3,6 +3,7 @@ pool and the held-out set) gives cached logits; every metric is computed from th
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +17,7 @@ from unlearnkit.evaluate.mia import per_example_loss, simple_mia
 from unlearnkit.fileio import atomic_save_npz
 from unlearnkit.train import predict_logits
 
-__all__ = ["Outputs", "model_outputs", "metrics", "per_example_loss", "simple_mia"]
+__all__ = ["Outputs", "cached_outputs", "model_outputs", "metrics", "per_example_loss", "simple_mia"]
 
 
 @dataclass
@@ -59,19 +60,37 @@ class Outputs:
         return self.heldout_loss[getattr(self.split, part)]
 
 
-def model_outputs(model: nn.Module, dataset: Dataset, split: Split, cache: Path | None = None) -> Outputs:
+def cached_outputs(dataset: Dataset, split: Split, cache: Path) -> Outputs | None:
+    """The logits saved in `cache` when they were written for this split; None when missing,
+    written for another split, or unreadable (they are then computed again)."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as f:
+            if str(f["split"]) != split.fingerprint:
+                return None
+            everything = f["logits"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    pool = np.union1d(split.forget, split.retain)
+    if everything.shape != (len(pool) + len(dataset.test_y), dataset.num_classes):
+        return None
+    return _outputs(everything, dataset, split, pool)
+
+
+def model_outputs(model: nn.Module | None, dataset: Dataset, split: Split, cache: Path | None = None) -> Outputs:
     """Logits from one forward pass over the pool and the held-out set. With `cache`, they are
     read from that .npz when it was written for the same split, and written there otherwise."""
+    if cache is not None and (found := cached_outputs(dataset, split, cache)) is not None:
+        return found
     pool = np.union1d(split.forget, split.retain)
-    everything = None
-    if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as f:
-            if str(f["split"]) == split.fingerprint and f["logits"].shape[0] == len(pool) + len(dataset.test_y):
-                everything = f["logits"]
-    if everything is None:
-        everything = predict_logits(model, np.concatenate([dataset.train_x[pool], dataset.test_x])).numpy()
-        if cache is not None:
-            atomic_save_npz(cache, logits=everything, split=np.str_(split.fingerprint))
+    everything = predict_logits(model, np.concatenate([dataset.train_x[pool], dataset.test_x])).numpy()
+    if cache is not None:
+        atomic_save_npz(cache, logits=everything, split=np.str_(split.fingerprint))
+    return _outputs(everything, dataset, split, pool)
+
+
+def _outputs(everything: np.ndarray, dataset: Dataset, split: Split, pool: np.ndarray) -> Outputs:
     train = np.full((len(dataset.train_y), dataset.num_classes), np.nan, dtype=np.float32)
     train[pool] = everything[: len(pool)]
     return Outputs(train, everything[len(pool) :], dataset, split)
