@@ -25,15 +25,17 @@ FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] 
 SUBJECTS_HELP = "CSV mapping subject_id to sample_id, for request files that list subject_id"
 
 
-EVIDENCE_HELP = "fast: population attacks with intervals and divergences (no extra models); full: also the NeurIPS 2023 score (N) and U-LiRA (K shadows), training those models through the store"
-N_HELP = "--evidence full: unlearned and retrained models per side for the NeurIPS score (the challenge used 512)"
-K_HELP = "--evidence full: U-LiRA shadow models of each kind (original, retrained, unlearned)"
-SHADOW_WIDTH_HELP = "--evidence full: width of the U-LiRA shadow models (default: the preset's; narrower is cheaper, recorded in the results)"
-
-
 class Evidence(str, Enum):
     fast = "fast"
     full = "full"
+
+
+# shared by `run` and `evaluate`, which buy evidence the same way
+EVIDENCE_OPTION = typer.Option(Evidence.fast, help="fast: population attacks with intervals and divergences (no extra models); full: also the NeurIPS 2023 score (N) and U-LiRA (K shadows), training those models through the store")
+N_OPTION = typer.Option(8, help="--evidence full: unlearned and retrained models per side for the NeurIPS score (the challenge used 512)")
+K_OPTION = typer.Option(4, help="--evidence full: U-LiRA shadow models of each kind (original, retrained, unlearned)")
+SHADOW_WIDTH_OPTION = typer.Option(None, help="--evidence full: width of the U-LiRA shadow models (default: the preset's; narrower is cheaper, recorded in the results)")
+RESAMPLES_OPTION = typer.Option(1000, help="bootstrap resamples per confidence interval")
 
 
 def evidence_options(level: "Evidence", n: int, k: int, shadow_width: int | None, resamples: int):
@@ -89,11 +91,11 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a method's hyperparameter: METHOD.FIELD=VALUE (repeatable)"),
     out: Optional[str] = typer.Option(None, help="output folder (default: runs/<preset>-seed<seed>, or runs/<preset>-seeds<a-b-c>)"),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
-    evidence: Evidence = typer.Option(Evidence.fast, help=EVIDENCE_HELP),
-    n: int = typer.Option(8, help=N_HELP),
-    k: int = typer.Option(4, help=K_HELP),
-    shadow_width: Optional[int] = typer.Option(None, help=SHADOW_WIDTH_HELP),
-    resamples: int = typer.Option(1000, help="bootstrap resamples per confidence interval"),
+    evidence: Evidence = EVIDENCE_OPTION,
+    n: int = N_OPTION,
+    k: int = K_OPTION,
+    shadow_width: Optional[int] = SHADOW_WIDTH_OPTION,
+    resamples: int = RESAMPLES_OPTION,
 ):
     """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
     from unlearnkit.methods import parse_overrides
@@ -118,11 +120,11 @@ def evaluate(
     run_dir: str = typer.Argument(..., help="a folder written by `unlearnkit run` (one seed, or --seeds: every seed, then the aggregate)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
-    evidence: Evidence = typer.Option(Evidence.fast, help=EVIDENCE_HELP),
-    n: int = typer.Option(8, help=N_HELP),
-    k: int = typer.Option(4, help=K_HELP),
-    shadow_width: Optional[int] = typer.Option(None, help=SHADOW_WIDTH_HELP),
-    resamples: int = typer.Option(1000, help="bootstrap resamples per confidence interval"),
+    evidence: Evidence = EVIDENCE_OPTION,
+    n: int = N_OPTION,
+    k: int = K_OPTION,
+    shadow_width: Optional[int] = SHADOW_WIDTH_OPTION,
+    resamples: int = RESAMPLES_OPTION,
 ):
     """Evaluate the models of an existing run again (e.g. with --evidence full), rewriting its results and figures."""
     from unlearnkit.run import evaluate_run

@@ -66,6 +66,10 @@ class Ensemble:
     retain_acc: float
     test_acc: float
 
+    @classmethod
+    def of(cls, outputs: list[Outputs]) -> "Ensemble":
+        return cls(np.stack([forget_confidence(o) for o in outputs]), np.mean([o.accuracy("retain") for o in outputs]), np.mean([o.accuracy("test") for o in outputs]))
+
 
 @dataclass
 class Evidence:
@@ -109,7 +113,7 @@ def forget_confidence(outputs: Outputs) -> np.ndarray:
 def reference_outputs(role: str, setup: Setup, preset: Preset, seed: int, ledger: Ledger) -> tuple[Reference, Outputs]:
     started = time.perf_counter()
     ref = train_reference(role, setup.dataset, setup.split, preset, seed, setup.store)
-    outputs = model_outputs(ref.model, setup.dataset, setup.split, ref.path.parent / f"logits-{setup.split.fingerprint[:16]}.npz")
+    outputs = model_outputs(ref.model, setup.dataset, setup.split, ref.logits_cache(setup.split))
     ledger.add(time.perf_counter() - started, ref.cached)
     return ref, outputs
 
@@ -138,13 +142,11 @@ def narrower(preset: Preset, width: int | None) -> Preset:
 
 def retrained_ensemble(setup: Setup, seed: int, n: int, ledger: Ledger, preset: Preset | None = None) -> Ensemble:
     preset = preset or setup.preset
-    outputs = [reference_outputs("retrain", setup, preset, seed + i, ledger)[1] for i in range(n)]
-    return Ensemble(np.stack([forget_confidence(o) for o in outputs]), np.mean([o.accuracy("retain") for o in outputs]), np.mean([o.accuracy("test") for o in outputs]))
+    return Ensemble.of([reference_outputs("retrain", setup, preset, seed + i, ledger)[1] for i in range(n)])
 
 
 def unlearned_ensemble(method: str, config: MethodConfig, original: Reference, setup: Setup, seed: int, n: int, ledger: Ledger, first: Outputs | None) -> Ensemble:
-    outputs = [first if i == 0 and first is not None else unlearned_outputs(method, config, original, setup, setup.preset, seed + i, ledger) for i in range(n)]
-    return Ensemble(np.stack([forget_confidence(o) for o in outputs]), np.mean([o.accuracy("retain") for o in outputs]), np.mean([o.accuracy("test") for o in outputs]))
+    return Ensemble.of([first if i == 0 and first is not None else unlearned_outputs(method, config, original, setup, setup.preset, seed + i, ledger) for i in range(n)])
 
 
 def gather(

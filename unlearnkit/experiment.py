@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from unlearnkit.data import Dataset, load_dataset
 from unlearnkit.data.scenarios import parse_forget
 from unlearnkit.data.splits import Split, make_split
+from unlearnkit.methods import Task
 from unlearnkit.presets import Preset, get_preset
 from unlearnkit.store import Store
+from unlearnkit.train import Source
 
 
 @dataclass
@@ -39,11 +42,6 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
 
 def make_task(dataset: Dataset, split: Split, original, recipe, seed: int, *, cache_dir=None, data_key: str = ""):
     """What a method may touch (retain, forget, val on the model's device) around a frozen copy of the original."""
-    import copy
-
-    from unlearnkit.methods import Task
-    from unlearnkit.train import Source
-
     device = next(original.parameters()).device
     take = lambda x, y, rows: Source.take(x, y, rows, device)  # noqa: E731
     return Task(

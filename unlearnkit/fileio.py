@@ -97,6 +97,17 @@ def write_manifest(folder: str | Path) -> Path:
     return atomic_write_json(folder / MANIFEST, {"format": "unlearnkit.manifest/1", "sha256": files})
 
 
+def read_json(path: Path, missing: str, damaged: str) -> Any:
+    """JSON from `path`; one-line errors: '<path> <missing>' when absent, and when unreadable
+    '<path> is not valid JSON (why); <damaged>'."""
+    if not path.is_file():
+        raise UnlearnkitError(f"{path} {missing}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UnlearnkitError(f"{path} is not valid JSON ({error}); {damaged}") from None
+
+
 def read_manifest(folder: Path) -> dict[str, str]:
     """File name → sha256 from `folder/manifest.json`; a damaged manifest is a one-line error."""
     manifest = folder / MANIFEST

@@ -35,6 +35,10 @@ class Reference:
     def seconds(self) -> float:
         return self.meta["timings"]["train_seconds"]
 
+    def logits_cache(self, split: Split) -> Path:
+        """Where this model's logits for `split` are kept, beside it in the store."""
+        return self.path.parent / f"logits-{split.fingerprint[:16]}.npz"
+
 
 def training_indices(role: Role, split: Split) -> np.ndarray:
     return np.sort(np.concatenate([split.forget, split.retain])) if role == "original" else split.retain

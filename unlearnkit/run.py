@@ -4,7 +4,6 @@ model, and write the table, results.json, the split and the figures."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.evidence import EvidenceOptions, gather, save_epsilons
 from unlearnkit.experiment import Setup, make_task, prepare
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.fileio import atomic_write_json, remove_temporaries, write_manifest
+from unlearnkit.fileio import atomic_write_json, read_json, remove_temporaries, write_manifest
 from unlearnkit.methods import get_method, list_methods, make_config, run_method
 from unlearnkit.presets import get_preset
 from unlearnkit.progress import console, say
@@ -67,8 +66,7 @@ def run_experiment(
         rows.append(row)
 
     for ref in (original, retrain):
-        logits_cache = ref.path.parent / f"logits-{split.fingerprint[:16]}.npz"
-        evaluate(ref.role, ref.model, ref.seconds, ref.path, cache=logits_cache)
+        evaluate(ref.role, ref.model, ref.seconds, ref.path, cache=ref.logits_cache(split))
     for name in names:
         say(f"[bold]{name}[/bold]: unlearning …")
         result = run_method(name, original.model, task, (configs or {}).get(name), checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
@@ -172,7 +170,7 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
         name = old["name"]
         if name in ("original", "retrain"):
             ref = original if name == "original" else retrain
-            model, cache_file = ref.model, ref.path.parent / f"logits-{split.fingerprint[:16]}.npz"
+            model, cache_file = ref.model, ref.logits_cache(split)
         else:
             model, cache_file = load_model(old["model"], next(original.model.parameters()).device), None
             configs[name] = make_config(name, old.get("config"))
@@ -185,12 +183,7 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
 
 def read_results(run_dir: Path) -> dict:
     path = run_dir / "results.json"
-    if not path.is_file():
-        raise UnlearnkitError(f"{path} does not exist; give a folder written by `unlearnkit run`")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UnlearnkitError(f"{path} is not valid JSON ({error}); run the experiment again") from None
+    results = read_json(path, "does not exist; give a folder written by `unlearnkit run`", "run the experiment again")
     if not isinstance(results, dict) or not ("rows" in results or "runs" in results):
         raise UnlearnkitError(f"{path} is not the results of `unlearnkit run` (no rows)")
     return results

@@ -9,7 +9,6 @@ instead of training again.
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import nn
 from unlearnkit import __version__
 from unlearnkit.data import cache_dir
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.fileio import TMP_PREFIX, atomic_write_bytes, atomic_write_json, sha256_file, sha256_json
+from unlearnkit.fileio import TMP_PREFIX, atomic_write_bytes, atomic_write_json, read_json, sha256_file, sha256_json
 from unlearnkit.models import create_model
 
 FORMAT = "unlearnkit.model/1"
@@ -56,12 +55,7 @@ def save_model(model: nn.Module, path: str | Path, **metadata: Any) -> Path:
 
 def read_sidecar(path: str | Path) -> dict:
     side = sidecar_path(path)
-    if not side.is_file():
-        raise UnlearnkitError(f"{side} is missing; a model needs its .json sidecar beside the .safetensors file")
-    try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UnlearnkitError(f"{side} is not valid JSON ({error}); the sidecar is damaged") from None
+    meta = read_json(side, "is missing; a model needs its .json sidecar beside the .safetensors file", "the sidecar is damaged")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UnlearnkitError(f"{side} is not an unlearnkit model sidecar (format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT})")
     return meta
