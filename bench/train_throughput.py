@@ -1,12 +1,13 @@
 """Training throughput, side by side in one run: unlearnkit's engine vs the seed study's loop.
 
 The seed's loop: a torch Dataset that converts each image on its own (to-tensor + normalize),
-DataLoader(batch_size=128, shuffle=True, num_workers=2), fp32. The engine: resident uint8
-tensors, batched conversion, bf16 autocast + channels_last. Same model (ResNet-18, width 64
-by default), same images, same machine. Each loop runs in its own process so that its peak
-memory is its own.
+DataLoader(shuffle=True, num_workers=2), fp32. The engine: resident uint8 tensors, batched
+conversion, bf16 autocast + channels_last. Same model (ResNet-18, width 64 by default), same
+images, same machine, and the same batch size (`--batch`, 128 as in the seed); the engine runs
+once more at the batch size of the recipe it is used with (`--engine-batch`, the presets'
+256). Each loop runs in its own process so that its peak memory is its own.
 
-    python bench/train_throughput.py [--images 3072] [--width 64] [--data PATH]
+    python bench/train_throughput.py [--images 3072] [--width 64] [--batch 128] [--engine-batch 256] [--data PATH]
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ class PerImageDataset(torch.utils.data.Dataset):
         return (image - self.mean) / self.std, int(self.y[i])
 
 
-def seed_loop(x, y, width: int, device: torch.device, warmup: int) -> dict:
+def seed_loop(x, y, width: int, device: torch.device, warmup: int, batch: int) -> dict:
     from unlearnkit.models import create_model
 
     torch.manual_seed(0)
     # the seed normalized in the data pipeline: identity normalization inside the model
     model = create_model("resnet18", width=width, mean=(0, 0, 0), std=(1, 1, 1)).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    loader = torch.utils.data.DataLoader(PerImageDataset(x, y), batch_size=128, shuffle=True, num_workers=2, drop_last=True)
+    loader = torch.utils.data.DataLoader(PerImageDataset(x, y), batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
     images, started = 0, None
     for step, (xb, yb) in enumerate(loader):
         if step == warmup:
@@ -72,14 +73,13 @@ def seed_loop(x, y, width: int, device: torch.device, warmup: int) -> dict:
     return {"images": images, "seconds": time.perf_counter() - started}
 
 
-def engine_loop(x, y, width: int, device: torch.device, warmup: int) -> dict:
+def engine_loop(x, y, width: int, device: torch.device, warmup: int, batch: int) -> dict:
     from unlearnkit.models import create_model
     from unlearnkit.train import Recipe, Source, fit
 
     torch.manual_seed(0)
     model = create_model("resnet18", width=width).to(device, memory_format=torch.channels_last)
     source = Source(torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device))
-    batch = 256
     fit(model, source, Recipe(epochs=warmup * batch / len(x), batch_size=batch), description="warm-up")
     sync(device)
     report = fit(model, source, Recipe(epochs=1, batch_size=batch), description="engine")
@@ -94,7 +94,7 @@ def sync(device):
 def child(args) -> None:
     device = torch.device(args.device)
     x, y = load_images(args.data, args.images)
-    result = (seed_loop if args.loop == "seed" else engine_loop)(x, y, args.width, device, args.warmup)
+    result = (seed_loop if args.loop == "seed" else engine_loop)(x, y, args.width, device, args.warmup, args.batch)
     result["peak_memory_mb"] = (
         torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3072, help="images per timed pass")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=3, help="steps excluded from timing")
+    parser.add_argument("--batch", type=int, default=128, help="batch size of both loops (the seed's 128)")
+    parser.add_argument("--engine-batch", type=int, default=256, help="the engine once more at this batch size (its presets' 256)")
     parser.add_argument("--data", default=None, help="read real images from here (speed does not depend on content)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--loop", choices=["seed", "engine"], help=argparse.SUPPRESS)
@@ -114,17 +116,18 @@ def main() -> None:
         return child(args)
 
     results = {}
-    for loop in ("seed", "engine"):
-        command = [sys.executable, __file__, "--loop", loop, *sys.argv[1:]]
+    runs = {"seed": ("seed", args.batch), "engine": ("engine", args.batch), f"engine@{args.engine_batch}": ("engine", args.engine_batch)}
+    passthrough = [a for a in sys.argv[1:]]
+    for label, (loop, batch) in runs.items():
+        command = [sys.executable, __file__, *passthrough, "--loop", loop, "--batch", str(batch)]
         env = {**os.environ, "UNLEARNKIT_QUIET": "1"}
         output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
-        results[loop] = json.loads(output.strip().splitlines()[-1])
-        rate = results[loop]["images"] / results[loop]["seconds"]
-        results[loop]["images_per_second"] = rate
-        print(f"{loop:6s}: {rate:8.1f} img/s  ({results[loop]['images']} images in {results[loop]['seconds']:.1f}s), peak memory {results[loop]['peak_memory_mb']:.0f} MB", flush=True)
+        results[label] = json.loads(output.strip().splitlines()[-1])
+        rate = results[label]["images"] / results[label]["seconds"]
+        results[label]["images_per_second"] = rate
+        print(f"{loop:6s} batch {batch:4d}: {rate:8.1f} img/s  ({results[label]['images']} images in {results[label]['seconds']:.1f}s), peak memory {results[label]['peak_memory_mb']:.0f} MB", flush=True)
     ratio = results["engine"]["images_per_second"] / results["seed"]["images_per_second"]
-    print(f"ratio engine/seed: {ratio:.2f}x  (ResNet-18 width {args.width}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
-
+    print(f"ratio engine/seed at batch {args.batch}: {ratio:.2f}x  (ResNet-18 width {args.width}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
 
 if __name__ == "__main__":
     main()

@@ -11,23 +11,21 @@ seconds), so the search budget and what it found stay on record; the best point 
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 from pathlib import Path
 
-from unlearnkit.evaluate import model_outputs, simple_mia
-from unlearnkit.experiment import prepare
-from unlearnkit.methods import Task, run_method
+from unlearnkit.evaluate import model_outputs, simple_mia_or_nan
+from unlearnkit.experiment import make_task, prepare
+from unlearnkit.methods import run_method
 from unlearnkit.reference import train_reference
-from unlearnkit.run import sources
 
 
 def val_metrics(outputs) -> dict:
     return {
         "forget": outputs.accuracy("forget"),
         "val": outputs.accuracy("val"),
-        "mia": simple_mia(outputs.losses("forget"), outputs.losses("val")),
+        "mia": simple_mia_or_nan(outputs.losses("forget"), outputs.losses("val")),
     }
 
 
@@ -42,10 +40,8 @@ def main() -> None:
 
     setup = prepare(data=args.data, preset=args.preset, seed=args.seed)
     original, retrain = (train_reference(role, setup.dataset, setup.split, setup.preset, args.seed, setup.store) for role in ("original", "retrain"))
-    device = next(original.model.parameters()).device
-    task = Task(**sources(setup.dataset, setup.split, device), original=copy.deepcopy(original.model).eval(),
-                num_classes=setup.dataset.num_classes, recipe=setup.preset.recipe, seed=args.seed,
-                cache_dir=original.path.parent, data_key=setup.split.fingerprint)
+    task = make_task(setup.dataset, setup.split, original.model, setup.preset.recipe, args.seed,
+                     cache_dir=original.path.parent, data_key=setup.split.fingerprint)
     reference = val_metrics(model_outputs(retrain.model, setup.dataset, setup.split))
     print(f"retrain (val): {reference}")
     fields = [item.split("=")[0] for item in args.grid]

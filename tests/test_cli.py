@@ -54,3 +54,34 @@ def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message)
     assert result.returncode == 2
     assert message in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_the_validation_search_script_runs(binary_dir, env, tmp_path):
+    """scripts/tune_on_val.py is what every 'chosen on val' default points to: it must run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tune_on_val.py"
+    done = subprocess.run([sys.executable, str(script), "--method", "finetune", "--grid", "epochs=0.5", "--preset", "smoke", "--data", str(binary_dir)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "best: {'epochs': 0.5}" in done.stdout
+    assert (tmp_path / "runs" / "tune" / "finetune-smoke-seed0.jsonl").is_file()
+
+
+def test_version():
+    from typer.testing import CliRunner
+
+    from unlearnkit import __version__
+    from unlearnkit.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"unlearnkit {__version__}"
+
+
+def test_method_summaries_are_whole_sentences():
+    from unlearnkit.methods import first_paragraph
+
+    assert first_paragraph("NegGrad: ascend the loss, stopping (and stepping back)\n    before retain accuracy falls.\n\n    Details.") == \
+        "NegGrad: ascend the loss, stopping (and stepping back) before retain accuracy falls."

@@ -30,7 +30,8 @@ def test_mia_subsamples_the_larger_group():
     assert simple_mia(rng.exponential(1, 90), rng.exponential(1, 10_000)) < 0.7
 
 
-def test_cached_logits_are_reused_for_their_split_and_recomputed_when_damaged(arrays, tmp_path):
+def test_cached_logits_are_reused_for_their_split_and_recomputed_when_damaged(arrays, tmp_path, monkeypatch):
+    from unlearnkit import evaluate
     from unlearnkit.data import Dataset
     from unlearnkit.data.splits import make_split
     from unlearnkit.evaluate import model_outputs
@@ -45,6 +46,14 @@ def test_cached_logits_are_reused_for_their_split_and_recomputed_when_damaged(ar
     assert cache.is_file()
     np.testing.assert_array_equal(model_outputs(None, dataset, split, cache).heldout, first.heldout)  # no model needed: read back
     other = make_split(train_y, len(test_y), forget=0.2, seed=1)
-    assert model_outputs(model, dataset, other, cache).split is other  # another split: computed again
+    forward_passes = []
+    real_predict = evaluate.predict_logits
+    monkeypatch.setattr(evaluate, "predict_logits", lambda *a, **k: forward_passes.append(1) or real_predict(*a, **k))
+    model_outputs(model, dataset, split, cache)
+    assert forward_passes == []  # the same split: read back
+    model_outputs(model, dataset, other, cache)
+    assert forward_passes == [1]  # another split: computed again, and the cache now holds it
+    with np.load(cache) as saved:
+        assert str(saved["split"]) == other.fingerprint
     cache.write_bytes(cache.read_bytes()[:50])  # a truncated file is computed again, not a crash
     np.testing.assert_allclose(model_outputs(model, dataset, other, cache).heldout, model_outputs(model, dataset, other).heldout)

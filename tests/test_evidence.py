@@ -240,3 +240,67 @@ def test_every_number_of_a_row_is_aggregated_over_seeds_including_nested_evidenc
     assert aggregated["config.lr"] == {"mean": 0.1, "sd": 0.0}
     assert "neurips_score" not in aggregated  # only numbers every seed has
     assert not any("signal" in key or "ci95" in key for key in aggregated)  # flags and lists are not averaged
+
+
+# The two-threshold rules are l ≤ c ≤ r (closed), so keeping exactly the observed values i..j
+# needs r strictly below the next value and l strictly above the previous one.
+@pytest.mark.parametrize(
+    "unlearned, retrained, expected",
+    [
+        ([-2.0, 0.0, 1.0], [3.0, 0.0, 0.0], 0.0),  # "keep only 0" would need r in [1, 1)
+        ([-4.0, 0.0, -1.0, 1.0], [0.0, 0.0, -4.0, 0.0], np.log((0.5 - DELTA) / 0.25)),  # not log 3
+    ],
+)
+def test_epsilon_counts_no_rule_that_thresholds_cannot_produce(unlearned, retrained, expected):
+    assert example_epsilon(unlearned, retrained) == pytest.approx(expected, abs=1e-9)
+
+
+def test_epsilon_of_two_constant_samples():
+    """The official code divides 0 by 0 here; we define it: the same value → 0, different → cap."""
+    assert example_epsilon([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]) == 0.0
+    assert example_epsilon([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == EPSILON_CAP
+
+
+def brute_force_epsilon(unlearned, retrained, delta=DELTA):
+    """ε by trying rules: every threshold at, between and around the observed values, and for
+    the two-threshold family every (l, r) with r − l in the allowed band, r taken at each point
+    where a bound meets an observed value and between those points."""
+    from unlearnkit.evaluate.epsilon import BUFFER
+
+    u, t = np.asarray(unlearned, float), np.asarray(retrained, float)
+    pos, neg = (t, u) if np.median(t) > np.median(u) else (u, t)
+    values = np.unique(np.r_[u, t])
+    fine = lambda points: np.unique(np.r_[points, (points[1:] + points[:-1]) / 2, points - 0.25, points + 0.25])  # noqa: E731
+    rules = []
+    for cut in fine(values):
+        rules.append(((neg >= cut).mean(), (pos < cut).mean()))
+    peaky, other = (neg, pos) if np.ptp(pos) >= np.ptp(neg) else (pos, neg)
+    width = np.ptp(peaky)
+    r_min, r_max = peaky.min() + width - BUFFER, peaky.max() + BUFFER
+    r_points = np.r_[values, values + width - BUFFER, values + width + BUFFER, r_min, r_max]
+    r_points = np.unique(r_points[(r_points >= r_min) & (r_points <= r_max)])
+    r_points = np.unique(np.r_[r_points, (r_points[1:] + r_points[:-1]) / 2])
+    for r in r_points:
+        l_min, l_max = r - width - BUFFER, r - width + BUFFER
+        l_points = np.r_[values[(values >= l_min) & (values <= l_max)], l_min, l_max]
+        l_points = np.unique(l_points)
+        for l in np.unique(np.r_[l_points, (l_points[1:] + l_points[:-1]) / 2]):
+            inside = lambda c: (l <= c) & (c <= r)  # noqa: E731
+            rules.append((inside(other).mean(), 1 - inside(peaky).mean()))
+    fpr, fnr = np.array(rules).T
+    eps = epsilon_from_rates(fpr, fnr, delta)
+    return float(np.clip(np.nanmax(eps), 0, EPSILON_CAP))
+
+
+def test_epsilon_equals_a_brute_force_search_on_tied_discrete_confidences():
+    rng = np.random.default_rng(0)
+    compared = 0
+    while compared < 300:
+        n = int(rng.integers(3, 7))
+        spread = int(rng.integers(1, 6))
+        unlearned, retrained = (rng.integers(-spread, spread + 1, n) * rng.choice([0.5, 1.0, 1.5]) for _ in range(2))
+        if min(np.ptp(unlearned), np.ptp(retrained)) < 0.01 * max(np.ptp(unlearned), np.ptp(retrained)):
+            continue  # a spike (or two constants): the cap or 0, no search
+        expected = brute_force_epsilon(unlearned, retrained)
+        assert example_epsilon(unlearned, retrained) == pytest.approx(expected, abs=1e-9), (unlearned, retrained)
+        compared += 1

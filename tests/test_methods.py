@@ -14,22 +14,18 @@ from unlearnkit.models import create_model
 from unlearnkit.train import Recipe, Source, fit, predict_logits
 from unlearnkit.errors import UnlearnkitError
 
-RECIPE = Recipe(epochs=60, batch_size=32, lr=0.05, schedule="onecycle", weight_decay=5e-4)
-# The tiny task has 6 steps per pass over the retain set; methods that train get more passes
-# and a higher rate than their defaults (sized for 22,500 retain images) to act at all.
-TINY_OVERRIDES = {"epochs": 8, "lr": 0.1}
-# Gradient ascent steps over the forget set alone: 48 images at its default batch of 64 are a
-# single step per pass, so it gets smaller batches here, and its own rate (0.01): at 0.1 it
-# overshoots within a step and the retain guard steps back to weights that still remember.
-# SSD: the tiny task's forget set is 20% of its training data (10% in the presets), so forget
-# importances reach at most about 5x the training importances and the paper's alpha of 10
-# selects nothing.
-# NegGrad+ likewise needs a gentler rate, and a guard that checks every step.
-TINY_METHOD_OVERRIDES = {
-    "gradient-ascent": {"forget_batch": 16, "lr": 0.01, "epochs": 16},
-    "neggrad-plus": {"forget_weight": 1.0, "lr": 0.02, "epochs": 16, "check_every": 1},
-    "ssd": {"alpha": 3},
-}
+# The contract task runs in fp32: bf16 kernels round differently on the Intel and AMD CPUs we
+# run on, and a contract must not hinge on that (nor on 1 vs 2 threads).
+RECIPE = Recipe(epochs=60, batch_size=32, lr=0.05, schedule="onecycle", weight_decay=5e-4, precision="fp32")
+# The presets train on 22,500 retain images in batches of 256; this task has 384 in batches of
+# 32. Every method gets the same scaling: batches of forget images shrink by the same factor of
+# 8 (64 → 8) and every method makes 8 passes, so that it takes about as many steps as its
+# defaults take on the presets.
+TINY_OVERRIDES = {"epochs": 8, "forget_batch": 8}
+# No method gets settings of its own, except where its documentation says that small batches
+# or a small forget set need another setting:
+# SSD's `select`, the learning rates of NegGrad+ and gradient ascent (see their descriptions).
+TINY_METHOD_OVERRIDES = {"ssd": {"select": 0.1}, "neggrad-plus": {"lr": 0.0125}, "gradient-ascent": {"lr": 0.005, "epochs": 16}}
 
 
 def tiny_config(name, **extra):
@@ -38,36 +34,47 @@ def tiny_config(name, **extra):
     return {key: value for key, value in values.items() if key in fields}
 
 
-def coloured_source(rng, centres, n, label_shift):
-    """Each class has its own mean colour; `label_shift` 1 labels every image with the next
-    class: examples that contradict the rule, which a model can only get right by memorizing."""
+def coloured_source(rng, centres, n, label_shift=0, noise=70):
+    """Each class has its own mean colour: a rule that a model learns and that generalizes.
+    With `label_shift` 1, every image is labelled as the next class: examples that contradict
+    the rule, which a model gets right only by memorizing them."""
     y = rng.integers(0, 10, n)
-    x = np.clip(centres[y] + rng.normal(0, 50, size=(n, 3, 16, 16)), 0, 255).astype(np.uint8)
+    x = np.clip(centres[y] + rng.normal(0, noise, size=(n, 3, 16, 16)), 0, 255).astype(np.uint8)
     return Source(torch.from_numpy(x), torch.from_numpy((y + label_shift) % 10))
+
+
+def outliers(rng, n, noise=70):
+    """Images of colours of their own with random labels: also right only when memorized."""
+    colours = rng.integers(0, 256, size=(n, 3, 1, 1))
+    x = np.clip(colours + rng.normal(0, noise, size=(n, 3, 16, 16)), 0, 255).astype(np.uint8)
+    return Source(torch.from_numpy(x), torch.from_numpy(rng.integers(0, 10, n)))
 
 
 @pytest.fixture(scope="module")
 def memorized():
-    """A learnable rule (retain), plus forget examples labelled against it that the original
-    memorized: a model retrained without them gets them wrong, as unlearning should."""
+    """A learnable rule (retain) and a forget set that the original memorized, half of it
+    contradicting the rule (which training on retain overwrites) and half outliers (which only
+    acting on the forget images removes): a model retrained without them gets them wrong."""
     rng = np.random.default_rng(0)
     centres = rng.integers(30, 225, size=(10, 3, 1, 1))
-    retain, forget, val = coloured_source(rng, centres, 192, 0), coloured_source(rng, centres, 48, 1), coloured_source(rng, centres, 64, 0)
+    retain, val = coloured_source(rng, centres, 384), coloured_source(rng, centres, 128)
+    contradicting, odd = coloured_source(rng, centres, 32, label_shift=1), outliers(rng, 32)
+    forget = Source(torch.cat([contradicting.x, odd.x]), torch.cat([contradicting.y, odd.y]))
     torch.manual_seed(0)
     model = create_model("resnet18", width=8).to(memory_format=torch.channels_last)
-    fit(model, {"retain": retain, "forget": Source(forget.x, forget.y, 8)}, RECIPE)
+    fit(model, {"retain": retain, "forget": Source(forget.x, forget.y, 5)}, RECIPE)
     task = Task(retain=retain, forget=forget, val=val, original=copy.deepcopy(model).eval(), num_classes=10, recipe=RECIPE, seed=0)
     return model, task
 
 
 def accuracy(model, source):
-    return (predict_logits(model, source.x).argmax(1) == source.y).float().mean().item()
+    return (predict_logits(model, source.x, precision="fp32").argmax(1) == source.y).float().mean().item()
 
 
 def test_the_tiny_task_is_memorized(memorized):
     model, task = memorized
     assert accuracy(model, task.forget) >= 0.95 and accuracy(model, task.retain) >= 0.95
-    assert accuracy(model, task.val) >= 0.6  # the rule generalizes
+    assert accuracy(model, task.val) >= 0.7  # the rule generalizes
 
 
 @pytest.mark.parametrize("name", list_methods())
@@ -134,7 +141,7 @@ def test_salun_changes_only_salient_weights(memorized):
     from unlearnkit.methods.salun import saliency_mask
 
     model, task = memorized
-    mask = saliency_mask(copy.deepcopy(model), task.forget, 0.2)
+    mask = saliency_mask(copy.deepcopy(model), task.forget, 0.2, precision="fp32")
     share = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
     assert 0.19 <= share <= 0.21
     result = run_method("salun", model, task, {"saliency": 0.2, "epochs": 2, "weight_decay": 0.01})
@@ -158,11 +165,11 @@ def test_ascent_stops_at_the_retain_floor(memorized, name):
     model, task = memorized
     floor = 0.95
     try:  # without the guard, retain accuracy collapses, or training diverges and is stopped
-        unguarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": 0.0})
+        unguarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": 0.0, "ascent_ceiling": False})
         assert accuracy(unguarded.model, task.retain) < floor
     except UnlearnkitError as error:
         assert "NaN" in str(error) or "nan" in str(error)
-    # the guard samples up to 512 retain images: here, all 192 of them
+    # the guard samples up to 512 retain images: here, all 384 of them
     guarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": floor, "check_every": 1})
     assert accuracy(guarded.model, task.retain) >= floor * accuracy(model, task.retain)
 
@@ -200,7 +207,7 @@ def test_boundary_labels_are_wrong_and_follow_the_adversarial_step(memorized):
     assert torch.all(labels != task.forget.y)
     # a vanishing step leaves the image where it was: the strongest wrong class of the original
     tiny_step = nearest_wrong_class(model, task.forget.x, task.forget.y, epsilon=1e-9)
-    assert (tiny_step == strongest_wrong_class(model, task.forget.x, task.forget.y)).float().mean() >= 0.95
+    assert (tiny_step == strongest_wrong_class(model, task.forget.x, task.forget.y, "fp32")).float().mean() >= 0.95
 
 
 def test_cosine_criterion_ranks_a_forget_specific_filter_lowest(memorized):
@@ -209,12 +216,12 @@ def test_cosine_criterion_ranks_a_forget_specific_filter_lowest(memorized):
     from unlearnkit.methods.prune_cosine import forget_retain_similarity
 
     model, task = memorized
-    similarity = forget_retain_similarity(model, task, probe=192)
+    similarity = forget_retain_similarity(model, task, probe=len(task.retain))
     assert set(similarity) == {name for name, *_ in conv_bn_pairs(model)}
     assert all(s.shape == (conv.weight.shape[0],) and torch.all(s <= 1 + 1e-5) for (_, conv, _, _), s in zip(conv_bn_pairs(model), similarity.values()))
     # the same images on both sides: every filter responds identically
     same = dataclasses.replace(task, forget=task.retain)
-    assert all(torch.allclose(s, torch.ones_like(s), atol=1e-4) for s in forget_retain_similarity(model, same, probe=192).values())
+    assert all(torch.allclose(s, torch.ones_like(s), atol=1e-4) for s in forget_retain_similarity(model, same, probe=len(task.retain)).values())
 
 
 def test_synthetic_proxy_never_reads_the_forget_images(memorized):
@@ -289,3 +296,74 @@ def test_method_resumes_after_a_crash_bitwise(memorized, tmp_path, name):
     resumed = run_method(name, model, task, config, checkpoint=Checkpoint(path, key=name, every=2)).model.state_dict()
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in resumed)
     assert not path.exists()
+
+
+def test_the_guard_returns_the_input_weights_when_its_first_check_fails(memorized):
+    """With nothing good yet to step back to, the guard must not return a model below its floor."""
+    model, task = memorized
+    result = run_method("gradient-ascent", model, task, {"lr": 5.0, "retain_floor": 1.0, "check_every": 1, "forget_batch": 8})
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values()))
+
+
+# The contract over every registered model and a foreign one (tests/foreign.py: other layer
+# names, one channel, 48x48 images, 4 classes), each small enough to train here in seconds.
+MATRIX_MODELS = {
+    "vgg11": lambda: create_model("vgg11", width=8),
+    "vit-tiny": lambda: create_model("vit-tiny", image_size=16, dim=48, depth=2, heads=3),
+    "foreign": lambda: __import__("foreign").GreyNet(),
+}
+# (method, model) pairs that must refuse in one line instead of working: none so far. A method
+# that cannot find what it needs in a model says so (tests/test_api.py, NoNormNet).
+EXPECTED_REFUSALS: set[tuple[str, str]] = set()
+# Cells where the method runs but does not meet the contract at this budget, as measured; strict,
+# so a cell that starts passing fails here and is moved out of this list.
+KNOWN_FAILURES = {
+    ("scrub", "foreign"): "scrub's max steps diverge on this model at the contract's learning rate (the run stops in one line: NaN)",
+    ("ssd", "foreign"): "ssd dampens nothing that matters here: the memorized outliers carry almost no gradient",
+}
+
+
+@pytest.fixture(scope="module", params=list(MATRIX_MODELS))
+def memorized_any(request):
+    if request.param == "foreign":
+        from foreign import grey_data
+        from unlearnkit.api import examples
+
+        (rx, ry), (fx, fy), (vx, vy) = grey_data(forget=64, test=64)
+        retain, forget, val = (examples(pair, "data") for pair in ((rx, ry), (fx, fy), (vx, vy)))
+        retain, forget, val = (Source(d.x, d.y) for d in (retain, forget, val))
+        classes = 4
+    else:
+        rng = np.random.default_rng(0)
+        centres = rng.integers(30, 225, size=(10, 3, 1, 1))
+        retain, val = coloured_source(rng, centres, 384), coloured_source(rng, centres, 128)
+        contradicting, odd = coloured_source(rng, centres, 32, label_shift=1), outliers(rng, 32)
+        forget = Source(torch.cat([contradicting.x, odd.x]), torch.cat([contradicting.y, odd.y]))
+        classes = 10
+    torch.manual_seed(0)
+    model = MATRIX_MODELS[request.param]().to(memory_format=torch.channels_last)
+    recipe = {"vit-tiny": RECIPE.model_copy(update={"lr": 0.02}), "vgg11": RECIPE.model_copy(update={"epochs": 100})}.get(request.param, RECIPE)
+    fit(model, {"retain": retain, "forget": Source(forget.x, forget.y, 5)}, recipe)
+    task = Task(retain=retain, forget=forget, val=val, original=copy.deepcopy(model).eval(), num_classes=classes, recipe=RECIPE, seed=0)
+    return request.param, model, task
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_works_on_every_model(memorized_any, name, request):
+    model_name, model, task = memorized_any
+    if (name, model_name) in KNOWN_FAILURES:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURES[name, model_name], strict=True))
+    assert accuracy(model, task.forget) >= 0.9, f"{model_name} did not memorize the forget set"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    if (name, model_name) in EXPECTED_REFUSALS:
+        with pytest.raises(UnlearnkitError) as refused:
+            run_method(name, model, task, tiny_config(name))
+        assert "\n" not in str(refused.value)
+        return
+    result = run_method(name, model, task, tiny_config(name))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "input model was modified"
+    assert type(result.model) is type(model)
+    assert all(torch.isfinite(v).all() for v in result.model.state_dict().values() if v.is_floating_point())
+    assert accuracy(result.model, task.forget) < accuracy(model, task.forget) - 0.2
+    again = run_method(name, model, task, tiny_config(name)).model.state_dict()
+    assert all(torch.equal(again[k], v) for k, v in result.model.state_dict().items()), "not deterministic"

@@ -5,9 +5,12 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import create_model, list_models
 
 
+SMALL = {"resnet18": {"width": 4}, "vgg11": {"width": 4}, "vit-tiny": {"dim": 24, "depth": 2, "heads": 2}}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward_finite(name):
-    model = create_model(name, num_classes=7, width=4)
+    model = create_model(name, num_classes=7, **SMALL.get(name, {}))
     x = torch.rand(3, 3, 32, 32, requires_grad=True)
     out = model(x)
     assert out.shape == (3, 7) and torch.isfinite(out).all()

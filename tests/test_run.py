@@ -85,7 +85,16 @@ def test_seeds_are_aggregated(finished_run):
     _, _, data, root = finished_run
     results = run_seeds(seeds=[0, 1], preset="smoke", data=data, out=root / "seeds", cache=root / "cache", methods="finetune")
     per_seed = [json.loads((root / "seeds" / path).read_text()) for path in results["runs"]]
-    assert per_seed[0]["rows"][0]["forget_acc"] != per_seed[1]["rows"][0]["forget_acc"] or per_seed[0]["rows"][0]["model"] != per_seed[1]["rows"][0]["model"]
+    # each seed ran on the split that its own seed draws (the smoke preset's pool and forget share)
+    from unlearnkit.experiment import prepare
+
+    for seed, run in zip([0, 1], per_seed):
+        assert run["seed"] == seed
+        saved = Split.load(root / "seeds" / f"seed{seed}" / "split.npz")
+        expected = prepare(data=data, preset="smoke", seed=seed, cache=root / "cache").split
+        np.testing.assert_array_equal(saved.forget, expected.forget)
+        np.testing.assert_array_equal(saved.retain, expected.retain)
+    assert not np.array_equal(Split.load(root / "seeds" / "seed0" / "split.npz").forget, Split.load(root / "seeds" / "seed1" / "split.npz").forget)
     for entry in results["aggregate"]:
         values = [next(r for r in run["rows"] if r["name"] == entry["name"])["test_acc"] for run in per_seed]
         assert entry["test_acc"]["mean"] == pytest.approx(np.mean(values))
@@ -179,3 +188,34 @@ def test_forgetting_a_single_image_runs_and_says_why_no_attack_was_run(finished_
     assert np.isnan(finetune["mia"]) and np.isfinite(finetune["avg_gap"])
     assert 0 <= finetune["neurips_score"] <= 1.5  # the ε score is per example, so one image is enough
     assert finetune["evidence"]["attacks"] == {} and "u_lira" not in finetune["evidence"]
+
+
+def test_a_preset_file_runs_and_is_saved_whole_for_re_evaluation(finished_run, tmp_path):
+    from unlearnkit.presets import get_preset
+    from unlearnkit.run import evaluate_run
+
+    _, _, data, root = finished_run
+    preset = tmp_path / "tiny-vgg.toml"
+    preset.write_text('train_pool = 300\nforget = 0.1\n[model]\nname = "vgg11"\nkwargs = { width = 4 }\n[recipe]\nepochs = 1\nbatch_size = 64\nlr = 0.05\n')
+    results = run_experiment(preset=str(preset), data=data, out=tmp_path / "out", cache=root / "cache", seed=0, methods="finetune")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["preset"] == "tiny-vgg" and saved["preset_config"]["model"] == {"name": "vgg11", "kwargs": {"width": 4}}
+    assert get_preset(saved["preset_config"]) == get_preset(str(preset))
+    preset.unlink()  # the folder alone is enough to evaluate again
+    again = evaluate_run(tmp_path / "out", data=data, cache=root / "cache")
+    assert [row["test_acc"] for row in again["rows"]] == [row["test_acc"] for row in results["rows"]]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[model]\nname = 'resnet18'\n[recipe]\nepochs = 'many'\n", r"field 'recipe.epochs': Input should be a valid number"),
+    ("[model]\nname = 'resnet18'\nwidth = 4\n[recipe]\n", r"field 'model.width': Extra inputs are not permitted"),
+    ("[model]\nname = 'alexnet'\n[recipe]\n", r"model 'alexnet' is not registered"),
+    ("[model\n", r"is not valid TOML"),
+])
+def test_bad_preset_files_are_one_line(tmp_path, content, message):
+    from unlearnkit.presets import get_preset
+
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    with pytest.raises(UnlearnkitError, match=message):
+        get_preset(str(path))

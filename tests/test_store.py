@@ -92,3 +92,60 @@ def test_store_key_and_cleanup(tmp_path):
     leftover.write_bytes(b"partial")
     Store(tmp_path)
     assert not leftover.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_permissions_of_an_ordinary_open(tmp_path, umask):
+    import os
+    import stat
+
+    from unlearnkit.fileio import atomic_write_bytes
+
+    old = os.umask(umask)
+    try:
+        path = atomic_write_bytes(tmp_path / "artifact.bin", b"data")
+        with open(tmp_path / "plain.bin", "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask == stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode)
+
+
+def test_the_store_address_follows_the_engine_code(tmp_path):
+    """A change to the code that determines the weights changes the address; a comment does not."""
+    from unlearnkit.store import engine_digest
+
+    engine = tmp_path / "engine"
+    (engine / "models").mkdir(parents=True)
+    (engine / "train.py").write_text("LR = 0.1\n")
+    (engine / "models" / "net.py").write_text("WIDTH = 4\n")
+    modules = ("train.py", "models")
+    before = engine_digest(engine, modules)
+    (engine / "train.py").write_text("# a comment\nLR = 0.1  # and another\n")
+    engine_digest.cache_clear()
+    assert engine_digest(engine, modules) == before
+    (engine / "models" / "net.py").write_text("WIDTH = 8\n")
+    engine_digest.cache_clear()
+    assert engine_digest(engine, modules) != before
+    engine_digest.cache_clear()
+
+
+def test_a_model_cached_by_an_older_engine_is_trained_again_and_said_so(tmp_path, monkeypatch, capsys, arrays):
+    from unlearnkit import store as store_module
+    from unlearnkit.data import Dataset
+    from unlearnkit.data.splits import make_split
+    from unlearnkit.presets import get_preset
+    from unlearnkit.reference import train_reference
+
+    monkeypatch.setenv("UNLEARNKIT_QUIET", "0")
+    dataset = Dataset(*arrays, classes=tuple(str(c) for c in range(10)))
+    split = make_split(dataset.train_y, len(dataset.test_y), forget=0.2, seed=0)
+    store = Store(tmp_path)
+    preset = get_preset("smoke").model_copy(update={"recipe": get_preset("smoke").recipe.model_copy(update={"epochs": 0.2})})
+    first = train_reference("original", dataset, split, preset, 0, store)
+    assert train_reference("original", dataset, split, preset, 0, store).cached
+    monkeypatch.setattr(store_module, "engine_digest", lambda: "f" * 64)  # the training code changed
+    capsys.readouterr()
+    again = train_reference("original", dataset, split, preset, 0, store)
+    assert not again.cached and again.path != first.path
+    assert "trained by an older engine" in capsys.readouterr().err

@@ -85,8 +85,15 @@ def test_augment_keeps_shape_and_content():
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     out = augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == torch.uint8
-    # a crop of a zero-padded image: every output row of image 0 appears in the (possibly flipped) input
-    assert not torch.equal(out, x)
+    # each output image is a 32x32 window of its zero-padded input, flipped or not
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    windows = {(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)}
+    offsets = []
+    for i in range(len(x)):
+        found = [w for w in windows if torch.equal(out[i], (lambda c: c.flip(2) if w[2] else c)(padded[i, :, w[0] : w[0] + 32, w[1] : w[1] + 32]))]
+        assert found, f"image {i} is not a crop of its padded input"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10  # and the windows are random, not one fixed crop
     centred = augment(x[:1], torch.Generator().manual_seed(0), pad=0)
     assert torch.equal(centred, x[:1]) or torch.equal(centred, x[:1].flip(3))
 

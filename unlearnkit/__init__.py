@@ -1,9 +1,13 @@
-"""unlearnkit: machine unlearning for image classifiers, measured against retraining."""
+"""unlearnkit: machine unlearning for classifiers, measured against retraining.
 
-__version__ = "0.1.0"
+For your own model and data: `unlearn`, `audit`, `list_methods` (see `unlearnkit.api`).
+"""
+
+__version__ = "0.2.0"
 
 from unlearnkit.errors import UnlearnkitError  # noqa: E402
 from unlearnkit.models import create_model, list_models  # noqa: E402
 from unlearnkit.store import load_model, save_model  # noqa: E402
+from unlearnkit.api import AuditReport, audit, list_methods, unlearn  # noqa: E402
 
-__all__ = ["UnlearnkitError", "create_model", "list_models", "load_model", "save_model", "__version__"]
+__all__ = ["AuditReport", "UnlearnkitError", "audit", "create_model", "list_methods", "list_models", "load_model", "save_model", "unlearn", "__version__"]

@@ -17,10 +17,23 @@ from unlearnkit.errors import UnlearnkitError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Machine unlearning for image classifiers, measured against retraining.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from unlearnkit import __version__
+
+        typer.echo(f"unlearnkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def common(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="print the version and exit")):
+    """Machine unlearning for image classifiers, measured against retraining."""
 out = Console(soft_wrap=True)
 
 DATA_HELP = "dataset location (CIFAR-10 batches, tarball, image folders or .npz); default: $UNLEARNKIT_DATA, then the cache"
-PRESET_HELP = "recipe preset: smoke, default, paper"
+PRESET_HELP = "recipe preset: smoke, default, paper, or a .toml file (model, recipe, train_pool, forget)"
 FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv (default: the preset's random:0.1)"
 SUBJECTS_HELP = "CSV mapping subject_id to sample_id, for request files that list subject_id"
 
@@ -110,9 +123,9 @@ def run(
         except ValueError:
             raise UnlearnkitError(f"--seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
         run_seeds(seeds=seed_list, preset=preset, data=data, methods=methods, cache=cache,
-                  out=out or f"runs/{preset}-seeds{'-'.join(map(str, seed_list))}", **scenario)
+                  out=out or f"runs/{Path(preset).stem}-seeds{'-'.join(map(str, seed_list))}", **scenario)
         return
-    run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{preset}-seed{seed}", cache=cache, **scenario)
+    run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{Path(preset).stem}-seed{seed}", cache=cache, **scenario)
 
 
 @app.command()
@@ -136,7 +149,9 @@ def evaluate(
 
 @app.command()
 def forget(
-    model: str = typer.Option(..., help="the deployed model: .safetensors with its unlearnkit sidecar"),
+    model: str = typer.Option(..., help="the deployed model: .safetensors with its unlearnkit sidecar, or any model's weights with --model-factory"),
+    model_factory: Optional[str] = typer.Option(None, help="package.module:function that builds the model's architecture (for a model unlearnkit did not save)"),
+    model_kwargs: Optional[str] = typer.Option(None, help="--model-factory's keyword arguments as a JSON object, e.g. '{\"num_classes\": 10}'"),
     requests: str = typer.Option(..., help="deletion-request CSV: a sample_id column, or subject_id with --subjects"),
     method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a hyperparameter of the method: METHOD.FIELD=VALUE (repeatable)"),
@@ -146,24 +161,40 @@ def forget(
     out: str = typer.Option("runs/forget", help="output folder: model.safetensors + sidecar, report.json, report.md"),
 ):
     """Serve a deletion request: unlearn the requested images from a model and verify what changed."""
-    from unlearnkit.forget import auc_cell, forget_request
+    from unlearnkit.forget import auc_cell, forget_request, score_cell
     from unlearnkit.methods import parse_overrides
 
     config = parse_overrides(set_, [method]).get(method)
-    report = forget_request(model=model, requests=requests, method=method, data=data, subjects=subjects, out=out, seed=seed, config=config)
+    kwargs = parse_json_object(model_kwargs, "--model-kwargs") if model_kwargs else None
+    report = forget_request(model=model, requests=requests, method=method, data=data, subjects=subjects, out=out, seed=seed, config=config,
+                            model_factory=model_factory, model_kwargs=kwargs)
     table = Table(title=f"{report['requests']['images']} images forgotten with {method} in {report['unlearn_seconds']:.1f}s", title_justify="left")
     for column in ("measure", "before", "after"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for title, key in (("forget accuracy", "forget_acc"), (f"retain accuracy ({report['retain_sample']} sampled)", "retain_acc"), ("test accuracy", "test_acc")):
         table.add_row(title, f"{100 * report['before'][key]:.1f}%", f"{100 * report['after'][key]:.1f}%")
-    table.add_row("membership attack (forget vs test)", f"{report['before']['mia']:.3f}", f"{report['after']['mia']:.3f}")
+    table.add_row("membership attack (forget vs test)", score_cell(report["before"]["mia"]), score_cell(report["after"]["mia"]))
     for name, attack in report["attacks"].items():
         table.add_row(f"{name} AUC, 95% interval" + ("" if attack["signal"] else " (NO SIGNAL before)"), auc_cell(attack["before"]), auc_cell(attack["after"]))
     out_console = Console(width=None if sys.stdout.isatty() else 120)
     out_console.print(table)
     out_console.print(f"positive control: {report['positive_control']['note']}")
+    for reason in report["skipped"]:
+        out_console.print(f"not computed: {reason}")
     out_console.print(f"[dim]{report['what_this_shows']}[/dim]")
     out_console.print(f"wrote {report['output_model']} and {Path(out) / 'report.md'}")
+
+
+def parse_json_object(text: str, option: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UnlearnkitError(f"{option} '{text}' is not JSON ({error.msg}); give an object such as '{{\"width\": 16}}'") from None
+    if not isinstance(value, dict):
+        raise UnlearnkitError(f"{option} '{text}' is a JSON {type(value).__name__}; give an object such as '{{\"width\": 16}}'")
+    return value
 
 
 @app.command()

@@ -81,11 +81,12 @@ def sample_grid(dataset: Dataset, split: Split, path: Path, count: int = 48, see
 
 @torch.no_grad()
 def penultimate_features(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    from unlearnkit.models.interface import features
     from unlearnkit.train import model_device, to_float
 
     model.eval()
     device = model_device(model)
-    chunks = [model.features(to_float(torch.from_numpy(x[i : i + batch_size]).to(device))).float().cpu() for i in range(0, len(x), batch_size)]
+    chunks = [features(model, to_float(torch.from_numpy(x[i : i + batch_size]).to(device))).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(chunks).numpy()
 
 

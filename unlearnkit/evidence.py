@@ -21,13 +21,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from unlearnkit.evaluate import Outputs, cached_outputs, model_outputs
+from unlearnkit.evaluate import Outputs, cached_outputs, mia_skip_reason, model_outputs
 from unlearnkit.evaluate.epsilon import neurips_score
 from unlearnkit.evaluate.features import logit_scaled_confidence
 from unlearnkit.evaluate.population import (
     AttackEvidence, Probe, divergence, evidence_json, population_attacks, positive_controls,
 )
-from unlearnkit.evaluate.stats import AttackScore
+from unlearnkit.evaluate.stats import AttackScore, has_signal
 from unlearnkit.evaluate.ulira import ulira
 from unlearnkit.experiment import Setup, make_task
 from unlearnkit.fileio import atomic_save_npz
@@ -159,6 +159,8 @@ def gather(
     attackable = min(len(evidence.probe.forget), len(evidence.probe.test)) >= 2
     if not attackable:
         evidence.meta["note"] = f"{len(evidence.probe.forget)} forget image(s): membership attacks need at least 2 forget and 2 test images, so none was run"
+    elif reason := mia_skip_reason(len(evidence.probe.forget), len(evidence.probe.test)):
+        evidence.meta["note"] = reason
     for name, out in outputs.items():
         evidence.attacks[name] = population_attacks(out, evidence.probe, seed, options.resamples) if attackable else {}
     evidence.signal = positive_controls(evidence.attacks["original"], evidence.attacks["retrain"])
@@ -202,7 +204,7 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
 
     u_lira("original", forget_confidence(outputs["original"]), np.stack([forget_confidence(o) for _, o in shadow_originals]))
     if attackable:
-        evidence.signal["u-lira"] = evidence.ulira_scores["original"].intervals["auc"][0] > 0.5
+        evidence.signal["u-lira"] = has_signal(evidence.ulira_scores["original"])
     for name, out in outputs.items():
         if name in ("original", "retrain"):
             continue

@@ -21,6 +21,14 @@ from unlearnkit.errors import UnlearnkitError
 TMP_PREFIX = ".unlearnkit-tmp-"
 
 
+def default_file_mode() -> int:
+    """The permissions `open(path, "w")` would give a new file: 0666 less the process umask
+    (mkstemp's own 0600 would hide every artifact from other accounts, e.g. a serving one)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` so that a crash or a full disk leaves the previous file (or none),
     never part of the new one. A failed write is one-line UnlearnkitError."""
@@ -31,6 +39,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except OSError as error:
         raise UnlearnkitError(f"cannot write {path}: {error.strerror or error}; choose a writable output folder") from None
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -16,13 +16,15 @@ from unlearnkit.data.splits import make_split
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.experiment import make_task
 from unlearnkit.data.splits import Split
-from unlearnkit.evaluate import model_outputs, simple_mia
+from unlearnkit.evaluate import mia_skip_reason, model_outputs, simple_mia_or_nan
+from unlearnkit.evaluate.attacks import KIT_ATTACK_TWIN
 from unlearnkit.evaluate.population import Probe, population_attacks
+from unlearnkit.evaluate.stats import has_signal
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, sha256_file, write_manifest
 from unlearnkit.methods import make_config, run_method
+from unlearnkit.models.interface import head
 from unlearnkit.progress import say
-from unlearnkit.report import CONTROL_MARGIN
-from unlearnkit.store import load_model, read_sidecar, save_model
+from unlearnkit.store import load_model, read_sidecar, save_model, sidecar_path
 from unlearnkit.train import Recipe, default_device
 
 LIMITS = (
@@ -36,12 +38,21 @@ LIMITS = (
 
 def verification(model, dataset, probe: Split, seed: int) -> tuple[dict, dict]:
     """Accuracy on forget, a retain sample and test, the kit's attack (forget vs test losses),
-    and every population attack with its intervals, from one forward pass over those images."""
+    and every population attack with its intervals, from one forward pass over those images.
+    Attacks that cannot run on so few images are left out (`skipped` says why)."""
     outputs = model_outputs(model, dataset, probe)
     row = {f"{part}_acc": outputs.accuracy(part) for part in ("forget", "retain", "test")}
-    row["mia"] = simple_mia(outputs.losses("forget"), outputs.losses("test"), seed=seed) if len(probe.forget) >= 2 else float("nan")
+    row["mia"] = simple_mia_or_nan(outputs.losses("forget"), outputs.losses("test"), seed=seed)
     attacks = population_attacks(outputs, Probe.of(outputs, seed), seed) if len(probe.forget) >= 2 else {}
     return row, attacks
+
+
+def skipped(forget: int, test: int) -> list[str]:
+    """What the report could not compute on a request of `forget` images, and why."""
+    reasons = [reason] if (reason := mia_skip_reason(forget, test)) else []
+    if forget < 2:
+        reasons.append(f"{forget} requested image: the population attacks need at least 2 members, so none was run")
+    return reasons
 
 
 def auc_cell(score: dict) -> str:
@@ -51,27 +62,29 @@ def auc_cell(score: dict) -> str:
 
 
 def attack_report(before: dict, after: dict) -> dict:
-    """Per attack, AUC on forget vs test before and after; its control: before unlearning, it
-    must tell the requested images from test images (95% interval above 0.5)."""
-    report = {}
-    for name, result in before.items():
-        signal = result.forget.intervals["auc"][0] > 0.5
-        report[name] = {"signal": bool(signal), "before": result.forget.to_json(), "after": after[name].forget.to_json()}
-    return report
+    """Per attack, AUC on forget vs test before and after, and its positive control
+    (`stats.has_signal`: without a retrained model, against chance)."""
+    return {
+        name: {"signal": has_signal(result.forget), "before": result.forget.to_json(), "after": after[name].forget.to_json()}
+        for name, result in before.items()
+    }
 
 
 def forget_request(
     *, model: str | Path, requests: str | Path, method: str, data=None, subjects=None, out: str | Path = "runs/forget",
-    config: dict | None = None, seed: int = 0, retain_sample: int = 10_000,
+    config: dict | None = None, seed: int = 0, retain_sample: int = 10_000, model_factory: str | None = None, model_kwargs: dict | None = None,
 ) -> dict:
+    """`model` is a .safetensors file: saved by unlearnkit (its sidecar says how to rebuild it),
+    or any other model's weights with `model_factory` ('package.module:function', called with
+    `model_kwargs`) that builds the architecture."""
     started = time.perf_counter()
     model_path, out = Path(model), Path(out)
     config = make_config(method, config)  # a bad method or config fails before anything is read
     dataset = load_dataset(data)
     device = default_device()
-    original = load_model(model_path, device)
-    meta = read_sidecar(model_path)
-    if (classes := original.fc.out_features) != dataset.num_classes:
+    original = load_model(model_path, device, factory=model_factory, factory_kwargs=model_kwargs)
+    meta = read_sidecar(model_path) if sidecar_path(model_path).is_file() else {}
+    if (classes := head(original).out_features) != dataset.num_classes:
         raise UnlearnkitError(f"model {model_path} predicts {classes} classes but the dataset has {dataset.num_classes}; give the data the model was trained on")
     n_train, n_heldout = len(dataset.train_y), len(dataset.test_y)
     requested = read_requests(requests, n_train, n_heldout, subjects)
@@ -89,7 +102,8 @@ def forget_request(
     result = run_method(method, original, task, config, checkpoint=out / "model.checkpoint.safetensors")
     after, attacks_after = verification(result.model, dataset, probe, seed)
 
-    control = before["mia"] - 0.5 >= CONTROL_MARGIN
+    attacks = attack_report(attacks_before, attacks_after)
+    control = attacks.get(KIT_ATTACK_TWIN, {}).get("signal", False)
     inputs = {
         "model": {"path": str(model_path), "sha256": sha256_file(model_path)},
         "requests": {"path": str(requests), "sha256": file_sha256(requests), "images": int(split.forget.size)},
@@ -97,7 +111,7 @@ def forget_request(
     if subjects is not None:
         inputs["subjects"] = {"path": str(subjects), "sha256": file_sha256(subjects)}
     model_out = save_model(
-        result.model, out / "model.safetensors", role="unlearned", method=method, config=result.config.model_dump(),
+        result.model, out / "model.safetensors", factory=model_factory, factory_kwargs=model_kwargs, role="unlearned", method=method, config=result.config.model_dump(),
         seed=seed, inputs=inputs, data_fingerprint=dataset.fingerprint, recipe=recipe.model_dump(),
         timings={"unlearn_seconds": result.seconds},
     )
@@ -112,10 +126,14 @@ def forget_request(
         "after": after,
         "positive_control": {
             "passed": bool(control),
-            "note": f"the attack scores {before['mia']:.3f} on the input model, {'at least' if control else 'less than'} {CONTROL_MARGIN} above chance: "
-            + ("it could tell the requested images from test images before unlearning" if control else "NO SIGNAL: it could not tell them apart even before unlearning, so its score after proves nothing"),
+            "attack": KIT_ATTACK_TWIN,
+            "note": ("not run: too few requested images for any attack" if not attacks else
+                     f"the {KIT_ATTACK_TWIN} attack's AUC on the input model is "
+                     + ("above chance (one-sided 95%): it could tell the requested images from test images before unlearning" if control
+                        else "not above chance: NO SIGNAL, it could not tell them apart even before unlearning, so its score after proves nothing")),
         },
-        "attacks": attack_report(attacks_before, attacks_after),
+        "attacks": attacks,
+        "skipped": skipped(int(split.forget.size), int(split.test.size)),
         "unlearn_seconds": result.seconds,
         "total_seconds": time.perf_counter() - started,
         "what_this_shows": LIMITS,
@@ -124,6 +142,10 @@ def forget_request(
     atomic_write_bytes(out / "report.md", markdown(report).encode())
     write_manifest(out)
     return report
+
+
+def score_cell(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
 def markdown(report: dict) -> str:
@@ -139,9 +161,11 @@ def markdown(report: dict) -> str:
     ]
     for title, key, percent in rows:
         b, a = report["before"][key], report["after"][key]
-        lines.append(f"| {title} | {100 * b:.1f}% | {100 * a:.1f}% |" if percent else f"| {title} | {b:.3f} | {a:.3f} |")
+        lines.append(f"| {title} | {100 * b:.1f}% | {100 * a:.1f}% |" if percent else f"| {title} | {score_cell(b)} | {score_cell(a)} |")
     for name, attack in report["attacks"].items():
         lines.append(f"| {name} attack AUC, 95% interval{'' if attack['signal'] else ' (NO SIGNAL before unlearning)'} | {auc_cell(attack['before'])} | {auc_cell(attack['after'])} |")
-    lines += ["", f"Positive control: {report['positive_control']['note']}.", "", f"What this shows: {report['what_this_shows']}", ""]
+    lines += ["", f"Positive control: {report['positive_control']['note']}.", ""]
+    lines += [f"Not computed: {reason}." for reason in report["skipped"]]
+    lines += ["", f"What this shows: {report['what_this_shows']}", ""]
     return "\n".join(lines)
 

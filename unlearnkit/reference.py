@@ -14,7 +14,7 @@ from torch import nn
 from unlearnkit.data import Dataset
 from unlearnkit.data.splits import Split
 from unlearnkit.fileio import sha256_arrays
-from unlearnkit.models import create_model
+from unlearnkit.models import create_model_for
 from unlearnkit.presets import Preset
 from unlearnkit.progress import say
 from unlearnkit.store import Store, load_model, read_sidecar, save_model
@@ -60,9 +60,11 @@ def train_reference(
     if path := store.find(key):
         say(f"[dim]{role}: loaded from the cache ({path})[/dim]")
         return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
+    if store.stale(key):
+        say(f"[yellow]{role}: the cached model was trained by an older engine (the training code changed since); training again[/yellow]")
 
     torch.manual_seed(seed)
-    model = create_model(preset.model.name, num_classes=dataset.num_classes, **preset.model.kwargs)
+    model = create_model_for(preset.model.name, dataset, **preset.model.kwargs)
     model = model.to(device, memory_format=torch.channels_last)
     source = Source.take(dataset.train_x, dataset.train_y, indices, device)
     # a killed run leaves its checkpoint beside where the model will go; the same command resumes it

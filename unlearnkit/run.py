@@ -85,8 +85,8 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
     """Evidence, table, results.json, figures and manifest of a run whose models are evaluated."""
     dataset, split = setup.dataset, setup.split
     add_average_gaps(rows)
-    control = positive_control(rows)
     found = gather(setup, seed, original, outputs, method_configs, evidence or EvidenceOptions())
+    control = positive_control(rows, found.signal)
     for row in rows:
         row.update(found.headline(row["name"]), evidence=found.per_model[row["name"]])
     split.save(out / "split.npz")
@@ -95,6 +95,7 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
     figures += evidence_figures(found, outputs, out / "figures")
     results = {
         "preset": setup.preset.name,
+        "preset_config": setup.preset.model_dump(),  # the whole preset: the run folder alone can reproduce it
         "seed": seed,
         "data_fingerprint": dataset.fingerprint,
         "split": {
@@ -161,7 +162,7 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
         raise UnlearnkitError(f"the data given has fingerprint {dataset.fingerprint[:12]}…, but {run_dir} was run on {str(results.get('data_fingerprint'))[:12]}…; pass --data with the same dataset")
     split = Split.load(run_dir / "split.npz")
     seed = int(results["seed"])
-    setup = Setup(dataset, get_preset(results["preset"]), split, Store(cache) if cache else Store())
+    setup = Setup(dataset, get_preset(results.get("preset_config", results["preset"])), split, Store(cache) if cache else Store())
     say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {setup.preset.name}, seed {seed}, {len(results['rows']) - 2} methods")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
     retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)

@@ -30,7 +30,8 @@ from safetensors import SafetensorError
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.fileio import TMP_PREFIX, atomic_write_bytes, sha256_json
+from unlearnkit.fileio import TMP_PREFIX, atomic_write_bytes, sha256_arrays, sha256_json
+from unlearnkit.models.interface import logits
 from unlearnkit.progress import EpochProgress, say
 
 
@@ -54,7 +55,8 @@ class Recipe(BaseModel):
 
 @dataclass
 class Source:
-    """Images (uint8 NCHW) and labels, resident on the training device."""
+    """Images (uint8 NCHW, or float NCHW as the model takes them) and labels, resident on the
+    training device."""
 
     x: torch.Tensor = field(repr=False)
     y: torch.Tensor = field(repr=False)
@@ -63,10 +65,78 @@ class Source:
     def __len__(self) -> int:
         return len(self.x)
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels at `indices` (a tensor of positions)."""
+        indices = indices.to(self.x.device)
+        return self.x[indices], self.y[indices]
+
+    def digest(self) -> str:
+        """sha256 of every image and label: what a checkpoint of a run on this data must match."""
+        raw = lambda t: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()  # noqa: E731
+        return sha256_arrays(raw(self.x), raw(self.y))
+
     @classmethod
     def take(cls, x: np.ndarray, y: np.ndarray, indices: np.ndarray, device: torch.device) -> "Source":
         """The images and labels at `indices` of numpy arrays, moved to `device`."""
         return cls(torch.from_numpy(x[indices]).to(device), torch.from_numpy(y[indices]).to(device))
+
+
+class StreamSource(Source):
+    """Images and labels read from a `torch.utils.data.Dataset` batch by batch, in the order the
+    engine draws (so a run is the same as on resident data, bitwise, when the dataset returns
+    the same item for the same index), for data that does not fit in memory. `prefetch` worker
+    threads read the items of a batch in parallel (they overlap file reads and decoding that
+    release the GIL); randomness inside the dataset's `__getitem__` (its own augmentation)
+    makes runs differ — use the engine's `augment` instead."""
+
+    def __init__(self, dataset, device: torch.device, batch_size: int | None = None, prefetch: int = 4, convert=None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.dataset, self.device, self.batch_size = dataset, torch.device(device), batch_size
+        self.convert = convert or (lambda x, y: (torch.as_tensor(x), torch.as_tensor(y)))
+        self.pool = ThreadPoolExecutor(max_workers=prefetch) if prefetch > 1 else None
+        first_x, _ = self._item(0)
+        self._shape = tuple(first_x.shape)
+
+    def _item(self, index: int):
+        x, y = self.dataset[index][:2]
+        return self.convert(x, y)
+
+    def __repr__(self) -> str:
+        return f"StreamSource({type(self.dataset).__name__}, {len(self)} items)"
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def x(self):
+        raise AttributeError("a StreamSource holds no resident images; use batch(indices)")
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = indices.cpu().tolist()
+        items = list(self.pool.map(self._item, positions)) if self.pool else [self._item(i) for i in positions]
+        x = torch.stack([item[0] for item in items]).to(self.device, non_blocking=True)
+        y = torch.stack([torch.as_tensor(item[1]).reshape(()) for item in items]).long().to(self.device, non_blocking=True)
+        return x, y
+
+    def digest(self) -> str:
+        """Length, and every 1/64th item's bytes: reading the whole stream for a checkpoint's
+        identity would cost a pass over the data."""
+        picked = torch.linspace(0, len(self) - 1, min(64, len(self))).round().long()
+        x, y = self.batch(picked)
+        raw = lambda t: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()  # noqa: E731
+        return sha256_arrays(raw(x), raw(y), np.array([len(self)]))
 
 
 @dataclass
@@ -157,8 +227,10 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW → float in [0, 1], channels_last (the layout the convolutions run fastest in)."""
-    return x.float().div_(255).contiguous(memory_format=torch.channels_last)
+    """Images as the model takes them: uint8 → float in [0, 1]; float images unchanged (the
+    user's own scaling). 4-D batches in channels_last, the layout convolutions run fastest in."""
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def autocast(device: torch.device, precision: str = "bf16"):
@@ -288,11 +360,10 @@ def fit(
                     group["lr"] = state.lr
                 batch = {}
                 for name, source in sources.items():
-                    idx = next_indices(name)
-                    x = source.x[idx]
+                    x, y = source.batch(next_indices(name))
                     if recipe.augment:
                         x = augment(x, generator)
-                    batch[name] = (to_float(x), source.y[idx])
+                    batch[name] = (to_float(x), y)
                 with autocast(device, recipe.precision):
                     value = loss_fn(model, batch, state)
                 optimizer.zero_grad(set_to_none=True)
@@ -342,7 +413,8 @@ def check_finite(model: nn.Module, description: str) -> None:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024, precision: str = "bf16") -> torch.Tensor:
-    """Float32 logits of `model` in eval mode for uint8 NCHW images, on the CPU."""
+    """Float32 logits of `model` in eval mode (its output a tensor, or holding `logits`) for
+    NCHW images (see `to_float`), on the CPU."""
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -351,12 +423,12 @@ def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: i
     for start in range(0, len(x), batch_size):
         chunk = to_float(x[start : start + batch_size].to(device, non_blocking=True))
         with autocast(device, precision):
-            outputs.append(model(chunk).float().cpu())
+            outputs.append(logits(model(chunk)).float().cpu())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, precision: str = "bf16") -> float:
     """Fraction of images whose top-scoring class is the label (eval mode)."""
-    predicted = predict_logits(model, x).argmax(1)
+    predicted = predict_logits(model, x, precision=precision).argmax(1)
     return float((predicted == torch.as_tensor(y).cpu()).double().mean())

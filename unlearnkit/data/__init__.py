@@ -1,7 +1,8 @@
 """Finding and reading a dataset: `--data PATH` → `UNLEARNKIT_DATA` → the cache folder.
 
 The layout is detected from what is there: CIFAR-10 binary or python batches (or a folder
-holding them), an official tarball, image folders, or an .npz file. An empty cache folder
+holding them), an official tarball, CIFAR-100 (python or binary), MNIST / Fashion-MNIST idx
+files, image folders, or an .npz file. An empty cache folder
 triggers a download of the official binary release.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from unlearnkit.data import cifar
+from unlearnkit.data import cifar, others
 from unlearnkit.data.dataset import Dataset
 from unlearnkit.data.generic import read_folders, read_npz
 from unlearnkit.errors import UnlearnkitError
@@ -40,9 +41,19 @@ def _detect(path: Path) -> Dataset | None:
     if path.is_file():
         if path.suffix == ".npz":
             return read_npz(path)
+        if path.name == others.CIFAR100_TARBALL[0]:
+            return _detect(others.extract_cifar100(path, path.parent))
         if path.name.endswith(".tar.gz"):
             return _detect(cifar.extract_tarball(path, path.parent))
         raise UnlearnkitError(f"{path} is a file of an unknown kind; give a .npz file, an official tarball or a folder")
+    if others.is_cifar100(path):
+        return others.read_cifar100(path)
+    if others.is_idx(path):
+        return others.read_idx(path)
+    if (path / others.CIFAR100_TARBALL[2]).is_dir():
+        return _detect(path / others.CIFAR100_TARBALL[2])
+    if (path / others.CIFAR100_TARBALL[0]).is_file():
+        return _detect(others.extract_cifar100(path / others.CIFAR100_TARBALL[0], path))
     if (path / "data_batch_1.bin").exists() or (path / "batches.meta.txt").exists():
         return cifar.read_binary(path)
     if (path / "data_batch_1").exists() or (path / "batches.meta").exists():
@@ -67,6 +78,6 @@ def load_dataset(data: str | Path | None = None) -> Dataset:
     if is_default:
         return _detect(cifar.download(path))
     raise UnlearnkitError(
-        f"no dataset found in {path}: expected CIFAR-10 batches (binary or python), an official "
-        "tarball, train/ and test/ image folders, or an .npz file"
+        f"no dataset found in {path}: expected CIFAR-10 or CIFAR-100 files (binary or python), an official "
+        "tarball, MNIST idx files, train/ and test/ image folders, or an .npz file"
     )

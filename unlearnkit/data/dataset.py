@@ -27,6 +27,10 @@ class Dataset:
     source: str = ""
     layout: str = ""
     _checked: bool = field(default=False, repr=False)
+    # CIFAR-100's 20 superclasses, beside its 100 fine labels (None for other datasets)
+    coarse_train_y: np.ndarray | None = field(default=None, repr=False)
+    coarse_test_y: np.ndarray | None = field(default=None, repr=False)
+    coarse_classes: tuple[str, ...] = ()
 
     def __post_init__(self):
         validate_split_arrays(self.train_x, self.train_y, len(self.classes), "train")
@@ -41,6 +45,15 @@ class Dataset:
     def fingerprint(self) -> str:
         names = np.frombuffer("\n".join(self.classes).encode(), dtype=np.uint8)
         return sha256_arrays(self.train_x, self.train_y, self.test_x, self.test_y, names)
+
+    @cached_property
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and standard deviation of the training images, in [0, 1] units:
+        the normalization a model built for this dataset carries."""
+        pixels = self.train_x.transpose(1, 0, 2, 3).reshape(self.train_x.shape[1], -1)
+        mean = tuple(round(float(c.mean(dtype=np.float64)) / 255, 4) for c in pixels)
+        std = tuple(round(max(float(c.std(dtype=np.float64)) / 255, 1e-3), 4) for c in pixels)
+        return mean, std
 
     @property
     def num_classes(self) -> int:

@@ -13,11 +13,11 @@ from torch import nn
 
 from unlearnkit.data import Dataset
 from unlearnkit.data.splits import Split
-from unlearnkit.evaluate.mia import per_example_loss, simple_mia
+from unlearnkit.evaluate.mia import mia_skip_reason, per_example_loss, simple_mia, simple_mia_or_nan
 from unlearnkit.fileio import atomic_save_npz
 from unlearnkit.train import predict_logits
 
-__all__ = ["Outputs", "cached_outputs", "model_outputs", "metrics", "per_example_loss", "simple_mia"]
+__all__ = ["Outputs", "cached_outputs", "model_outputs", "metrics", "mia_skip_reason", "per_example_loss", "simple_mia", "simple_mia_or_nan"]
 
 
 @dataclass
@@ -110,6 +110,5 @@ def metrics(outputs: Outputs, seed: int = 0) -> dict[str, float]:
         row["forget_class_test_acc"] = float(predicted[in_classes].mean())
         row["other_class_test_acc"] = float(predicted[~in_classes].mean()) if (~in_classes).any() else float("nan")
     forget = outputs.losses("forget")
-    # one forgotten image is a legitimate request, but no population attack can be fitted on it
-    row["mia"] = simple_mia(forget, nonmembers, seed=seed) if min(len(forget), len(nonmembers)) >= 2 else float("nan")
+    row["mia"] = simple_mia_or_nan(forget, nonmembers, seed=seed)
     return row

@@ -23,6 +23,7 @@ from sklearn.svm import SVC
 
 from unlearnkit.evaluate import features as F
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.plugins import load_plugins, refuse_clash
 
 
 class LossThreshold:
@@ -79,27 +80,52 @@ class PopulationAttack:
         return np.stack([f(logits, labels) for f in self.features], axis=1)
 
 
-ATTACKS: dict[str, PopulationAttack] = {
-    a.name: a
-    for a in [
-        PopulationAttack(
-            "lr-loss", "the NeurIPS 2023 kit's attack, logistic regression on the loss, fitted on retain vs validation images",
-            (F.loss,), lambda seed: Classifier(lambda: LogisticRegression(class_weight="balanced")),
-        ),
-        PopulationAttack(
-            "loss-threshold", "loss below a threshold fitted on retain vs validation images",
-            (F.loss,), lambda seed: LossThreshold(),
-        ),
-        PopulationAttack(
-            "svc-entropy", "SalUn's MIA-efficacy: an RBF SVC on confidence, entropy and modified entropy, fitted on retain vs validation images",
-            (F.confidence, F.entropy, F.modified_entropy),
-            lambda seed: Classifier(lambda: SVC(C=3, gamma="auto", kernel="rbf"), max_per_side=1000, seed=seed),
-        ),
-    ]
-}
+ATTACKS: dict[str, PopulationAttack] = {}
+
+
+def register_attack(name: str, summary: str, features: tuple[Callable, ...]):
+    """Register `make(seed) -> attack` (an object with fit / score / predict) under `name`,
+    reading `features` (functions of logits and labels) of each example. Plugins use it too."""
+
+    def decorate(make: Callable[[int], object]):
+        if name in ATTACKS:
+            refuse_clash("attack", name, ATTACKS[name].make.__module__, make.__module__)
+        ATTACKS[name] = PopulationAttack(name, summary, tuple(features), make)
+        return make
+
+    return decorate
+
+
+def all_attacks() -> dict[str, PopulationAttack]:
+    """Every registered attack, plugins (entry points `unlearnkit.attacks`) included."""
+    load_plugins("unlearnkit.attacks")
+    return ATTACKS
+
+
+@register_attack("lr-loss", "the NeurIPS 2023 kit's attack, logistic regression on the loss, fitted on retain vs validation images", (F.loss,))
+def lr_loss(seed: int):
+    return Classifier(lambda: LogisticRegression(class_weight="balanced"))
+
+
+@register_attack("loss-threshold", "loss below a threshold fitted on retain vs validation images", (F.loss,))
+def loss_threshold(seed: int):
+    return LossThreshold()
+
+
+@register_attack(
+    "svc-entropy", "SalUn's MIA-efficacy: an RBF SVC on confidence, entropy and modified entropy, fitted on retain vs validation images",
+    (F.confidence, F.entropy, F.modified_entropy),
+)
+def svc_entropy(seed: int):
+    return Classifier(lambda: SVC(C=3, gamma="auto", kernel="rbf"), max_per_side=1000, seed=seed)
+
+
+# The kit's attack (the `mia` column) has no interval; this attack is its twin (the same
+# logistic regression on the same loss) and carries its positive control.
+KIT_ATTACK_TWIN = "lr-loss"
 
 
 def get_attack(name: str) -> PopulationAttack:
-    if name not in ATTACKS:
+    if name not in all_attacks():
         raise UnlearnkitError(f"unknown attack '{name}'; choose from {', '.join(ATTACKS)}")
     return ATTACKS[name]

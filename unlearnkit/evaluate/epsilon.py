@@ -54,16 +54,19 @@ def _double_threshold_rates(positive: np.ndarray, negative: np.ndarray):
         positive, negative = negative, positive
     width = np.ptp(positive)
     values = np.unique(np.concatenate([positive, negative]))
-    below = np.r_[-np.inf, values[:-1]]  # l in (below_i, value_i] keeps value_i as the first inside
-    above = np.r_[values[1:], np.inf]  # r in [value_j, above_j) keeps value_j as the last inside
-    r_lo = np.maximum(values, positive.min() + width - BUFFER)
-    r_hi = np.minimum(above, positive.max() + BUFFER)
-    # the rule [l, r] holds exactly values i..j when such l and r exist with r − l in width ± BUFFER
+    below = np.r_[-np.inf, values[:-1]]  # keeping values i..j exactly needs below_i < l ≤ value_i
+    above = np.r_[values[1:], np.inf]  # ... and value_j ≤ r < above_j: strict where open
+    # The rule l ≤ c ≤ r has r in [min + width − BUFFER, max + BUFFER] of the peakier sample and
+    # r − l in [width − BUFFER, width + BUFFER]. For a given r, such an l exists in (below_i,
+    # value_i] iff r > below_i + width − BUFFER and r ≤ value_i + width + BUFFER. So r must lie
+    # in [closed_lo, closed_hi] and strictly inside (open_lo, open_hi):
+    closed_lo = np.maximum(values, positive.min() + width - BUFFER)[None, :]
+    closed_hi = np.minimum(positive.max() + BUFFER, values + width + BUFFER)[:, None]
+    open_lo = (below + width - BUFFER)[:, None]
+    open_hi = above[None, :]
     feasible = (
         (np.arange(len(values))[:, None] <= np.arange(len(values))[None, :])
-        & (r_lo <= r_hi)[None, :]
-        & (r_lo[None, :] - values[:, None] <= width + BUFFER)
-        & (r_hi[None, :] - below[:, None] >= width - BUFFER)
+        & (closed_lo <= closed_hi) & (closed_lo < open_hi) & (open_lo < closed_hi) & (open_lo < open_hi)
     )
     i, j = np.nonzero(feasible)
     pos_upto = np.searchsorted(np.sort(positive), values, side="right")
@@ -80,7 +83,7 @@ def example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float =
     unlearned, retrained = np.asarray(unlearned, float), np.asarray(retrained, float)
     positive, negative = (retrained, unlearned) if np.median(retrained) > np.median(unlearned) else (unlearned, retrained)
     smallest, largest = sorted((np.ptp(positive), np.ptp(negative)))
-    if largest == 0:  # both samples constant
+    if largest == 0:  # both samples constant: the official code divides 0 by 0 here and fails
         return 0.0 if positive[0] == negative[0] else EPSILON_CAP
     if smallest / largest < 0.01:  # one sample is a spike: the official code gives the cap here
         return EPSILON_CAP

@@ -21,10 +21,23 @@ def per_example_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return log_norm - shifted[np.arange(len(labels)), labels]
 
 
+# The kit's 10 shuffle-splits each hold out 10% of the 2n examples, and stratification needs one
+# member and one non-member in every held-out part: 0.1 × 2n ≥ 2.
+MIA_MIN_PER_SIDE = 10
+
+
+def mia_skip_reason(members: int, nonmembers: int) -> str | None:
+    """Why the kit's attack cannot be run on this many examples, or None when it can."""
+    if min(members, nonmembers) >= MIA_MIN_PER_SIDE:
+        return None
+    return (f"the kit's membership attack needs at least {MIA_MIN_PER_SIDE} forget and {MIA_MIN_PER_SIDE} test images "
+            f"(its 10% held-out folds must hold one of each; got {members} and {nonmembers}), so it was not run")
+
+
 def simple_mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, *, n_splits: int = 10, seed: int = 0) -> float:
     """Mean cross-validated accuracy of a logistic regression telling members from non-members by loss."""
-    if min(len(member_losses), len(nonmember_losses)) < 2:
-        raise UnlearnkitError("the membership attack needs at least 2 member and 2 non-member losses")
+    if reason := mia_skip_reason(len(member_losses), len(nonmember_losses)):
+        raise UnlearnkitError(reason)
     rng = np.random.default_rng(seed)
     n = min(len(member_losses), len(nonmember_losses))
     members = rng.choice(member_losses, n, replace=False)
@@ -33,3 +46,11 @@ def simple_mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, *, n_spl
     y = np.concatenate([np.ones(n), np.zeros(n)])
     cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=seed)
     return float(cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean())
+
+
+def simple_mia_or_nan(member_losses: np.ndarray, nonmember_losses: np.ndarray, *, seed: int = 0) -> float:
+    """The kit's attack, or NaN where `mia_skip_reason` says it cannot be run (a deletion
+    request of a few images is legitimate; the reports say why the cell is empty)."""
+    if mia_skip_reason(len(member_losses), len(nonmember_losses)):
+        return float("nan")
+    return simple_mia(member_losses, nonmember_losses, seed=seed)

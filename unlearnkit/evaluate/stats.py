@@ -116,3 +116,18 @@ def significantly_above(higher: AttackScore, lower: AttackScore, metric: str = "
     if (higher.members, higher.nonmembers) == (lower.members, lower.nonmembers) and len(higher.draws[metric]) == len(lower.draws[metric]):
         return bool(np.percentile(higher.draws[metric] - lower.draws[metric], 5) > 0)
     return higher.intervals[metric][0] > lower.intervals[metric][1]
+
+
+def has_signal(original: AttackScore, baseline: AttackScore | None = None) -> bool:
+    """The positive control: the one definition every report uses.
+
+    An attack's scores on an unlearned model prove something only if the attack finds the
+    forget set on the *original* model, which did train on it. It has a signal when its AUC
+    on the original is above, one-sided at the 95% level, its AUC where the forget images
+    really are non-members: on the retrained model when there is one (paired bootstrap over
+    the same examples), else chance (the 5th percentile of the original's bootstrap AUCs
+    above 0.5). The kit's attack, a cross-validated accuracy without an interval, is
+    controlled through `lr-loss`, the same logistic regression on the same loss."""
+    if baseline is not None:
+        return significantly_above(original, baseline)
+    return bool(np.percentile(original.draws["auc"], 5) > 0.5)

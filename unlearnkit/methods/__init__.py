@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import sha256_arrays, sha256_json
+from unlearnkit.plugins import load_plugins, refuse_clash
 from unlearnkit.train import Checkpoint, Recipe, Source
 
 
@@ -68,10 +70,16 @@ class Method:
 _REGISTRY: dict[str, Method] = {}
 
 
+def first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph on one line: the summary `unlearnkit methods` prints."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
 def register_method(name: str, config: type[MethodConfig]):
     def decorate(fn):
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = Method(name, fn, config, doc[0] if doc else "")
+        if name in _REGISTRY:
+            refuse_clash("method", name, _REGISTRY[name].fn.__module__, fn.__module__)
+        _REGISTRY[name] = Method(name, fn, config, first_paragraph(fn.__doc__))
         return fn
 
     return decorate
@@ -80,6 +88,7 @@ def register_method(name: str, config: type[MethodConfig]):
 def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
+    load_plugins("unlearnkit.methods")
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -127,6 +136,19 @@ def parse_overrides(items: list[str] | None, methods: list[str] | None = None) -
     return overrides
 
 
+def run_identity(name: str, model: nn.Module, task: Task, config: MethodConfig) -> str:
+    """What a method's checkpoint must match to be resumed: the input model's weights, the
+    exact forget / retain / val images and labels, the method, its config and the seed. A
+    killed run started again on another model or another request never resumes the old one."""
+    raw = lambda t: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()  # noqa: E731  (any dtype)
+    state = model.state_dict()
+    return sha256_json({
+        "method": name, "config": config.model_dump(), "seed": task.seed,
+        "weights": {k: sha256_arrays(raw(v)) for k, v in state.items()},
+        "data": {part: s.digest() for part, s in (("retain", task.retain), ("forget", task.forget), ("val", task.val))},
+    })
+
+
 @dataclass
 class MethodResult:
     name: str
@@ -143,8 +165,7 @@ def run_method(
     method = get_method(name)
     config = config if isinstance(config, MethodConfig) else make_config(name, config)
     if isinstance(checkpoint, Path):
-        key = json.dumps({"method": name, "config": config.model_dump(), "seed": task.seed, "data": task.data_key, "original": str(task.cache_dir)}, sort_keys=True)
-        checkpoint = Checkpoint(checkpoint, key=key, every=25)
+        checkpoint = Checkpoint(checkpoint, key=run_identity(name, model, task, config), every=25)
     if checkpoint is not None:
         task = dataclasses.replace(task, checkpoint=checkpoint)
     working = copy.deepcopy(model)

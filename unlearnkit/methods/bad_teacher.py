@@ -3,8 +3,8 @@ from pydantic import Field
 
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, kl_to_teacher, teacher_probs
-from unlearnkit.models import create_model
-from unlearnkit.train import Source, fit, model_device
+from unlearnkit.models.interface import reinitialized
+from unlearnkit.train import Source, fit
 
 
 class BadTeacherConfig(FitConfig):
@@ -18,8 +18,7 @@ def bad_teacher(model, task, config: BadTeacherConfig):
     teacher (the same architecture, randomly initialized) on forget images (Chundawat et al.,
     "Can Bad Teaching Induce Forgetting?", AAAI 2023)."""
     good = task.original.eval()
-    torch.manual_seed(task.seed)
-    bad = create_model(model.spec["name"], **model.spec["kwargs"]).to(model_device(model), memory_format=torch.channels_last).eval()
+    bad = reinitialized(model, task.seed).eval()
 
     def loss(student, batch, state):
         (xr, _), (xf, _) = batch["retain"], batch["forget"]

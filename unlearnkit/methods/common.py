@@ -58,25 +58,41 @@ def l1_norm(model: torch.nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
 
 
-def retain_guard(task: Task, floor: float, every: int, sample: int = 512):
-    """An `on_step` hook for methods that ascend a loss: every `every` steps it measures the
-    accuracy on a fixed sample of retain images; when that falls below `floor` × the original's,
-    it puts back the weights of the last check that passed and stops the run."""
+def bounded_ascent_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int, bounded: bool = True) -> torch.Tensor:
+    """The mean cross-entropy to ascend, each example's counted only up to chance level,
+    log(classes): past it the example is forgotten and pushes no further. Unbounded, ascent on a
+    memorized set starts from vanishing gradients and then blows up within a step or two."""
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    return (losses.clamp(max=math.log(num_classes)) if bounded else losses).mean()
+
+
+def retain_guard(model: torch.nn.Module, task: Task, floor: float, every: int, sample: int = 512, patience: int = 3):
+    """An `on_step` hook for methods that ascend a loss, so that the model they return keeps
+    its retain accuracy: every `every` steps (and at the last) it measures the accuracy on a
+    fixed sample of retain images against `floor` × the original's. A passing check keeps the
+    weights as "last good"; a failing one is tolerated (a high learning rate dips and recovers)
+    until `patience` checks in a row fail, or training ends below the floor: then the last good
+    weights are put back and training stops. The input weights are the first "last good" (they
+    pass by definition), so the model returned is never below the floor on that sample."""
     generator = torch.Generator().manual_seed(task.seed)
-    picked = torch.randperm(len(task.retain), generator=generator)[:sample].to(task.retain.x.device)
-    x, y = task.retain.x[picked], task.retain.y[picked]
-    required = floor * accuracy(task.original, x, y)
-    last_good: dict = {}
+    x, y = task.retain.batch(torch.randperm(len(task.retain), generator=generator)[:sample])
+    required = floor * accuracy(task.original, x, y, task.recipe.precision)
+    last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    failures = 0
 
     def check(model, state) -> bool:
-        if state.step % every and state.step != 1:
+        nonlocal failures
+        last = state.step >= state.total_steps
+        if state.step % every and state.step != 1 and not last:
             return False
-        if accuracy(model, x, y) >= required:
-            last_good.clear()
+        if accuracy(model, x, y, task.recipe.precision) >= required:
             last_good.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            failures = 0
             return False
-        if last_good:
+        failures += 1
+        if failures >= patience or last:
             model.load_state_dict(last_good)
-        return True
+            return True
+        return False
 
     return check

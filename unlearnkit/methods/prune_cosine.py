@@ -13,18 +13,20 @@ class PruneCosineConfig(PruneL1Config):
 
 
 @torch.no_grad()
-def class_mean_responses(model, source: Source, num_classes: int, batch_size: int = 500) -> dict[str, torch.Tensor]:
-    """For each residual-stage convolution, the mean output map of each filter over the images
-    of each class: name → [classes, filters, height, width]."""
+def class_mean_responses(model, source: Source, num_classes: int, batch_size: int = 500, precision: str = "bf16") -> dict[str, torch.Tensor]:
+    """For each prunable layer, the mean output of each unit over the images of each class:
+    name → [classes, units, ...] (a conv's maps; a linear layer's outputs, averaged over tokens)."""
     model.eval()
     device = model_device(model)
-    pairs = conv_bn_pairs(model)
+    pairs = conv_bn_pairs(model, "prune-cosine")
     sums: dict[str, torch.Tensor] = {}
     counts = torch.bincount(source.y.cpu(), minlength=num_classes).float()
     labels: torch.Tensor | None = None
 
     def hook(name):
         def record(module, inputs, output):
+            if isinstance(module, torch.nn.Linear):  # units last ([batch, tokens, units]): bring them to dim 1
+                output = output.movedim(-1, 1)
             per_class = torch.zeros((num_classes, *output.shape[1:]), dtype=torch.float32, device=output.device)
             per_class.index_add_(0, labels, output.float())
             sums[name] = sums[name] + per_class if name in sums else per_class
@@ -34,23 +36,21 @@ def class_mean_responses(model, source: Source, num_classes: int, batch_size: in
     try:
         for start in range(0, len(source), batch_size):
             labels = source.y[start : start + batch_size]
-            with autocast(device):
+            with autocast(device, precision):
                 model(to_float(source.x[start : start + batch_size]))
     finally:
         for handle in handles:
             handle.remove()
-    shape = (num_classes, 1, 1, 1)
-    return {name: (total.cpu() / counts.clamp_min(1).view(shape)) for name, total in sums.items()}
+    return {name: (total.cpu() / counts.clamp_min(1).view(num_classes, *[1] * (total.ndim - 1))) for name, total in sums.items()}
 
 
 def forget_retain_similarity(model, task, probe: int) -> dict[str, torch.Tensor]:
     """Per filter, the cosine similarity between its class-wise mean responses on forget images
     and on retain images (over the classes the forget set holds): low means forget-specific."""
     generator = torch.Generator().manual_seed(task.seed)
-    picked = torch.randperm(len(task.retain), generator=generator)[:probe].to(task.retain.x.device)
-    retain = Source(task.retain.x[picked], task.retain.y[picked])
-    on_forget = class_mean_responses(model, task.forget, task.num_classes)
-    on_retain = class_mean_responses(model, retain, task.num_classes)
+    retain = Source(*task.retain.batch(torch.randperm(len(task.retain), generator=generator)[:probe]))
+    on_forget = class_mean_responses(model, task.forget, task.num_classes, precision=task.recipe.precision)
+    on_retain = class_mean_responses(model, retain, task.num_classes, precision=task.recipe.precision)
     present = torch.bincount(task.forget.y.cpu(), minlength=task.num_classes) > 0
     similarity = {}
     for name, f in on_forget.items():

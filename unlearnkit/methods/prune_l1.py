@@ -7,6 +7,7 @@ from torch import nn
 
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, l1_norm
+from unlearnkit.models.interface import require_prunable
 from unlearnkit.train import fit
 
 
@@ -16,23 +17,17 @@ class PruneL1Config(FitConfig):
     l1: float = Field(5e-5, ge=0, description="weight of the L1 penalty on weights during the recovery fine-tune")
 
 
-def conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, str, nn.BatchNorm2d | None]]:
-    """Each convolution of the residual stages with the batch norm registered right after it.
-    The stem is left whole: its few filters feed everything."""
-    modules = list(model.named_modules())
-    pairs = []
-    for i, (name, module) in enumerate(modules):
-        if isinstance(module, nn.Conv2d) and name.startswith("layer"):
-            bn_name, bn = modules[i + 1] if i + 1 < len(modules) else (None, None)
-            pairs.append((name, module, bn_name, bn if isinstance(bn, nn.BatchNorm2d) else None))
-    return pairs
+def conv_bn_pairs(model: nn.Module, method: str = "pruning") -> list[tuple[str, nn.Module, str | None, nn.Module | None]]:
+    """The model's prunable groups (`unlearnkit.models.interface`) as (name, layer, norm name,
+    norm); a model without any is refused in one line."""
+    return [(g.name, g.layer, g.norm_name, g.norm) for g in require_prunable(model, method)]
 
 
 def filters_to_keep(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, torch.Tensor]:
     """Per filter, True unless its score is among the lowest `ratio` of its layer (scope
     "layer") or of all layers together (scope "global")."""
     if scope == "global":
-        threshold = torch.quantile(torch.cat(list(scores.values())).float(), ratio)
+        threshold = torch.quantile(torch.cat([s.flatten() for s in scores.values()]).float(), ratio)
         return {name: s > threshold for name, s in scores.items()}
     keep = {}
     for name, s in scores.items():
@@ -52,13 +47,16 @@ def prune_and_recover(model, task, keep: dict[str, torch.Tensor], config: PruneL
     shift), then fine-tune on the retain set with an L1 penalty, holding them at zero."""
     mask = {}
     with torch.no_grad():
-        for name, conv, bn_name, bn in conv_bn_pairs(model):
-            filters = keep[name]
-            conv.weight[~filters] = 0
-            mask[f"{name}.weight"] = filters.view(-1, 1, 1, 1).expand_as(conv.weight)
-            if bn is not None:
-                bn.weight[~filters], bn.bias[~filters] = 0, 0
-                mask[f"{bn_name}.weight"], mask[f"{bn_name}.bias"] = filters, filters
+        for name, layer, norm_name, norm in conv_bn_pairs(model, description):
+            units = keep[name].to(layer.weight.device)
+            layer.weight[~units] = 0
+            mask[f"{name}.weight"] = units.view(-1, *[1] * (layer.weight.ndim - 1)).expand_as(layer.weight)
+            if layer.bias is not None:
+                layer.bias[~units] = 0
+                mask[f"{name}.bias"] = units
+            if norm is not None:
+                norm.weight[~units], norm.bias[~units] = 0, 0
+                mask[f"{norm_name}.weight"], mask[f"{norm_name}.bias"] = units, units
 
     def loss(student, batch, state):
         x, y = batch["data"]
@@ -73,5 +71,5 @@ def prune_l1(model, task, config: PruneL1Config):
     """The seed's method: remove the filters with the smallest L1 norm (weights and the following
     batch-norm scale and shift set to zero), then fine-tune on the retain set with an L1 penalty,
     holding the removed filters at zero."""
-    keep = filters_to_keep(mean_abs_weight(conv_bn_pairs(model)), config.ratio, config.scope)
+    keep = filters_to_keep(mean_abs_weight(conv_bn_pairs(model, "prune-l1")), config.ratio, config.scope)
     return prune_and_recover(model, task, keep, config, "prune-l1")

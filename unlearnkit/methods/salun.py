@@ -12,7 +12,7 @@ class SalUnConfig(FitConfig):
     saliency: float = Field(0.5, gt=0, le=1, description="fraction of weights that may change: those with the largest forget-loss gradient magnitude")
 
 
-def saliency_mask(model, forget: Source, fraction: float, batch_size: int = 512) -> dict[str, torch.Tensor]:
+def saliency_mask(model, forget: Source, fraction: float, batch_size: int = 512, precision: str = "bf16") -> dict[str, torch.Tensor]:
     """True for the `fraction` of entries (across all parameters) whose gradient of the
     forget-set loss is largest in magnitude."""
     model.eval()
@@ -20,7 +20,7 @@ def saliency_mask(model, forget: Source, fraction: float, batch_size: int = 512)
     device = model_device(model)
     for start in range(0, len(forget), batch_size):
         x, y = forget.x[start : start + batch_size], forget.y[start : start + batch_size]
-        with autocast(device):
+        with autocast(device, precision):
             loss = F.cross_entropy(model(to_float(x)), y, reduction="sum") / len(forget)
         loss.backward()
     grads = {name: p.grad.detach().abs().float() for name, p in model.named_parameters() if p.grad is not None}
@@ -36,7 +36,7 @@ def salun(model, task, config: SalUnConfig):
     """Weight saliency (Fan et al., SalUn, ICLR 2024): only the weights most salient to the
     forget loss change, under random-label unlearning (forget with random wrong labels, mixed
     with retain); every other weight is held exactly through weight decay and momentum."""
-    mask = saliency_mask(model, task.forget, config.saliency)
+    mask = saliency_mask(model, task.forget, config.saliency, precision=task.recipe.precision)
     relabelled = Source(task.forget.x, random_wrong_labels(task.forget.y, task.num_classes, task.seed), config.forget_batch)
     fit(model, {"retain": task.retain, "forget": relabelled}, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, mask=mask, description="salun")
     return model

@@ -17,7 +17,7 @@ class SyntheticProxyConfig(KLConfig):
     proxy_l2: float = Field(0.1, ge=0, description="weight of the pull towards mid-grey, which keeps the noise bounded (UNSIR's regularizer)")
 
 
-def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, ...], config: SyntheticProxyConfig, seed: int) -> torch.Tensor:
+def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, ...], config: SyntheticProxyConfig, seed: int, precision: str = "bf16") -> torch.Tensor:
     """One uint8 image per label, optimized from random noise to maximize the model's loss on
     that label (UNSIR's error-maximizing noise, Tarun et al. 2023), with an L2 pull to grey."""
     model.eval()
@@ -26,7 +26,7 @@ def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, 
     pixels = torch.rand((len(labels), *image_shape), generator=generator).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=config.proxy_lr)
     for _ in range(config.proxy_steps):
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(pixels.contiguous(memory_format=torch.channels_last))
         loss = -F.cross_entropy(logits.float(), labels) + config.proxy_l2 * (pixels - 0.5).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -46,5 +46,5 @@ def synthetic_proxy(model, task, config: SyntheticProxyConfig):
     and runs the kl update with those proxies in place of the forget images."""
     counts = torch.bincount(task.forget.y.cpu(), minlength=task.num_classes).clamp(max=config.proxies_per_class)
     labels = torch.repeat_interleave(torch.arange(task.num_classes), counts).to(task.forget.y.device)
-    proxy = error_maximizing_noise(task.original, labels, tuple(task.retain.x.shape[1:]), config, task.seed)
+    proxy = error_maximizing_noise(task.original, labels, task.retain.image_shape, config, task.seed, task.recipe.precision)
     return kl(model, dataclasses.replace(task, forget=Source(proxy, labels)), config)

@@ -7,25 +7,32 @@ store records, so a saved model can be rebuilt from its sidecar alone.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from typing import Callable
 
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.plugins import load_plugins, refuse_clash
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    _REGISTRY[fn.__name__.replace("_", "-")] = fn
+    name = fn.__name__.replace("_", "-")
+    if name in _REGISTRY:
+        refuse_clash("model", name, _REGISTRY[name].__module__, fn.__module__)
+    _REGISTRY[name] = fn
     return fn
 
 
 def list_models(pattern: str = "*") -> list[str]:
+    load_plugins("unlearnkit.models")
     return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
+    load_plugins("unlearnkit.models")
     if name not in _REGISTRY:
         raise UnlearnkitError(f"unknown model '{name}'; choose one of {', '.join(list_models())}")
     try:
@@ -36,4 +43,18 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return model
 
 
-from unlearnkit.models import resnet  # noqa: E402,F401  (registers the models)
+def create_model_for(name: str, dataset, **kwargs) -> nn.Module:
+    """A registered model sized for `dataset` (an `unlearnkit.data.Dataset`): its classes,
+    channels, image size and normalization (the training images' per-channel mean and std),
+    passed only where the constructor takes them; `kwargs` (the preset's) come on top."""
+    load_plugins("unlearnkit.models")
+    if name not in _REGISTRY:
+        return create_model(name, **kwargs)  # the unknown-name error
+    accepted = inspect.signature(_REGISTRY[name]).parameters
+    channels, height, _ = dataset.image_shape
+    mean, std = dataset.channel_stats
+    fitted = {"num_classes": dataset.num_classes, "in_channels": channels, "image_size": height, "mean": mean, "std": std}
+    return create_model(name, **{**{k: v for k, v in fitted.items() if k in accepted}, **kwargs})
+
+
+from unlearnkit.models import resnet, vgg, vit  # noqa: E402,F401  (registers the models)

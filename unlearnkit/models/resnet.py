@@ -8,7 +8,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import register_model
+from unlearnkit.models.interface import PrunableGroup
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -62,6 +64,8 @@ class ResNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (after global average pooling)."""
+        if x.shape[1] != self.conv1.in_channels:  # else the normalization would broadcast 1 channel to 3
+            raise UnlearnkitError(f"this resnet18 takes {self.conv1.in_channels}-channel images, got {x.shape[1]} channels; build it with in_channels={x.shape[1]}")
         x = (x - self.mean) / self.std
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -69,6 +73,19 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
+
+    def classifier_head(self) -> nn.Linear:
+        return self.fc
+
+    def prunable_groups(self) -> list[PrunableGroup]:
+        """Each convolution of the residual stages with the batch norm after it. The stem is
+        left whole: its few filters feed everything."""
+        modules = list(self.named_modules())
+        return [
+            PrunableGroup(name, module, norm_name, norm)
+            for (name, module), (norm_name, norm) in zip(modules, modules[1:])
+            if isinstance(module, nn.Conv2d) and name.startswith("layer") and isinstance(norm, nn.BatchNorm2d)
+        ]
 
 
 @register_model
