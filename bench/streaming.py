@@ -14,6 +14,7 @@ import argparse
 import time
 
 import numpy as np
+from images import bench_images  # bench/images.py
 import torch
 
 
@@ -28,16 +29,6 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return torch.from_numpy(self.x[i]), int(self.y[i])
-
-
-def images(data: str | None, count: int):
-    if data:
-        from unlearnkit.data import load_dataset
-
-        ds = load_dataset(data)
-        return ds.train_x[:count], ds.train_y[:count]
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, count)
 
 
 def timed(source, width: int, batch: int, precision: str) -> float:
@@ -57,13 +48,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--prefetch", type=int, default=4, help="threads reading items of a batch")
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the median is reported")
     parser.add_argument("--data", default=None, help="read real images from here (speed does not depend on content)")
     args = parser.parse_args()
     from unlearnkit.train import Source, StreamSource
 
-    x, y = images(args.data, args.images)
+    x, y = bench_images(args.data, args.images)
     resident = Source(torch.from_numpy(x), torch.from_numpy(np.asarray(y)))
     streamed = StreamSource(ArrayDataset(x, np.asarray(y)), torch.device("cpu"), prefetch=args.prefetch)
     rates = {"resident": [], "streamed": []}

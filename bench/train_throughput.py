@@ -2,7 +2,7 @@
 
 The seed's loop: a torch Dataset that converts each image on its own (to-tensor + normalize),
 DataLoader(shuffle=True, num_workers=2), fp32. The engine: resident uint8 tensors, batched
-conversion, bf16 autocast + channels_last. Same model (ResNet-18, width 64 by default), same
+conversion, bf16 autocast where the CPU has bf16 units (else fp32: the recipe's "auto") + channels_last. Same model (ResNet-18, width 64 by default), same
 images, same machine, and the same batch size (`--batch`, 128 as in the seed); the engine runs
 once more at the batch size of the recipe it is used with (`--engine-batch`, the presets'
 256). Each loop runs in its own process so that its peak memory is its own.
@@ -21,18 +21,9 @@ import sys
 import time
 
 import numpy as np
+from images import bench_images  # bench/images.py
 import torch
 import torch.nn.functional as F
-
-
-def load_images(data: str | None, count: int):
-    if data:
-        from unlearnkit.data import load_dataset
-
-        ds = load_dataset(data)
-        return ds.train_x[:count], ds.train_y[:count]
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, count)
 
 
 class PerImageDataset(torch.utils.data.Dataset):
@@ -93,7 +84,7 @@ def sync(device):
 
 def child(args) -> None:
     device = torch.device(args.device)
-    x, y = load_images(args.data, args.images)
+    x, y = bench_images(args.data, args.images)
     result = (seed_loop if args.loop == "seed" else engine_loop)(x, y, args.width, device, args.warmup, args.batch)
     result["peak_memory_mb"] = (
         torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -111,3 +111,15 @@ def test_recipe_rejects_bad_values(bad, field):
 
     with pytest.raises(ValidationError, match=field):
         Recipe(**bad)
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from unlearnkit import train
+
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert train.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert train.resolve_precision("bf16", torch.device("cpu")) == "bf16"  # asked for: given
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert train.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert train.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert train.resolve_precision("fp32", torch.device("cuda")) == "fp32"

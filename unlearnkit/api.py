@@ -225,15 +225,15 @@ def unlearn(
     `list_methods()`; `config` sets its hyperparameters). `model` is left untouched. `retain` is
     what the model must keep knowing; `val` is handed to methods that look at held-out data.
     `batch_size` is the retain images per step; `precision` "bf16" is faster on CPUs with bf16
-    units, "fp32" (the default) gives the same result on every CPU. A `retain` Dataset too large
+    units ("auto" picks it where the CPU has them), "fp32" (the default) gives the same result on every CPU. A `retain` Dataset too large
     for memory (or any, with `stream=True`) is read batch by batch in the engine's order, by
     `prefetch` threads, and gives the same model as resident data."""
     from unlearnkit.methods import Task, make_config, run_method
     from unlearnkit.train import Recipe, Source
 
     settings = make_config(method, config)  # a bad method or config fails before any data is read
-    if precision not in ("fp32", "bf16"):
-        raise UnlearnkitError(f"precision '{precision}' is not one of fp32, bf16")
+    if precision not in ("fp32", "bf16", "auto"):
+        raise UnlearnkitError(f"precision '{precision}' is not one of fp32, bf16, auto")
     streamed = should_stream(retain, stream)
     sets = [examples(forget, "forget")] + ([] if streamed else [examples(retain, "retain")]) + ([examples(val, "val")] if val is not None else [])
     _image_shape(sets)

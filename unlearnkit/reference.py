@@ -18,7 +18,7 @@ from unlearnkit.models import create_model_for
 from unlearnkit.presets import Preset
 from unlearnkit.progress import say
 from unlearnkit.store import Store, load_model, read_sidecar, save_model
-from unlearnkit.train import Checkpoint, Source, accuracy, default_device, fit
+from unlearnkit.train import Checkpoint, Source, accuracy, default_device, fit, resolve_precision
 
 Role = Literal["original", "retrain"]
 
@@ -54,7 +54,7 @@ def train_reference(
         data=dataset.fingerprint,
         train_indices=sha256_arrays(indices),
         model=preset.model.model_dump(),
-        recipe=preset.recipe.model_dump(),
+        recipe={**preset.recipe.model_dump(), "precision": resolve_precision(preset.recipe.precision, device)},
         seed=seed,
     )
     if path := store.find(key):

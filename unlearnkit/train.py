@@ -14,6 +14,7 @@ does through hooks instead of writing loops of their own:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -50,7 +51,7 @@ class Recipe(BaseModel):
     warmup: float = Field(0.2, ge=0, lt=1, description="fraction of steps spent ramping up the learning rate")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: bool = Field(False, description="random crop (4-pixel padding) and horizontal flip")
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on a GPU or a CPU with bf16 units, else fp32 (see resolve_precision)")
 
 
 @dataclass
@@ -233,8 +234,27 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
-def autocast(device: torch.device, precision: str = "bf16"):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX). Without it, bf16 kernels
+    are emulated: measured on an AVX2-only AMD EPYC, ResNet-18 width 16 trained at 16 img/s in
+    bf16 against 122 in fp32."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" → "bf16" on CUDA or a CPU with bf16 units, else "fp32"; others as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()) else "fp32"
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bf16")
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -412,7 +432,7 @@ def check_finite(model: nn.Module, description: str) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024, precision: str = "bf16") -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024, precision: str = "auto") -> torch.Tensor:
     """Float32 logits of `model` in eval mode (its output a tensor, or holding `logits`) for
     NCHW images (see `to_float`), on the CPU."""
     device = model_device(model)
@@ -428,7 +448,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: i
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, precision: str = "bf16") -> float:
+def accuracy(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, precision: str = "auto") -> float:
     """Fraction of images whose top-scoring class is the label (eval mode)."""
     predicted = predict_logits(model, x, precision=precision).argmax(1)
     return float((predicted == torch.as_tensor(y).cpu()).double().mean())

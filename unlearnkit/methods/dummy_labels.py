@@ -10,7 +10,7 @@ class DummyLabelsConfig(FitConfig):
 
 
 @torch.no_grad()
-def strongest_wrong_class(model, x: torch.Tensor, y: torch.Tensor, precision: str = "bf16") -> torch.Tensor:
+def strongest_wrong_class(model, x: torch.Tensor, y: torch.Tensor, precision: str = "auto") -> torch.Tensor:
     logits = predict_logits(model, x, precision=precision).to(y.device)
     logits[torch.arange(len(y)), y] = -torch.inf
     return logits.argmax(dim=1)

@@ -13,7 +13,7 @@ class PruneCosineConfig(PruneL1Config):
 
 
 @torch.no_grad()
-def class_mean_responses(model, source: Source, num_classes: int, batch_size: int = 500, precision: str = "bf16") -> dict[str, torch.Tensor]:
+def class_mean_responses(model, source: Source, num_classes: int, batch_size: int = 500, precision: str = "auto") -> dict[str, torch.Tensor]:
     """For each prunable layer, the mean output of each unit over the images of each class:
     name → [classes, units, ...] (a conv's maps; a linear layer's outputs, averaged over tokens)."""
     model.eval()

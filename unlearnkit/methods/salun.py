@@ -12,7 +12,7 @@ class SalUnConfig(FitConfig):
     saliency: float = Field(0.5, gt=0, le=1, description="fraction of weights that may change: those with the largest forget-loss gradient magnitude")
 
 
-def saliency_mask(model, forget: Source, fraction: float, batch_size: int = 512, precision: str = "bf16") -> dict[str, torch.Tensor]:
+def saliency_mask(model, forget: Source, fraction: float, batch_size: int = 512, precision: str = "auto") -> dict[str, torch.Tensor]:
     """True for the `fraction` of entries (across all parameters) whose gradient of the
     forget-set loss is largest in magnitude."""
     model.eval()

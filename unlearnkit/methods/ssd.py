@@ -17,7 +17,7 @@ class SSDConfig(MethodConfig):
     batch_size: int = Field(64, ge=1, description="batch size of the gradient estimates; the same for both importances")
 
 
-def importances(model, sources: list[Source], batch_size: int, precision: str = "bf16") -> dict[str, torch.Tensor]:
+def importances(model, sources: list[Source], batch_size: int, precision: str = "auto") -> dict[str, torch.Tensor]:
     """Diagonal Fisher information estimate: the mean over batches of the squared gradient of
     the cross-entropy, per parameter (eval mode, so batch-norm statistics stay fixed)."""
     model.eval()

@@ -17,7 +17,7 @@ class SyntheticProxyConfig(KLConfig):
     proxy_l2: float = Field(0.1, ge=0, description="weight of the pull towards mid-grey, which keeps the noise bounded (UNSIR's regularizer)")
 
 
-def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, ...], config: SyntheticProxyConfig, seed: int, precision: str = "bf16") -> torch.Tensor:
+def error_maximizing_noise(model, labels: torch.Tensor, image_shape: tuple[int, ...], config: SyntheticProxyConfig, seed: int, precision: str = "auto") -> torch.Tensor:
     """One uint8 image per label, optimized from random noise to maximize the model's loss on
     that label (UNSIR's error-maximizing noise, Tarun et al. 2023), with an L2 pull to grey."""
     model.eval()
