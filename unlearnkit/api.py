@@ -115,18 +115,20 @@ def examples(data: Data, name: str) -> Examples:
     return Examples(x, y, name, keys)
 
 
-def _classes(model: nn.Module, sample: Examples) -> int:
-    """The number of classes, from the model's output on one example (which also checks that
-    the output is (batch, classes))."""
-    device = _device(model)
+def _inspect(model: nn.Module, sample: Examples) -> tuple[int, nn.Module, bool]:
+    """From one forward pass on one example: the number of classes (checking that the output
+    is (batch, classes)), and the model as a classifier that returns logits — wrapped (True)
+    when its output is an object or dict holding them."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        out = logits(model(_as_input(sample.x[:1]).to(device)))
+        out = model(_as_input(sample.x[:1]).to(_device(model)))
     model.train(was_training)
-    if out.shape[0] != 1:
-        raise UnlearnkitError(f"the model's output has shape {tuple(out.shape)} for one image; a classifier must return (batch, classes)")
-    return int(out.shape[1])
+    found = logits(out)
+    if found.shape[0] != 1:
+        raise UnlearnkitError(f"the model's output has shape {tuple(found.shape)} for one image; a classifier must return (batch, classes)")
+    wrapped = not isinstance(out, torch.Tensor)
+    return int(found.shape[1]), Classifier(model) if wrapped else model, wrapped
 
 
 def _as_input(x: torch.Tensor) -> torch.Tensor:
@@ -171,16 +173,6 @@ def _disjoint(forget: Examples, retain: Examples) -> None:
     for digest, i in fingerprints(forget).items():
         if digest in retained:
             raise UnlearnkitError(f"forget example {i} is also retain example {retained[digest]} (same image and label); an example to forget must not be retained")
-
-
-def _as_classifier(model: nn.Module, sample: Examples) -> tuple[nn.Module, bool]:
-    """The model, wrapped when its output is an object or dict holding the logits."""
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        out = model(_as_input(sample.x[:1]).to(_device(model)))
-        model.train(was_training)
-    return (model, False) if isinstance(out, torch.Tensor) else (Classifier(model), True)
 
 
 STREAM_ABOVE_BYTES = 4 * 2**30  # `stream=None`: a retain set larger than this is streamed
@@ -238,7 +230,7 @@ def unlearn(
     sets = [examples(forget, "forget")] + ([] if streamed else [examples(retain, "retain")]) + ([examples(val, "val")] if val is not None else [])
     _image_shape(sets)
     forget_set = sets[0]
-    classes = _classes(model, forget_set)
+    classes, working, wrapped = _inspect(model, forget_set)
     for data in sets:
         _check_labels(data, classes)
     device = _device(model)
@@ -252,7 +244,6 @@ def unlearn(
     else:
         _disjoint(forget_set, sets[1])
         retain_source = source(sets[1])
-    working, wrapped = _as_classifier(model, forget_set)
     val_source = source(sets[-1]) if val is not None else Source(forget_set.x[:0].to(device), forget_set.y[:0].to(device))
     recipe = Recipe(batch_size=batch_size, precision=precision)
     original = _frozen_copy(working)
@@ -342,7 +333,8 @@ def audit(
     _image_shape(sets)
     models = {"unlearned": model, "original": original, "reference": reference}
     models = {name: m for name, m in models.items() if m is not None}
-    classes = {name: _classes(m, forget_set) for name, m in models.items()}
+    inspected = {name: _inspect(m, forget_set) for name, m in models.items()}
+    classes = {name: found[0] for name, found in inspected.items()}
     if len(set(classes.values())) > 1:
         raise UnlearnkitError(f"the models predict different numbers of classes ({classes}); audit models of one task")
     num_classes = classes["unlearned"]
@@ -362,8 +354,8 @@ def audit(
     report = AuditReport(sizes={"forget": n_forget, "retain": n_retain, "test": n_test, "classes": num_classes})
 
     outputs = {}
-    for name, m in models.items():
-        net = _as_classifier(m, forget_set)[0]
+    for name in models:
+        net = inspected[name][1]
         outputs[name] = Outputs(_predict(net, train_x), _predict(net, test_set.x), labels, split)
         report.models[name] = _accuracies(outputs[name], n_forget, retain_set is not None, seed)
 

@@ -54,6 +54,11 @@ class Recipe(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on a GPU or a CPU with bf16 units, else fp32 (see resolve_precision)")
 
 
+def tensor_bytes(t: torch.Tensor) -> np.ndarray:
+    """A tensor's raw bytes (any dtype, bf16 included) as a uint8 array, for hashing."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
 @dataclass
 class Source:
     """Images (uint8 NCHW, or float NCHW as the model takes them) and labels, resident on the
@@ -77,8 +82,7 @@ class Source:
 
     def digest(self) -> str:
         """sha256 of every image and label: what a checkpoint of a run on this data must match."""
-        raw = lambda t: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()  # noqa: E731
-        return sha256_arrays(raw(self.x), raw(self.y))
+        return sha256_arrays(tensor_bytes(self.x), tensor_bytes(self.y))
 
     @classmethod
     def take(cls, x: np.ndarray, y: np.ndarray, indices: np.ndarray, device: torch.device) -> "Source":
@@ -136,8 +140,7 @@ class StreamSource(Source):
         identity would cost a pass over the data."""
         picked = torch.linspace(0, len(self) - 1, min(64, len(self))).round().long()
         x, y = self.batch(picked)
-        raw = lambda t: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()  # noqa: E731
-        return sha256_arrays(raw(x), raw(y), np.array([len(self)]))
+        return sha256_arrays(tensor_bytes(x), tensor_bytes(y), np.array([len(self)]))
 
 
 @dataclass

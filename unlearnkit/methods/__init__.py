@@ -25,7 +25,7 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import sha256_arrays, sha256_json
 from unlearnkit.plugins import load_plugins, refuse_clash
-from unlearnkit.train import Checkpoint, Recipe, Source
+from unlearnkit.train import Checkpoint, Recipe, Source, tensor_bytes
 
 
 class MethodConfig(BaseModel):
@@ -140,11 +140,9 @@ def run_identity(name: str, model: nn.Module, task: Task, config: MethodConfig) 
     """What a method's checkpoint must match to be resumed: the input model's weights, the
     exact forget / retain / val images and labels, the method, its config and the seed. A
     killed run started again on another model or another request never resumes the old one."""
-    raw = lambda t: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()  # noqa: E731  (any dtype)
-    state = model.state_dict()
     return sha256_json({
         "method": name, "config": config.model_dump(), "seed": task.seed,
-        "weights": {k: sha256_arrays(raw(v)) for k, v in state.items()},
+        "weights": {k: sha256_arrays(tensor_bytes(v)) for k, v in model.state_dict().items()},
         "data": {part: s.digest() for part, s in (("retain", task.retain), ("forget", task.forget), ("val", task.val))},
     })
 
