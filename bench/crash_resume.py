@@ -74,12 +74,14 @@ def checkpoint_readable(folder: Path) -> bool | None:
     """None when there is no checkpoint, else whether it opens and holds the weights."""
     import safetensors
 
+    from unlearnkit.train import CHECKPOINT_FORMAT
+
     path = folder / "checkpoint.safetensors"
     if not path.exists():
         return None
     try:
         with safetensors.safe_open(str(path), "pt") as f:
-            return "rng/fit" in f.keys() and f.metadata().get("format") == "unlearnkit.checkpoint/1"
+            return "rng/fit" in f.keys() and f.metadata().get("format") == CHECKPOINT_FORMAT
     except Exception:
         return False
 

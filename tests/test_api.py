@@ -189,16 +189,33 @@ def test_bad_factories_are_one_line(world, tmp_path, factory, message):
         unlearnkit.load_model(path, factory=factory)
 
 
-@pytest.mark.parametrize("method", ["finetune", "neggrad-plus", "ssd"])
-def test_a_streamed_retain_set_gives_the_same_model_as_a_resident_one(world, method):
-    """Streaming reads the same items in the engine's order: bitwise the same weights, with
-    the methods that sample retain themselves (the guard, the importances) too."""
+@pytest.mark.parametrize("method,workers", [("finetune", 0), ("finetune", 2), ("neggrad-plus", 0), ("neggrad-plus", 1), ("ssd", 0)])
+def test_a_streamed_retain_set_gives_the_same_model_as_a_resident_one(world, method, workers):
+    """Streaming reads the same items in the engine's order, by threads or by worker processes
+    reading ahead: bitwise the same weights, with the methods that sample retain themselves
+    (the guard, the importances) too."""
     original, _, retain, forget, _ = world
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(retain[0]), torch.from_numpy(retain[1]))
-    config = {"epochs": 1} if method != "ssd" else {}
+    config = {"epochs": 2} if method != "ssd" else {}
     resident = unlearnkit.unlearn(original, forget=forget, retain=dataset, method=method, config=config, batch_size=64, stream=False)
-    streamed = unlearnkit.unlearn(original, forget=forget, retain=dataset, method=method, config=config, batch_size=64, stream=True, prefetch=3)
+    streamed = unlearnkit.unlearn(original, forget=forget, retain=dataset, method=method, config=config, batch_size=64, stream=True, prefetch=3, workers=workers)
     assert all(torch.equal(a, b) for a, b in zip(resident.state_dict().values(), streamed.state_dict().values()))
+
+
+def test_worker_processes_read_the_batches_the_engine_draws_ahead_of_it():
+    from unlearnkit.train import StreamSource
+
+    dataset = torch.utils.data.TensorDataset(torch.arange(40, dtype=torch.float32).view(40, 1, 1, 1), torch.arange(40) % 4)
+    source = StreamSource(dataset, torch.device("cpu"), workers=2)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    source.plan(order, 8, 8)
+    assert source.ahead is not None and len(source.planned) == 4
+    for start in range(8, 40, 8):
+        x, y = source.batch(order[start : start + 8])
+        assert x.view(-1).long().tolist() == order[start : start + 8].tolist() and y.tolist() == (order[start : start + 8] % 4).tolist()
+    assert source.planned == []
+    x, _ = source.batch(torch.tensor([3, 1]))  # off the plan: read directly
+    assert x.view(-1).tolist() == [3.0, 1.0]
 
 
 def test_a_streamed_retain_set_is_checked_as_it_is_read(world):
@@ -206,5 +223,7 @@ def test_a_streamed_retain_set_is_checked_as_it_is_read(world):
     bad = torch.utils.data.TensorDataset(torch.from_numpy(retain[0]), torch.from_numpy(retain[1] + 3))
     with pytest.raises(UnlearnkitError, match=r"retain label \d is out of range"):
         unlearnkit.unlearn(original, forget=forget, retain=bad, stream=True, config={"epochs": 1})
+    with pytest.raises(UnlearnkitError, match=r"^retain label \d is out of range[^\n]*$"):  # from a worker process too, as one line
+        unlearnkit.unlearn(original, forget=forget, retain=bad, stream=True, workers=2, config={"epochs": 1})
     with pytest.raises(UnlearnkitError, match="stream=True needs retain as a torch Dataset"):
         unlearnkit.unlearn(original, forget=forget, retain=retain, stream=True)

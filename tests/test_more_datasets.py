@@ -137,3 +137,55 @@ def test_a_one_channel_dataset_runs_end_to_end_with_a_model_sized_for_it(tmp_pat
     assert model.conv1.in_channels == 1
     mean = arrays["train-images-idx3-ubyte"].mean() / 255
     assert float(model.mean.flatten()[0]) == pytest.approx(mean, abs=1e-3)
+
+
+def test_cifar100_read_as_superclasses_keeps_the_fine_labels_as_subclasses(tmp_path):
+    arrays = cifar100_arrays()
+    folder = write_cifar100_python(tmp_path / "cifar-100", *arrays)
+    coarse = load_dataset(f"{folder}#coarse")
+    np.testing.assert_array_equal(coarse.train_y, arrays[1] // 5)
+    np.testing.assert_array_equal(coarse.subclass_train_y, arrays[1])
+    np.testing.assert_array_equal(coarse.subclass_test_y, arrays[3])
+    assert coarse.classes == tuple(COARSE) and coarse.subclasses == tuple(FINE)
+    assert coarse.fingerprint != load_dataset(folder).fingerprint
+
+
+def test_only_cifar100_has_superclasses(tmp_path):
+    folder, _ = write_idx(tmp_path / "mnist", compress=False)
+    with pytest.raises(UnlearnkitError, match=r"has no coarse labels; only CIFAR-100"):
+        load_dataset(f"{folder}#coarse")
+
+
+def test_the_subclass_scenario_forgets_one_fine_class_of_a_superclass_model(tmp_path):
+    """Train on the 20 superclasses, forget every pool image of one fine class: the split holds
+    exactly those images, its test comparison uses that sub-class's test images, and the run
+    reports their accuracy apart."""
+    from unlearnkit.run import run_experiment
+
+    rng = np.random.default_rng(1)
+    train_y, test_y = np.repeat(np.arange(100), 6), np.repeat(np.arange(100), 2)
+    arrays = (rng.integers(0, 256, (600, 3, 32, 32), dtype=np.uint8), train_y, rng.integers(0, 256, (200, 3, 32, 32), dtype=np.uint8), test_y)
+    folder = write_cifar100_python(tmp_path / "cifar-100", *arrays)
+    results = run_experiment(preset="smoke", data=f"{folder}#coarse", forget="subclass:fine7", out=tmp_path / "out", cache=tmp_path / "cache", seed=0, methods="finetune")
+    split = results["split"]
+    assert split["forget_subclasses"] == ["fine7"] and split["forget_classes"] == []
+    from unlearnkit.data.splits import Split
+
+    saved = Split.load(tmp_path / "out" / "split.npz")
+    assert (train_y[saved.forget] == 7).all() and not (train_y[saved.retain] == 7).any()  # every pool image of fine7, and only those
+    assert split["forget"] >= 4 and split["forget_per_class"][1] == split["forget"]  # fine7 lies in coarse1
+    assert saved.forget_subclasses == (7,)
+    assert all("forget_class_test_acc" in row for row in results["rows"])
+
+
+@pytest.mark.parametrize("spec, data_suffix, message", [
+    ("subclass:fine7", "", r"needs data with sub-classes; read CIFAR-100 as its 20 superclasses with --data PATH#coarse"),
+    ("subclass:nosuch", "#coarse", r"unknown class 'nosuch'"),
+    ("subclass:fine7:2", "#coarse", r"the part of a class must be a fraction"),
+])
+def test_bad_subclass_specs_are_one_line(tmp_path, spec, data_suffix, message):
+    from unlearnkit.experiment import prepare
+
+    folder = write_cifar100_python(tmp_path / "cifar-100", *cifar100_arrays())
+    with pytest.raises(UnlearnkitError, match=message):
+        prepare(data=f"{folder}{data_suffix}", preset="smoke", forget=spec, cache=tmp_path / "cache")

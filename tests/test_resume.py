@@ -34,7 +34,7 @@ def fresh_model(seed=0):
     return create_model("resnet18", width=4).to(memory_format=torch.channels_last)
 
 
-def train(checkpoint=None, crash_at=None, seed=0):
+def train(checkpoint=None, crash_at=None, seed=0, recipe=RECIPE):
     """Two sources (so both data orders must resume), augmentation on (so the RNG must too)."""
     model, extra = fresh_model(), source(1, 50)
 
@@ -43,7 +43,7 @@ def train(checkpoint=None, crash_at=None, seed=0):
             raise Crash()
 
     data = {"data": source(), "extra": Source(extra.x, extra.y, batch_size=8)}
-    fit(model, data, RECIPE, seed=seed, checkpoint=checkpoint, on_step=crash if crash_at else None)
+    fit(model, data, recipe, seed=seed, checkpoint=checkpoint, on_step=crash if crash_at else None)
     return model.state_dict()
 
 
@@ -65,6 +65,15 @@ def test_resume_after_a_crash_is_bitwise_identical(tmp_path, uninterrupted, cras
     resumed = train(checkpoint)
     assert identical(uninterrupted, resumed)
     assert not checkpoint.path.exists()  # removed once training ended
+
+
+def test_adamw_resumes_bitwise_too(tmp_path):
+    """Adam's two moments and its step count are in the checkpoint as well as SGD's momentum."""
+    recipe = RECIPE.model_copy(update={"optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05})
+    checkpoint = Checkpoint(tmp_path / "checkpoint.safetensors", key="k", every=3)
+    with pytest.raises(Crash):
+        train(checkpoint, crash_at=7, recipe=recipe)
+    assert identical(train(recipe=recipe), train(checkpoint, recipe=recipe))
 
 
 def test_temporaries_of_a_killed_write_are_cleaned_on_resume(tmp_path, uninterrupted):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,11 @@ def test_bad_preset_files_are_one_line(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(UnlearnkitError, match=message):
         get_preset(str(path))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples" / "presets").glob("*.toml")), ids=lambda p: p.stem)
+def test_the_shipped_preset_files_validate_and_name_themselves(path):
+    from unlearnkit.presets import get_preset
+
+    preset = get_preset(str(path))
+    assert preset.name == path.stem and preset.description

@@ -192,7 +192,7 @@ def should_stream(data: Data, stream: bool | None) -> bool:
     return len(dataset) * item.numel() * item.element_size() > STREAM_ABOVE_BYTES
 
 
-def stream_source(data: Data, classes: int, device: torch.device, prefetch: int):
+def stream_source(data: Data, classes: int, device: torch.device, prefetch: int, workers: int = 0):
     """A StreamSource over `data`'s Dataset, converting and checking each item as it is read."""
     from unlearnkit.train import StreamSource
 
@@ -205,13 +205,13 @@ def stream_source(data: Data, classes: int, device: torch.device, prefetch: int)
             raise UnlearnkitError(f"retain label {label} is out of range: the model predicts {classes} classes, so labels must lie in 0..{classes - 1}")
         return image, torch.tensor(label)
 
-    return StreamSource(dataset, device, prefetch=prefetch, convert=convert)
+    return StreamSource(dataset, device, prefetch=prefetch, convert=convert, workers=workers)
 
 
 def unlearn(
     model: nn.Module, *, forget: Data, retain: Data, val: Data | None = None, method: str = "finetune",
     config: dict | None = None, seed: int = 0, batch_size: int = 256, precision: str = "fp32",
-    stream: bool | None = None, prefetch: int = 4,
+    stream: bool | None = None, prefetch: int = 4, workers: int = 0,
 ) -> nn.Module:
     """A copy of `model` with the influence of `forget` removed by `method` (see
     `list_methods()`; `config` sets its hyperparameters). `model` is left untouched. `retain` is
@@ -219,7 +219,8 @@ def unlearn(
     `batch_size` is the retain images per step; `precision` "bf16" is faster on CPUs with bf16
     units ("auto" picks it where the CPU has them), "fp32" (the default) gives the same result on every CPU. A `retain` Dataset too large
     for memory (or any, with `stream=True`) is read batch by batch in the engine's order, by
-    `prefetch` threads, and gives the same model as resident data."""
+    `prefetch` threads or, with `workers` > 0, by that many worker processes reading ahead
+    (pinned memory on CUDA), and gives the same model as resident data."""
     from unlearnkit.methods import Task, make_config, run_method
     from unlearnkit.train import Recipe, Source
 
@@ -236,7 +237,7 @@ def unlearn(
     device = _device(model)
     source = lambda data: Source(data.x.to(device), data.y.to(device))  # noqa: E731
     if streamed:
-        retain_source = stream_source(retain, classes, device, prefetch)
+        retain_source = stream_source(retain, classes, device, prefetch, workers)
         if isinstance(retain, torch.utils.data.Subset):  # overlap by index is checkable without reading
             _disjoint(forget_set, Examples(forget_set.x[:0], forget_set.y[:0], "retain", (id(retain.dataset), *map(int, retain.indices))))
         if retain_source.image_shape != tuple(forget_set.x.shape[1:]):

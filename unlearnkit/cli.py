@@ -32,9 +32,9 @@ def common(version: bool = typer.Option(False, "--version", callback=show_versio
     """Machine unlearning for image classifiers, measured against retraining."""
 out = Console(soft_wrap=True)
 
-DATA_HELP = "dataset location (CIFAR-10 batches, tarball, image folders or .npz); default: $UNLEARNKIT_DATA, then the cache"
+DATA_HELP = "dataset location (CIFAR-10/100 batches or tarball, MNIST idx, image folders or .npz; CIFAR-100 with #coarse: its 20 superclasses as labels); default: $UNLEARNKIT_DATA, then the cache"
 PRESET_HELP = "recipe preset: smoke, default, paper, or a .toml file (model, recipe, train_pool, forget)"
-FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv (default: the preset's random:0.1)"
+FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] | subclass:rocket[:0.5] (data PATH#coarse) | skewed:animals=3:0.1 | file:REQUESTS.csv (default: the preset's random:0.1)"
 SUBJECTS_HELP = "CSV mapping subject_id to sample_id, for request files that list subject_id"
 
 

@@ -27,12 +27,13 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
     fraction); `subjects` maps subject ids to sample ids for request files that name subjects."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
     dataset = load_dataset(data)
-    scenario = parse_forget(preset.forget if forget is None else forget, dataset.classes, subjects, len(dataset.train_y), len(dataset.test_y))
+    scenario = parse_forget(preset.forget if forget is None else forget, dataset.classes, subjects, len(dataset.train_y), len(dataset.test_y), dataset.subclasses)
     split = make_split(
         dataset.train_y,
         len(dataset.test_y),
         forget=scenario,
         classes=dataset.classes,
+        subclass_y=dataset.subclass_train_y,
         seed=seed,
         pool=preset.train_pool if preset.train_pool and preset.train_pool < len(dataset.train_y) else None,
         data_fingerprint=dataset.fingerprint,

@@ -14,6 +14,7 @@ does through hooks instead of writing loops of their own:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -51,6 +52,7 @@ class Recipe(BaseModel):
     warmup: float = Field(0.2, ge=0, lt=1, description="fraction of steps spent ramping up the learning rate")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: bool = Field(False, description="random crop (4-pixel padding) and horizontal flip")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (momentum, nesterov) or adamw (momentum is beta1, beta2 0.999; decoupled weight decay), the usual choice for vision transformers")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on a GPU or a CPU with bf16 units, else fp32 (see resolve_precision)")
 
 
@@ -80,6 +82,10 @@ class Source:
         indices = indices.to(self.x.device)
         return self.x[indices], self.y[indices]
 
+    def plan(self, order: torch.Tensor | None, cursor: int, batch_size: int) -> None:
+        """Told by `fit` the data order of each new pass (None when training ends): resident
+        data has nothing to read ahead."""
+
     def digest(self) -> str:
         """sha256 of every image and label: what a checkpoint of a run on this data must match."""
         return sha256_arrays(tensor_bytes(self.x), tensor_bytes(self.y))
@@ -90,26 +96,50 @@ class Source:
         return cls(torch.from_numpy(x[indices]).to(device), torch.from_numpy(y[indices]).to(device))
 
 
+def as_tensors(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(x), torch.as_tensor(y)
+
+
+def stack_items(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch from (image, label) items, labels as int64."""
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y).reshape(()) for _, y in items]).long()
+
+
+class ConvertedItems(torch.utils.data.Dataset):
+    """A dataset's (image, label) items passed through `convert`, for the loader's workers."""
+
+    def __init__(self, dataset, convert):
+        self.dataset, self.convert = dataset, convert
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        x, y = self.dataset[index][:2]
+        return self.convert(x, y)
+
+
 class StreamSource(Source):
     """Images and labels read from a `torch.utils.data.Dataset` batch by batch, in the order the
     engine draws (so a run is the same as on resident data, bitwise, when the dataset returns
-    the same item for the same index), for data that does not fit in memory. `prefetch` worker
-    threads read the items of a batch in parallel (they overlap file reads and decoding that
-    release the GIL); randomness inside the dataset's `__getitem__` (its own augmentation)
-    makes runs differ — use the engine's `augment` instead."""
+    the same item for the same index), for data that does not fit in memory.
 
-    def __init__(self, dataset, device: torch.device, batch_size: int | None = None, prefetch: int = 4, convert=None):
+    With `workers` > 0, worker processes (a `DataLoader` over the engine's own batches, pinned
+    memory on CUDA) read ahead the batches of the current pass while the model trains: for
+    datasets whose decoding holds the GIL. Otherwise `prefetch` threads read the items of a
+    batch in parallel (they overlap file reads and decoding that release the GIL). Randomness
+    inside the dataset's `__getitem__` (its own augmentation) makes runs differ — use the
+    engine's `augment` instead."""
+
+    def __init__(self, dataset, device: torch.device, batch_size: int | None = None, prefetch: int = 4, convert=None, workers: int = 0):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.dataset, self.device, self.batch_size = dataset, torch.device(device), batch_size
-        self.convert = convert or (lambda x, y: (torch.as_tensor(x), torch.as_tensor(y)))
+        self.dataset, self.device, self.batch_size, self.workers = dataset, torch.device(device), batch_size, workers
+        self.items = ConvertedItems(dataset, convert or as_tensors)
         self.pool = ThreadPoolExecutor(max_workers=prefetch) if prefetch > 1 else None
-        first_x, _ = self._item(0)
-        self._shape = tuple(first_x.shape)
-
-    def _item(self, index: int):
-        x, y = self.dataset[index][:2]
-        return self.convert(x, y)
+        self.planned: list[list[int]] = []
+        self.ahead = None
+        self._shape = tuple(self.items[0][0].shape)
 
     def __repr__(self) -> str:
         return f"StreamSource({type(self.dataset).__name__}, {len(self)} items)"
@@ -128,12 +158,32 @@ class StreamSource(Source):
     def x(self):
         raise AttributeError("a StreamSource holds no resident images; use batch(indices)")
 
+    def plan(self, order: torch.Tensor | None, cursor: int, batch_size: int) -> None:
+        self.planned, self.ahead = [], None  # dropping the iterator stops its workers
+        if order is None or self.workers <= 0:
+            return
+        positions = order.tolist()
+        self.planned = [positions[i : i + batch_size] for i in range(cursor, len(positions) - batch_size + 1, batch_size)]
+        if self.planned:
+            loader = torch.utils.data.DataLoader(
+                self.items, batch_sampler=self.planned, num_workers=self.workers, collate_fn=stack_items,
+                pin_memory=self.device.type == "cuda", prefetch_factor=2,
+            )
+            self.ahead = iter(loader)
+            self.planned = list(reversed(self.planned))
+
     def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         positions = indices.cpu().tolist()
-        items = list(self.pool.map(self._item, positions)) if self.pool else [self._item(i) for i in positions]
-        x = torch.stack([item[0] for item in items]).to(self.device, non_blocking=True)
-        y = torch.stack([torch.as_tensor(item[1]).reshape(()) for item in items]).long().to(self.device, non_blocking=True)
-        return x, y
+        if self.ahead is not None and self.planned and self.planned[-1] == positions:
+            self.planned.pop()
+            try:
+                x, y = next(self.ahead)
+                return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            except Exception:  # a worker's error comes wrapped in its traceback: read here to raise it plainly
+                self.plan(None, 0, 0)
+        items = list(self.pool.map(self.items.__getitem__, positions)) if self.pool else [self.items[i] for i in positions]
+        x, y = stack_items(items)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def digest(self) -> str:
         """Length, and every 1/64th item's bytes: reading the whole stream for a checkpoint's
@@ -171,32 +221,50 @@ class FitReport:
         return self.images / max(self.seconds, 1e-9)
 
 
-CHECKPOINT_FORMAT = "unlearnkit.checkpoint/1"
+CHECKPOINT_FORMAT = "unlearnkit.checkpoint/2"
+
+
+@dataclass
+class Progress:
+    """Where a run stands between two steps: saved whole into a checkpoint, loaded whole on
+    resume. `cursor` is each source's position in its current data order; the epoch fields
+    are the running means the progress display shows."""
+
+    step: int = 0
+    cursor: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    seconds: float = 0.0
+    last_loss: float = math.nan
+    epoch_loss: float = 0.0
+    epoch_steps: int = 0
+    correct: int = 0
+    seen: int = 0
 
 
 @dataclass
 class Checkpoint:
-    """Where `fit` keeps what it needs to resume after a crash (weights, momentum, RNG states,
-    data order and position), written atomically every `every` steps and removed when training
-    ends. A checkpoint written by a different run (other key, recipe, seed or data sizes) is
-    ignored and replaced."""
+    """Where `fit` keeps what it needs to resume after a crash (weights, optimizer state, RNG
+    states, data order and position), written atomically every `every` steps and removed when
+    training ends. A checkpoint written by a different run (other key, recipe, seed or data
+    sizes) is ignored and replaced."""
 
     path: Path
     key: str = ""
     every: int = 50
 
-    def save(self, identity: str, model: nn.Module, optimizer, generator: torch.Generator, order: dict, progress: dict) -> None:
+    def save(self, identity: str, model: nn.Module, optimizer, generator: torch.Generator, order: dict, progress: Progress) -> None:
         tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         for index, entry in optimizer.state_dict()["state"].items():
-            if entry.get("momentum_buffer") is not None:
-                tensors[f"momentum/{index}"] = entry["momentum_buffer"].detach().cpu().contiguous()
+            for name, value in entry.items():
+                if value is not None:
+                    tensors[f"optimizer/{index}/{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
         tensors["rng/fit"] = generator.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         tensors.update({f"order/{name}": o.cpu().contiguous() for name, o in order.items()})
-        metadata = {"format": CHECKPOINT_FORMAT, "identity": identity, "progress": json.dumps(progress)}
+        metadata = {"format": CHECKPOINT_FORMAT, "identity": identity, "progress": json.dumps(dataclasses.asdict(progress))}
         atomic_write_bytes(self.path, safetensors.torch.save(tensors, metadata=metadata))
 
-    def load(self, identity: str) -> tuple[dict, dict] | None:
+    def load(self, identity: str) -> tuple[dict, Progress] | None:
         """(tensors, progress) of a checkpoint of this very run, or None. Temporary files that a
         write killed half-way left beside it are removed."""
         for leftover in self.path.parent.glob(f"{TMP_PREFIX}*"):
@@ -209,13 +277,24 @@ class Checkpoint:
                 if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("identity") != identity:
                     say(f"[dim]ignoring {self.path}: it belongs to another run[/dim]")
                     return None
-                return {k: f.get_tensor(k) for k in f.keys()}, json.loads(metadata["progress"])
-        except (SafetensorError, OSError, ValueError, KeyError) as error:
+                return {k: f.get_tensor(k) for k in f.keys()}, Progress(**json.loads(metadata["progress"]))
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
             say(f"[yellow]ignoring unreadable checkpoint {self.path} ({error}); starting over[/yellow]")
             return None
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Load the per-parameter state that `Checkpoint.save` wrote (momentum, Adam moments)."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer/"):
+            _, index, name = key.split("/", 2)
+            state.setdefault(int(index), {})[name] = value
+    if state:
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
 Batch = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -299,6 +378,56 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     return loss
 
 
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(recipe.momentum, 0.999), weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov and recipe.momentum > 0,
+    )
+
+
+class Orders:
+    """Each source's shuffled order and the position in it, drawn from the run's generator
+    when a pass over the source ends. A source that reads ahead (`StreamSource`) is told each
+    new order, so that its workers can load the coming batches while the model trains."""
+
+    def __init__(self, sources: Mapping[str, Source], batch_sizes: Mapping[str, int], generator: torch.Generator, device: torch.device):
+        self.sources, self.batch_sizes, self.generator, self.device = sources, batch_sizes, generator, device
+        self.order = {name: torch.empty(0, dtype=torch.long) for name in sources}
+        self.cursor = {name: 0 for name in sources}
+
+    def restore(self, tensors: Mapping[str, torch.Tensor], cursor: Mapping[str, int]) -> None:
+        self.order = {name: tensors[f"order/{name}"] for name in self.sources}
+        self.cursor = dict(cursor)
+        for name in self.sources:
+            self.sources[name].plan(self.order[name], self.cursor[name], self.batch_sizes[name])
+
+    def next(self, name: str) -> torch.Tensor:
+        size = self.batch_sizes[name]
+        if self.cursor[name] + size > len(self.order[name]):
+            self.order[name], self.cursor[name] = torch.randperm(len(self.sources[name]), generator=self.generator), 0
+            self.sources[name].plan(self.order[name], 0, size)
+        picked = self.order[name][self.cursor[name] : self.cursor[name] + size]
+        self.cursor[name] += size
+        return picked.to(self.device)
+
+    def batch(self, augment_images: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        batch = {}
+        for name, source in self.sources.items():
+            x, y = source.batch(self.next(name))
+            batch[name] = (to_float(augment(x, self.generator) if augment_images else x), y)
+        return batch
+
+
+def masked(mask: Mapping[str, torch.Tensor], params: Mapping[str, nn.Parameter], description: str):
+    """(mask on the parameters' device, the held values of the masked parameters)."""
+    if unknown := sorted(set(mask) - set(params)):
+        raise UnlearnkitError(f"{description}: mask names unknown parameter '{unknown[0]}'")
+    mask = {name: m.to(device=params[name].device, dtype=torch.bool) for name, m in mask.items()}
+    return mask, {name: params[name].detach().clone() for name in mask}
+
+
 def fit(
     model: nn.Module,
     data: Source | Mapping[str, Source],
@@ -318,114 +447,93 @@ def fit(
     if not sources or any(len(s) == 0 for s in sources.values()):
         raise UnlearnkitError(f"{description}: a data source is empty; every source needs at least one image")
     device = model_device(model)
-    primary_name = next(iter(sources))
-    batch_sizes = {
-        name: min(s.batch_size or recipe.batch_size, len(s)) for name, s in sources.items()
-    }
-    steps_per_epoch = max(len(sources[primary_name]) // batch_sizes[primary_name], 1)
+    batch_sizes = {name: min(s.batch_size or recipe.batch_size, len(s)) for name, s in sources.items()}
+    primary = next(iter(sources))
+    steps_per_epoch = max(len(sources[primary]) // batch_sizes[primary], 1)
     total_steps = max(round(recipe.epochs * steps_per_epoch), 1)
-    epochs = math.ceil(total_steps / steps_per_epoch)
     loss_fn = loss or cross_entropy_loss(recipe.label_smoothing)
     generator = torch.Generator().manual_seed(seed)
-
     params = dict(model.named_parameters())
-    mask = {name: m.to(device=device, dtype=torch.bool) for name, m in (mask or {}).items()}
-    if unknown := sorted(set(mask) - set(params)):
-        raise UnlearnkitError(f"{description}: mask names unknown parameter '{unknown[0]}'")
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-        nesterov=recipe.nesterov and recipe.momentum > 0,
-    )
-    order = {name: torch.empty(0, dtype=torch.long) for name in sources}
-    cursor = {name: 0 for name in sources}
-    done = {"step": 0, "images": 0, "seconds": 0.0, "last_loss": math.nan, "epoch_loss": 0.0, "epoch_steps": 0, "correct": 0, "seen": 0}
+    mask, held = masked(mask or {}, params, description)
+    optimizer = make_optimizer(model, recipe)
+    orders = Orders(sources, batch_sizes, generator, device)
     identity = sha256_json({
         "key": checkpoint.key if checkpoint else "", "recipe": recipe.model_dump(), "seed": seed, "description": description,
         "sources": {name: [len(s), batch_sizes[name]] for name, s in sources.items()},
         "parameters": {name: list(p.shape) for name, p in params.items()}, "mask": sorted(mask),
     })
+    done = Progress(cursor=dict(orders.cursor))
     if checkpoint is not None and (found := checkpoint.load(identity)) is not None:
         tensors, done = found
         model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
-        momentum = {int(k.removeprefix("momentum/")): v for k, v in tensors.items() if k.startswith("momentum/")}
-        if momentum:
-            optimizer.load_state_dict({"state": {i: {"momentum_buffer": v} for i, v in momentum.items()}, "param_groups": optimizer.state_dict()["param_groups"]})
+        restore_optimizer(optimizer, tensors)
         generator.set_state(tensors["rng/fit"])
         torch.set_rng_state(tensors["rng/torch"])
-        order = {name: tensors[f"order/{name}"] for name in sources}
-        cursor = done["cursor"]
-        say(f"[dim]{description}: resuming from step {done['step']} of {total_steps} ({checkpoint.path})[/dim]")
-    held = {name: params[name].detach().clone() for name in mask}
+        orders.restore(tensors, done.cursor)
+        say(f"[dim]{description}: resuming from step {done.step} of {total_steps} ({checkpoint.path})[/dim]")
 
-    def next_indices(name: str) -> torch.Tensor:
-        size = batch_sizes[name]
-        if cursor[name] + size > len(order[name]):
-            order[name], cursor[name] = torch.randperm(len(sources[name]), generator=generator), 0
-        picked = order[name][cursor[name] : cursor[name] + size]
-        cursor[name] += size
-        return picked.to(device)
+    def one_step(state: TrainState) -> float:
+        state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = state.lr
+        batch = orders.batch(recipe.augment)
+        with autocast(device, recipe.precision):
+            value = loss_fn(model, batch, state)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        loss_value = float(value.detach())
+        if not math.isfinite(loss_value):
+            raise UnlearnkitError(
+                f"{description}: the loss became {loss_value} at step {state.step + 1} "
+                f"(learning rate {state.lr:.3g}); lower the learning rate — no model was written"
+            )
+        for name, m in mask.items():
+            if params[name].grad is not None:
+                params[name].grad.mul_(m)
+        optimizer.step()
+        with torch.no_grad():
+            for name, m in mask.items():
+                params[name].copy_(torch.where(m, params[name], held[name]))
+        state.step += 1
+        state.loss = loss_value
+        done.images += sum(len(y) for _, y in batch.values())
+        return loss_value
 
     model.train()
-    started, images, last_loss, stopped = time.perf_counter() - done["seconds"], done["images"], done["last_loss"], False
-    state = TrainState(step=done["step"], total_steps=total_steps, epoch=0, lr=recipe.lr)
+    started, stopped = time.perf_counter() - done.seconds, False
+    speed = lambda: done.images / (time.perf_counter() - started)  # noqa: E731
+    state = TrainState(step=done.step, total_steps=total_steps, epoch=0, lr=recipe.lr)
     resumed_in_epoch = state.step % steps_per_epoch > 0
-    with EpochProgress(description, steps_per_epoch, epochs) as progress:
-        for epoch in range(state.step // steps_per_epoch, epochs):
-            progress.start_epoch(epoch)
-            epoch_loss, epoch_steps, state.correct, state.seen = 0.0, 0, 0, 0
-            if resumed_in_epoch:
-                epoch_loss, epoch_steps, state.correct, state.seen = done["epoch_loss"], done["epoch_steps"], done["correct"], done["seen"]
-                resumed_in_epoch = False
+    with EpochProgress(description, steps_per_epoch, math.ceil(total_steps / steps_per_epoch)) as display:
+        for epoch in range(state.step // steps_per_epoch, math.ceil(total_steps / steps_per_epoch)):
+            display.start_epoch(epoch)
+            state.epoch = epoch
+            if not resumed_in_epoch:
+                done.epoch_loss, done.epoch_steps, done.correct, done.seen = 0.0, 0, 0, 0
+            resumed_in_epoch = False
+            state.correct, state.seen = done.correct, done.seen
             for _ in range(min(steps_per_epoch * (epoch + 1), total_steps) - state.step):
-                state.epoch = epoch
-                state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = state.lr
-                batch = {}
-                for name, source in sources.items():
-                    x, y = source.batch(next_indices(name))
-                    if recipe.augment:
-                        x = augment(x, generator)
-                    batch[name] = (to_float(x), y)
-                with autocast(device, recipe.precision):
-                    value = loss_fn(model, batch, state)
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                last_loss = float(value.detach())
-                if not math.isfinite(last_loss):
-                    raise UnlearnkitError(
-                        f"{description}: the loss became {last_loss} at step {state.step + 1} "
-                        f"(learning rate {state.lr:.3g}); lower the learning rate — no model was written"
-                    )
-                for name, m in mask.items():
-                    if params[name].grad is not None:
-                        params[name].grad.mul_(m)
-                optimizer.step()
-                with torch.no_grad():
-                    for name, m in mask.items():
-                        params[name].copy_(torch.where(m, params[name], held[name]))
-                state.step += 1
-                state.loss = last_loss
-                images += sum(len(x) for x, _ in batch.values())
-                epoch_loss, epoch_steps = epoch_loss + last_loss, epoch_steps + 1
-                progress.step(state.stats(images / (time.perf_counter() - started)))
+                done.last_loss = one_step(state)
+                done.step, done.epoch_loss, done.epoch_steps = state.step, done.epoch_loss + done.last_loss, done.epoch_steps + 1
+                done.correct, done.seen = state.correct, state.seen
+                display.step(state.stats(speed()))
                 if on_step is not None and on_step(model, state):
                     stopped = True
                     break
                 if checkpoint is not None and state.step % checkpoint.every == 0 and state.step < total_steps:
-                    checkpoint.save(identity, model, optimizer, generator, order, {
-                        "step": state.step, "cursor": cursor, "images": images, "seconds": time.perf_counter() - started,
-                        "last_loss": last_loss, "epoch_loss": epoch_loss, "epoch_steps": epoch_steps, "correct": state.correct, "seen": state.seen,
-                    })
-            state.loss = epoch_loss / max(epoch_steps, 1)
-            progress.end_epoch(epoch, state.stats(images / (time.perf_counter() - started)))
+                    done.cursor, done.seconds = dict(orders.cursor), time.perf_counter() - started
+                    checkpoint.save(identity, model, optimizer, generator, orders.order, done)
+            state.loss = done.epoch_loss / max(done.epoch_steps, 1)
+            display.end_epoch(epoch, state.stats(speed()))
             if stopped or state.step >= total_steps:
                 break
+    for source in sources.values():
+        source.plan(None, 0, 0)
     check_finite(model, description)
     if checkpoint is not None:
         checkpoint.remove()
     model.eval()
-    return FitReport(state.step, images, time.perf_counter() - started, last_loss, stopped)
+    return FitReport(state.step, done.images, time.perf_counter() - started, done.last_loss, stopped)
 
 
 def check_finite(model: nn.Module, description: str) -> None:

@@ -69,7 +69,14 @@ def _detect(path: Path) -> Dataset | None:
     return None
 
 
+COARSE_SUFFIX = "#coarse"
+
+
 def load_dataset(data: str | Path | None = None) -> Dataset:
+    """The dataset at `data` (see `_detect` for the layouts read). A CIFAR-100 location ending
+    in `#coarse` is read with its 20 superclasses as labels, the 100 fine classes as sub-classes."""
+    if isinstance(data, str) and data.endswith(COARSE_SUFFIX):
+        return load_dataset(data.removesuffix(COARSE_SUFFIX)).superclasses()
     path, is_default = resolve_data_path(data)
     if not path.exists() and not is_default:
         raise UnlearnkitError(f"data path {path} does not exist; {cifar.HOW_TO_POINT}")

@@ -31,6 +31,11 @@ class Dataset:
     coarse_train_y: np.ndarray | None = field(default=None, repr=False)
     coarse_test_y: np.ndarray | None = field(default=None, repr=False)
     coarse_classes: tuple[str, ...] = ()
+    # the finer labels inside each class (the 100 fine classes of CIFAR-100 read as its 20
+    # superclasses): what a sub-class scenario forgets
+    subclass_train_y: np.ndarray | None = field(default=None, repr=False)
+    subclass_test_y: np.ndarray | None = field(default=None, repr=False)
+    subclasses: tuple[str, ...] = ()
 
     def __post_init__(self):
         validate_split_arrays(self.train_x, self.train_y, len(self.classes), "train")
@@ -54,6 +59,18 @@ class Dataset:
         mean = tuple(round(float(c.mean(dtype=np.float64)) / 255, 4) for c in pixels)
         std = tuple(round(max(float(c.std(dtype=np.float64)) / 255, 1e-3), 4) for c in pixels)
         return mean, std
+
+    def superclasses(self) -> "Dataset":
+        """The same images labelled with their coarse classes (CIFAR-100's 20 superclasses), the
+        fine labels kept as sub-classes: the setting of sub-class forgetting (forget "rocket",
+        keep knowing "vehicles 2")."""
+        if self.coarse_train_y is None:
+            raise UnlearnkitError(f"{self.source or 'this dataset'} has no coarse labels; only CIFAR-100 can be read as superclasses (#coarse)")
+        return Dataset(
+            self.train_x, self.coarse_train_y, self.test_x, self.coarse_test_y, self.coarse_classes,
+            source=self.source + "#coarse", layout=self.layout,
+            subclass_train_y=self.train_y, subclass_test_y=self.test_y, subclasses=self.classes,
+        )
 
     @property
     def num_classes(self) -> int:

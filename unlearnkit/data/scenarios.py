@@ -8,6 +8,7 @@ A scenario is written as one string (`--forget SPEC`), recorded in split.npz and
 | `class:cat`, `class:cat,dog` | every pool image of the class(es) (names or indices) |
 | `class:cat:0.5` | a random half of each named class's pool images |
 | `skewed:animals=3:0.1`, `skewed:cat=2,dog=2:2500` | a random sample in which each image's chance is its class's weight (unnamed classes weigh 1; `animals` and `vehicles` name CIFAR-10's groups) |
+| `subclass:rocket`, `subclass:rocket,baby:0.5` | every pool image (or a random part) of the named sub-classes, on data with sub-classes (CIFAR-100 read as its superclasses: `--data PATH#coarse`) |
 | `file:REQ.csv` | the ids of a deletion-request file (see `read_requests`) |
 
 Legitimate edge cases: forgetting a whole class (or several) is allowed; forgetting every
@@ -29,13 +30,14 @@ GROUPS = {
     "animals": ("bird", "cat", "deer", "dog", "frog", "horse"),
     "vehicles": ("airplane", "automobile", "ship", "truck"),
 }
-KINDS = ("random", "class", "skewed", "file")
-SPEC_HELP = "random:0.1 | random:2500 | class:cat[,dog][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv"
+KINDS = ("random", "class", "subclass", "skewed", "file")
+SPEC_HELP = "random:0.1 | random:2500 | class:cat[,dog][:0.5] | subclass:rocket[,baby][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv"
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A parsed forget spec. `classes` are class indices (class-wise scenarios only)."""
+    """A parsed forget spec. `classes` are class indices (class-wise scenarios only),
+    `subclasses` sub-class indices (sub-class scenarios only)."""
 
     kind: str
     text: str
@@ -43,6 +45,7 @@ class Scenario:
     classes: tuple[int, ...] = ()
     weights: tuple[float, ...] = ()
     requested: tuple[int, ...] = ()
+    subclasses: tuple[int, ...] = ()
 
     @property
     def classwise(self) -> bool:
@@ -76,8 +79,20 @@ def _class_names(names: str, classes: tuple[str, ...], spec: str) -> list[int]:
     return sorted(set(indices))
 
 
-def parse_forget(spec: str | float, classes: tuple[str, ...], subjects: str | Path | None = None, n_train: int | None = None, n_heldout: int = 0) -> Scenario:
-    """Parse a forget spec against the dataset's class names (and, for request files, its size)."""
+def _part_of_classes(rest: str, spec: str) -> tuple[str, float | None]:
+    names, _, fraction = rest.partition(":")
+    amount = _amount(fraction, spec) if fraction else None
+    if amount is not None and amount >= 1:
+        raise UnlearnkitError(f"forget spec '{spec}': the part of a class must be a fraction in (0, 1), got {fraction}")
+    return names, amount
+
+
+def parse_forget(
+    spec: str | float, classes: tuple[str, ...], subjects: str | Path | None = None, n_train: int | None = None, n_heldout: int = 0,
+    subclasses: tuple[str, ...] = (),
+) -> Scenario:
+    """Parse a forget spec against the dataset's class names (and sub-class names, and, for
+    request files, its size)."""
     if isinstance(spec, (int, float)):
         spec = f"random:{spec:g}"
     kind, _, rest = spec.partition(":")
@@ -86,11 +101,13 @@ def parse_forget(spec: str | float, classes: tuple[str, ...], subjects: str | Pa
     if kind == "random":
         return Scenario(kind, spec, amount=_amount(rest, spec))
     if kind == "class":
-        names, _, fraction = rest.partition(":")
-        amount = _amount(fraction, spec) if fraction else None
-        if amount is not None and amount >= 1:
-            raise UnlearnkitError(f"forget spec '{spec}': the part of a class must be a fraction in (0, 1), got {fraction}")
+        names, amount = _part_of_classes(rest, spec)
         return Scenario(kind, spec, amount=amount, classes=tuple(_class_names(names, classes, spec)))
+    if kind == "subclass":
+        if not subclasses:
+            raise UnlearnkitError(f"forget spec '{spec}' needs data with sub-classes; read CIFAR-100 as its 20 superclasses with --data PATH#coarse")
+        names, amount = _part_of_classes(rest, spec)
+        return Scenario(kind, spec, amount=amount, subclasses=tuple(sorted({_class_index(n, subclasses, spec) for n in names.split(",")})))
     if kind == "skewed":
         weights_text, _, amount = rest.rpartition(":")
         if not weights_text:
@@ -193,7 +210,21 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def select_forget(scenario: Scenario, candidates: np.ndarray, order: np.ndarray, train_y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _members(chosen: tuple[int, ...], labels: np.ndarray, candidates: np.ndarray, amount: float | None, what: str, spec: str, rng) -> np.ndarray:
+    picked = []
+    for c in chosen:
+        members = candidates[labels == c]
+        if members.size == 0:
+            raise UnlearnkitError(f"forget spec '{spec}': {what} {c} has no image in the training pool")
+        keep = members.size if amount is None else max(1, round(amount * members.size))
+        picked.append(rng.permutation(members)[:keep])
+    return np.sort(np.concatenate(picked))
+
+
+def select_forget(
+    scenario: Scenario, candidates: np.ndarray, order: np.ndarray, train_y: np.ndarray, rng: np.random.Generator,
+    subclass_y: np.ndarray | None = None,
+) -> np.ndarray:
     """The forget indices (sorted) that `scenario` picks from the candidate pool; `order` is a
     seeded permutation of the candidates (the random scenario takes its head)."""
     from unlearnkit.data.splits import forget_count
@@ -202,14 +233,11 @@ def select_forget(scenario: Scenario, candidates: np.ndarray, order: np.ndarray,
     if scenario.kind == "random":
         return np.sort(order[: forget_count(scenario.amount, candidates.size)])
     if scenario.kind == "class":
-        picked = []
-        for c in scenario.classes:
-            members = candidates[labels == c]
-            if members.size == 0:
-                raise UnlearnkitError(f"forget spec '{scenario.text}': class {c} has no image in the training pool")
-            keep = members.size if scenario.amount is None else max(1, round(scenario.amount * members.size))
-            picked.append(rng.permutation(members)[:keep])
-        return np.sort(np.concatenate(picked))
+        return _members(scenario.classes, labels, candidates, scenario.amount, "class", scenario.text, rng)
+    if scenario.kind == "subclass":
+        if subclass_y is None:
+            raise UnlearnkitError(f"forget spec '{scenario.text}' needs data with sub-classes; read CIFAR-100 as its 20 superclasses with --data PATH#coarse")
+        return _members(scenario.subclasses, subclass_y[candidates], candidates, scenario.amount, "sub-class", scenario.text, rng)
     if scenario.kind == "skewed":
         weights = np.asarray(scenario.weights)[labels]
         count = forget_count(scenario.amount, candidates.size)

@@ -26,6 +26,7 @@ class Split:
     data_fingerprint: str
     spec: str = ""
     forget_classes: tuple[int, ...] = ()  # class-wise scenarios: the classes asked to be forgotten
+    forget_subclasses: tuple[int, ...] = ()  # sub-class scenarios: the sub-classes asked to be forgotten
 
     @property
     def fingerprint(self) -> str:
@@ -70,6 +71,7 @@ class Split:
             data_fingerprint=np.str_(self.data_fingerprint),
             spec=np.str_(self.spec),
             forget_classes=np.asarray(self.forget_classes, dtype=np.int64),
+            forget_subclasses=np.asarray(self.forget_subclasses, dtype=np.int64),
         )
 
     @classmethod
@@ -86,6 +88,7 @@ class Split:
                     data_fingerprint=str(f["data_fingerprint"]),
                     spec=str(f["spec"]) if "spec" in f.files else "",
                     forget_classes=tuple(int(c) for c in f["forget_classes"]) if "forget_classes" in f.files else (),
+                    forget_subclasses=tuple(int(c) for c in f["forget_subclasses"]) if "forget_subclasses" in f.files else (),
                 )
         except (OSError, KeyError, ValueError) as error:
             raise UnlearnkitError(f"{path} is not a readable split file ({error})") from None
@@ -120,6 +123,7 @@ def make_split(
     pool: int | None = None,
     data_fingerprint: str = "",
     classes: tuple[str, ...] | None = None,
+    subclass_y: np.ndarray | None = None,
 ) -> Split:
     """The forget set a scenario picks (a fraction or count, or a spec: see
     `unlearnkit.data.scenarios`), the rest of the pool retained; held-out set halved into test
@@ -136,7 +140,7 @@ def make_split(
     rng = np.random.default_rng([seed, 0x5EED])
     order = rng.permutation(candidates)
     heldout = rng.permutation(n_heldout)
-    forget_indices = select_forget(scenario, candidates, order, train_y, np.random.default_rng([seed, 0xF0E7]))
+    forget_indices = select_forget(scenario, candidates, order, train_y, np.random.default_rng([seed, 0xF0E7]), subclass_y)
     half = n_heldout // 2
     return Split(
         forget=forget_indices,
@@ -147,4 +151,5 @@ def make_split(
         data_fingerprint=data_fingerprint,
         spec=scenario.text + (f" pool:{pool}" if pool else ""),
         forget_classes=scenario.classes,
+        forget_subclasses=scenario.subclasses,
     ).check(n_train, n_heldout, candidates.size)

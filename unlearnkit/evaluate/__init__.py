@@ -96,15 +96,24 @@ def _outputs(everything: np.ndarray, dataset: Dataset, split: Split, pool: np.nd
     return Outputs(train, everything[len(pool) :], dataset, split)
 
 
+def like_forget(dataset: Dataset, split: Split) -> np.ndarray | None:
+    """For class-wise and sub-class scenarios, which test images (a mask over `split.test`)
+    are of the forgotten classes or sub-classes; None for other scenarios."""
+    if split.forget_classes:
+        return np.isin(dataset.test_y[split.test], split.forget_classes)
+    if split.forget_subclasses and dataset.subclass_test_y is not None:
+        return np.isin(dataset.subclass_test_y[split.test], split.forget_subclasses)
+    return None
+
+
 def metrics(outputs: Outputs, seed: int = 0) -> dict[str, float]:
-    """Accuracy on every set and the attack (forget vs test losses). When whole classes are
-    forgotten, the attack's non-members are test images of those classes only (otherwise it
-    would detect the class, not membership), and the forgotten classes' test accuracy is
-    reported apart from the other classes'."""
+    """Accuracy on every set and the attack (forget vs test losses). When whole classes (or
+    sub-classes) are forgotten, the attack's non-members are test images of those classes only
+    (otherwise it would detect the class, not membership), and their test accuracy is reported
+    apart from the other classes' (`forget_class_test_acc`, `other_class_test_acc`)."""
     row = {f"{part}_acc": outputs.accuracy(part) for part in ("train", "retain", "forget", "test", "val")}
     nonmembers = outputs.losses("test")
-    if classes := outputs.split.forget_classes:
-        in_classes = np.isin(outputs.dataset.test_y[outputs.split.test], classes)
+    if (in_classes := like_forget(outputs.dataset, outputs.split)) is not None:
         nonmembers = nonmembers[in_classes]
         predicted = outputs.heldout[outputs.split.test].argmax(1) == outputs.dataset.test_y[outputs.split.test]
         row["forget_class_test_acc"] = float(predicted[in_classes].mean())

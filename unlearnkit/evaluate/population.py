@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_softmax
 
-from unlearnkit.evaluate import Outputs
+from unlearnkit.evaluate import Outputs, like_forget
 from unlearnkit.evaluate.attacks import PopulationAttack, all_attacks
 from unlearnkit.evaluate.stats import AttackScore, has_signal, score_attack, significantly_above
 
@@ -41,8 +41,8 @@ class Probe:
         rest = shuffled[len(fit) :]
         probe = np.sort(rest[: min(len(rest), len(split.forget))])
         test = split.test
-        if classes := split.forget_classes:  # whole classes forgotten: compare with the same classes only
-            test = test[np.isin(dataset.test_y[test], classes)]
+        if (same_kind := like_forget(dataset, split)) is not None:  # whole (sub-)classes forgotten: compare with the same ones only
+            test = test[same_kind]
         return cls(fit, split.val, split.forget, probe, test)
 
 
