@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 from unlearnkit.evaluate import model_outputs, simple_mia_or_nan
-from unlearnkit.experiment import make_task, prepare
-from unlearnkit.methods import run_method
+from unlearnkit.experiment import prepare
+from unlearnkit.methods import Task, run_method
 from unlearnkit.reference import train_reference
 
 
@@ -40,8 +40,7 @@ def main() -> None:
 
     setup = prepare(data=args.data, preset=args.preset, seed=args.seed)
     original, retrain = (train_reference(role, setup.dataset, setup.split, setup.preset, args.seed, setup.store) for role in ("original", "retrain"))
-    task = make_task(setup.dataset, setup.split, original.model, setup.preset.recipe, args.seed,
-                     cache_dir=original.path.parent, data_key=setup.split.fingerprint)
+    task = Task.from_split(setup.dataset, setup.split, original.model, setup.preset.recipe, args.seed, cache_dir=original.path.parent)
     reference = val_metrics(model_outputs(retrain.model, setup.dataset, setup.split))
     print(f"retrain (val): {reference}")
     fields = [item.split("=")[0] for item in args.grid]

@@ -226,7 +226,7 @@ def test_ulira_needs_two_shadows():
 
 
 def test_every_number_of_a_row_is_aggregated_over_seeds_including_nested_evidence():
-    from unlearnkit.report import aggregate_rows
+    from unlearnkit.evaluate.summary import aggregate_rows
 
     def run(auc, js, extra=None):
         row = {"name": "kl", "mia": auc, "config": {"lr": 0.1}, "attack_auc_ci": [0.4, 0.6],

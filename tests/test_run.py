@@ -200,7 +200,7 @@ def test_a_preset_file_runs_and_is_saved_whole_for_re_evaluation(finished_run, t
     preset.write_text('train_pool = 300\nforget = 0.1\n[model]\nname = "vgg11"\nkwargs = { width = 4 }\n[recipe]\nepochs = 1\nbatch_size = 64\nlr = 0.05\n')
     results = run_experiment(preset=str(preset), data=data, out=tmp_path / "out", cache=root / "cache", seed=0, methods="finetune")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["preset"] == "tiny-vgg" and saved["preset_config"]["model"] == {"name": "vgg11", "kwargs": {"width": 4}}
+    assert saved["preset"] == "tiny-vgg" and saved["preset_config"]["model"] == {"name": "vgg11", "kwargs": {"width": 4}, "factory": None}
     assert get_preset(saved["preset_config"]) == get_preset(str(preset))
     preset.unlink()  # the folder alone is enough to evaluate again
     again = evaluate_run(tmp_path / "out", data=data, cache=root / "cache")
@@ -228,3 +228,28 @@ def test_the_shipped_preset_files_validate_and_name_themselves(path):
 
     preset = get_preset(str(path))
     assert preset.name == path.stem and preset.description
+
+
+def test_a_preset_can_name_its_own_network_by_factory(finished_run, tmp_path):
+    """The network is passed in (a factory), not looked up in the registry: the run trains it,
+    the store records the factory, and the folder alone evaluates again."""
+    from unlearnkit.run import evaluate_run
+
+    _, _, data, root = finished_run
+    preset = tmp_path / "own-net.toml"
+    preset.write_text('train_pool = 300\nforget = 0.1\n[model]\nname = "small-rgb"\nfactory = "foreign:build_rgb"\n[recipe]\nepochs = 1\nbatch_size = 64\nlr = 0.05\n')
+    results = run_experiment(preset=str(preset), data=data, out=tmp_path / "out", cache=tmp_path / "cache", seed=0, methods="finetune")
+    sidecar = json.loads(Path(results["rows"][0]["model"]).with_suffix(".json").read_text())
+    assert sidecar["model"] == {"factory": "foreign:build_rgb", "kwargs": {}}
+    again = evaluate_run(tmp_path / "out", data=data, cache=tmp_path / "cache")
+    assert [row["test_acc"] for row in again["rows"]] == [row["test_acc"] for row in results["rows"]]
+
+
+def test_make_net_must_be_importable_for_the_store(finished_run, tmp_path):
+    from unlearnkit.experiment import prepare
+    from unlearnkit.reference import train_reference
+
+    _, _, data, _ = finished_run
+    setup = prepare(data=data, preset="smoke", cache=tmp_path / "cache")
+    with pytest.raises(UnlearnkitError, match=r"make_net test_run:.*<lambda> is not a module-level function"):
+        train_reference("original", setup.dataset, setup.split, setup.preset, 0, setup.store, make_net=lambda: None)

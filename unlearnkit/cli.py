@@ -128,6 +128,40 @@ def run(
     run_experiment(preset=preset, data=data, methods=methods, seed=seed, out=out or f"runs/{Path(preset).stem}-seed{seed}", cache=cache, **scenario)
 
 
+WORKERS_OPTION = typer.Option(None, help="start a local Ray cluster with this many workers and run the jobs there (needs unlearnkit[ray]); default: in this process")
+ADDRESS_OPTION = typer.Option(None, help="join the Ray cluster at HOST:PORT (default: $RAY_ADDRESS); its workers must reach --data and --cache (a shared filesystem)")
+CPUS_OPTION = typer.Option(1, help="CPUs (and torch threads) per job, in this process and on Ray alike, so that results are the same")
+
+
+@app.command()
+def sweep(
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    methods: Optional[str] = typer.Option(None, help="comma-separated method names, or 'all' (default: finetune,prune-l1,kl,dummy-labels)"),
+    seeds: str = typer.Option("0", help="seeds: 0-4, 0,1,2 or a mix"),
+    forget: Optional[str] = typer.Option(None, help="forget scenarios, comma-separated (e.g. random:0.1,class:cat); see `unlearnkit run --help`"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="a method's hyperparameter over a list of values: METHOD.FIELD=V1,V2 (repeatable; the grid is their product)"),
+    out: Optional[str] = typer.Option(None, help="output folder (default: runs/sweep-<preset>)"),
+    cache: Optional[str] = typer.Option(None, help="model store folder, shared by every worker (default: $UNLEARNKIT_CACHE/store)"),
+    evidence: Evidence = EVIDENCE_OPTION,
+    n: int = N_OPTION,
+    k: int = K_OPTION,
+    shadow_width: Optional[int] = SHADOW_WIDTH_OPTION,
+    resamples: int = RESAMPLES_OPTION,
+    workers: Optional[int] = WORKERS_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
+    cpus_per_task: int = CPUS_OPTION,
+):
+    """Methods × seeds × forget scenarios × --set value lists: one run folder per cell, mean ± sd and 95% intervals over seeds."""
+    from unlearnkit.cluster import Executor
+    from unlearnkit.sweep import sweep as run_sweep
+
+    options = evidence_options(evidence, n, k, shadow_width, resamples)
+    executor = Executor(workers=workers, address=address, cpus_per_task=cpus_per_task)
+    run_sweep(preset=preset, data=data, methods=methods, seeds=seeds, forget=forget, sets=set_, out=out or f"runs/sweep-{Path(preset).stem}",
+              cache=cache, evidence=options, executor=executor)
+
+
 @app.command()
 def evaluate(
     run_dir: str = typer.Argument(..., help="a folder written by `unlearnkit run` (one seed, or --seeds: every seed, then the aggregate)"),

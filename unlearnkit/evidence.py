@@ -29,9 +29,9 @@ from unlearnkit.evaluate.population import (
 )
 from unlearnkit.evaluate.stats import AttackScore, has_signal
 from unlearnkit.evaluate.ulira import ulira
-from unlearnkit.experiment import Setup, make_task
+from unlearnkit.experiment import Setup
 from unlearnkit.fileio import atomic_save_npz
-from unlearnkit.methods import MethodConfig, run_method
+from unlearnkit.methods import MethodConfig, Task, run_method
 from unlearnkit.presets import ModelSpec, Preset
 from unlearnkit.progress import say
 from unlearnkit.reference import Reference, train_reference
@@ -127,9 +127,13 @@ def unlearned_outputs(method: str, config: MethodConfig, original: Reference, se
     if (found := cached_outputs(setup.dataset, split, logits_path)) is not None:
         ledger.add(time.perf_counter() - started, True)
         return found
-    task = make_task(setup.dataset, split, original.model, preset.recipe, seed, cache_dir=original.path.parent, data_key=split.fingerprint)
-    result = run_method(method, original.model, task, config, checkpoint=logits_path.parent / "checkpoint.safetensors")
-    outputs = model_outputs(result.model, setup.dataset, split, logits_path)
+    with setup.store.lock(key):
+        if (found := cached_outputs(setup.dataset, split, logits_path)) is not None:  # made by another process meanwhile
+            ledger.add(time.perf_counter() - started, True)
+            return found
+        task = Task.from_split(setup.dataset, split, original.model, preset.recipe, seed, cache_dir=original.path.parent)
+        result = run_method(method, original.model, task, config, checkpoint=logits_path.parent / "checkpoint.safetensors")
+        outputs = model_outputs(result.model, setup.dataset, split, logits_path)
     ledger.add(time.perf_counter() - started, False)
     return outputs
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from unlearnkit.data import Dataset, load_dataset
 from unlearnkit.data.scenarios import parse_forget
 from unlearnkit.data.splits import Split, make_split
-from unlearnkit.methods import Task
 from unlearnkit.presets import Preset, get_preset
 from unlearnkit.store import Store
-from unlearnkit.train import Source
 
 
 @dataclass
@@ -39,16 +36,3 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
         data_fingerprint=dataset.fingerprint,
     )
     return Setup(dataset, preset, split, Store(cache) if cache else Store())
-
-
-def make_task(dataset: Dataset, split: Split, original, recipe, seed: int, *, cache_dir=None, data_key: str = ""):
-    """What a method may touch (retain, forget, val on the model's device) around a frozen copy of the original."""
-    device = next(original.parameters()).device
-    take = lambda x, y, rows: Source.take(x, y, rows, device)  # noqa: E731
-    return Task(
-        retain=take(dataset.train_x, dataset.train_y, split.retain),
-        forget=take(dataset.train_x, dataset.train_y, split.forget),
-        val=take(dataset.test_x, dataset.test_y, split.val),
-        original=copy.deepcopy(original).eval(), num_classes=dataset.num_classes, recipe=recipe, seed=seed,
-        cache_dir=cache_dir, data_key=data_key,
-    )

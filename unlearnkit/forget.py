@@ -14,14 +14,13 @@ from unlearnkit.data import load_dataset
 from unlearnkit.data.scenarios import Scenario, file_sha256, read_requests
 from unlearnkit.data.splits import make_split
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.experiment import make_task
 from unlearnkit.data.splits import Split
 from unlearnkit.evaluate import mia_skip_reason, model_outputs, simple_mia_or_nan
 from unlearnkit.evaluate.attacks import KIT_ATTACK_TWIN
 from unlearnkit.evaluate.population import Probe, population_attacks
 from unlearnkit.evaluate.stats import has_signal
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, sha256_file, write_manifest
-from unlearnkit.methods import make_config, run_method
+from unlearnkit.methods import Task, make_config, run_method
 from unlearnkit.models.interface import head
 from unlearnkit.progress import say
 from unlearnkit.store import load_model, read_sidecar, save_model, sidecar_path
@@ -98,7 +97,7 @@ def forget_request(
     before, attacks_before = verification(original, dataset, probe, seed)
 
     recipe = Recipe(**meta["recipe"]) if isinstance(meta.get("recipe"), dict) else Recipe()
-    task = make_task(dataset, split, original, recipe, seed)
+    task = Task.from_split(dataset, split, original, recipe, seed)
     result = run_method(method, original, task, config, checkpoint=out / "model.checkpoint.safetensors")
     after, attacks_after = verification(result.model, dataset, probe, seed)
 

@@ -15,9 +15,13 @@ from unlearnkit.train import Recipe
 
 
 class ModelSpec(BaseModel):
+    """A registered model by `name`, or your own network: `factory` ("package.module:function",
+    called with `kwargs`), with `name` as its label."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = "resnet18"
     kwargs: dict = Field(default_factory=dict)
+    factory: str | None = Field(None, description="package.module:function that builds the network (instead of a registered name)")
 
 
 class Preset(BaseModel):
@@ -98,6 +102,6 @@ def validated(data: dict, what: str) -> Preset:
         raise UnlearnkitError(f"{what}: field '{field}': {first['msg']} (got {first.get('input')!r})") from None
     from unlearnkit.models import list_models
 
-    if preset.model.name not in list_models():
-        raise UnlearnkitError(f"{what}: model '{preset.model.name}' is not registered; choose one of {', '.join(list_models())}")
+    if preset.model.factory is None and preset.model.name not in list_models():
+        raise UnlearnkitError(f"{what}: model '{preset.model.name}' is not registered; choose one of {', '.join(list_models())}, or name your own with factory = 'package.module:function'")
     return preset

@@ -16,14 +16,15 @@ from unlearnkit.data.splits import Split
 from unlearnkit.eda import class_distribution
 from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.evidence import EvidenceOptions, gather, save_epsilons
-from unlearnkit.experiment import Setup, make_task, prepare
+from unlearnkit.experiment import Setup, prepare
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_json, read_json, remove_temporaries, write_manifest
-from unlearnkit.methods import get_method, list_methods, make_config, run_method
+from unlearnkit.methods import Task, get_method, list_methods, make_config, run_method
 from unlearnkit.presets import get_preset
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
-from unlearnkit.report import add_average_gaps, aggregate_rows, aggregate_table, evidence_figures, positive_control, results_table, write_figures
+from unlearnkit.evaluate.summary import add_average_gaps, aggregate_rows, positive_control
+from unlearnkit.report import aggregate_table, evidence_figures, results_table, write_figures
 from unlearnkit.store import Store, load_model, save_model
 
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
@@ -53,7 +54,7 @@ def run_experiment(
     say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
     retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)
-    task = make_task(dataset, split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent, data_key=split.fingerprint)
+    task = Task.from_split(dataset, split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent)
 
     rows, outputs, method_configs = [], {}, {}
 

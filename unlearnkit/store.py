@@ -14,8 +14,9 @@ import functools
 import importlib
 import json
 import platform
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import safetensors.torch
 import torch
@@ -161,7 +162,6 @@ class Store:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else cache_dir() / "store"
-        self.clean_temporaries()
 
     def key(self, **inputs: Any) -> str:
         """`<inputs>-<engine>`: a hash of what made the model, then of the code that trained it."""
@@ -179,9 +179,17 @@ class Store:
         path = self.path(key)
         return path if path.is_file() and sidecar_path(path).is_file() else None
 
-    def clean_temporaries(self) -> None:
-        """Remove temporary files that a killed process left behind."""
-        models = self.root / "models"
-        if models.is_dir():
-            for leftover in models.glob(f"*/{TMP_PREFIX}*"):
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold entry `key` alone: a file lock, so that processes and machines sharing the store
+        folder (a shared filesystem with POSIX locks) never make the same model twice. Once held,
+        temporary files that a killed writer left in the entry are removed; a killed holder's
+        lock is released by the operating system."""
+        from filelock import FileLock
+
+        folder = self.path(key).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(folder / ".lock"):
+            for leftover in folder.glob(f"{TMP_PREFIX}*"):
                 leftover.unlink(missing_ok=True)
+            yield

@@ -210,6 +210,16 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def forget_count(amount: float, n_train: int) -> int:
+    """`amount` < 1 is a fraction of the training set, ≥ 1 a count of images."""
+    count = round(amount * n_train) if 0 < amount < 1 else int(amount)
+    if amount <= 0 or (amount >= 1 and amount != int(amount)):
+        raise UnlearnkitError(f"forget amount {amount} is invalid; give a fraction in (0, 1) or a whole count ≥ 1")
+    if not 1 <= count < n_train:
+        raise UnlearnkitError(f"forget amount {amount} selects {count} of {n_train} training images; it must select at least one and leave at least one")
+    return count
+
+
 def _members(chosen: tuple[int, ...], labels: np.ndarray, candidates: np.ndarray, amount: float | None, what: str, spec: str, rng) -> np.ndarray:
     picked = []
     for c in chosen:
@@ -227,8 +237,6 @@ def select_forget(
 ) -> np.ndarray:
     """The forget indices (sorted) that `scenario` picks from the candidate pool; `order` is a
     seeded permutation of the candidates (the random scenario takes its head)."""
-    from unlearnkit.data.splits import forget_count
-
     labels = train_y[candidates]
     if scenario.kind == "random":
         return np.sort(order[: forget_count(scenario.amount, candidates.size)])

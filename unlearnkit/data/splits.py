@@ -94,16 +94,6 @@ class Split:
             raise UnlearnkitError(f"{path} is not a readable split file ({error})") from None
 
 
-def forget_count(amount: float, n_train: int) -> int:
-    """`amount` < 1 is a fraction of the training set, ≥ 1 a count of images."""
-    count = round(amount * n_train) if 0 < amount < 1 else int(amount)
-    if amount <= 0 or (amount >= 1 and amount != int(amount)):
-        raise UnlearnkitError(f"forget amount {amount} is invalid; give a fraction in (0, 1) or a whole count ≥ 1")
-    if not 1 <= count < n_train:
-        raise UnlearnkitError(f"forget amount {amount} selects {count} of {n_train} training images; it must select at least one and leave at least one")
-    return count
-
-
 def sample_pool(train_y: np.ndarray, size: int, seed: int) -> np.ndarray:
     """A seeded, class-balanced sample of `size` training indices (sorted)."""
     rng = np.random.default_rng([seed, 0x9001])

@@ -58,6 +58,21 @@ class Task:
     data_key: str = ""
     checkpoint: Checkpoint | None = None
 
+    @classmethod
+    def from_split(cls, dataset, split, original: nn.Module, recipe: Recipe, seed: int, *, cache_dir: Path | None = None) -> "Task":
+        """The task of a split of a `Dataset`: its retain, forget and val images on the original
+        model's device, around a frozen copy of the original. Its `data_key` is the split's
+        fingerprint, so that what a method keeps between runs is tied to the data it saw."""
+        device = next(original.parameters()).device
+        take = lambda x, y, rows: Source.take(x, y, rows, device)  # noqa: E731
+        return cls(
+            retain=take(dataset.train_x, dataset.train_y, split.retain),
+            forget=take(dataset.train_x, dataset.train_y, split.forget),
+            val=take(dataset.test_x, dataset.test_y, split.val),
+            original=copy.deepcopy(original).eval(), num_classes=dataset.num_classes, recipe=recipe, seed=seed,
+            cache_dir=cache_dir, data_key=split.fingerprint,
+        )
+
 
 @dataclass(frozen=True)
 class Method:

@@ -2,14 +2,14 @@ import torch
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, teacher_probs
+from unlearnkit.methods.common import FitConfig, kl_to_teacher, searched, teacher_probs
 from unlearnkit.models.interface import reinitialized
 from unlearnkit.train import Source, fit
 
 
 class BadTeacherConfig(FitConfig):
-    temperature: float = Field(1.0, gt=0, description="softening of both teachers' outputs")
-    lr: float = Field(0.2, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2")
+    temperature: float = Field(1.0, json_schema_extra=searched(0.5, 8.0, log=True), gt=0, description="softening of both teachers' outputs")
+    lr: float = Field(0.2, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2")
 
 
 @register_method("bad-teacher", BadTeacherConfig)

@@ -3,14 +3,14 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig
+from unlearnkit.methods.common import FitConfig, searched
 from unlearnkit.train import Source, fit, to_float
 
 
 class BoundaryShrinkConfig(FitConfig):
-    epochs: float = Field(1.0, gt=0, description="passes over the retain set (over the forget set when with_retain is off)")
+    epochs: float = Field(1.0, json_schema_extra=searched(0.25, 3.0), gt=0, description="passes over the retain set (over the forget set when with_retain is off)")
     with_retain: bool = Field(True, description="mix retain images into every step; the paper fine-tunes on the relabelled forget set alone, which it built for forgetting whole classes: on a random forget set that alone dragged test accuracy to 26%")
-    lr: float = Field(0.05, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2 with retain mixed in")
+    lr: float = Field(0.05, json_schema_extra=searched(0.005, 0.5, log=True), gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2 with retain mixed in")
     epsilon: float = Field(8 / 255, gt=0, description="size of the signed-gradient step that finds each image's nearest wrong class")
 
 

@@ -13,11 +13,17 @@ from unlearnkit.methods import MethodConfig, Task
 from unlearnkit.train import Recipe, accuracy
 
 
+def searched(low: float, high: float, *, log: bool = False) -> dict:
+    """A config field's search range, for `unlearnkit tune` (TPE draws it uniformly, or
+    log-uniformly with `log`): `Field(0.1, json_schema_extra=searched(0.01, 0.5, log=True))`."""
+    return {"search": {"low": low, "high": high, "log": log}}
+
+
 class FitConfig(MethodConfig):
     """Hyperparameters of the fine-tuning pass most methods run through the training loop."""
 
-    epochs: float = Field(1.0, gt=0, description="passes over the retain set")
-    lr: float = Field(0.05, gt=0, description="peak learning rate (cosine decay)")
+    epochs: float = Field(1.0, json_schema_extra=searched(0.25, 3.0), gt=0, description="passes over the retain set")
+    lr: float = Field(0.05, json_schema_extra=searched(0.005, 0.5, log=True), gt=0, description="peak learning rate (cosine decay)")
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     forget_batch: int = Field(64, ge=1, description="forget images per step, for methods that mix them in")

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig
+from unlearnkit.methods.common import FitConfig, searched
 from unlearnkit.train import fit
 
 
@@ -10,7 +10,7 @@ class FinetuneConfig(FitConfig):
     preset's 9 is the same order of cost), restarting at lr 0.2 with cosine decay: chosen on
     the validation split from 0.05, 0.1, 0.2, 0.4 (docs/results.md)."""
 
-    lr: float = Field(0.2, gt=0, description="peak learning rate (cosine decay)")
+    lr: float = Field(0.2, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay)")
 
 
 @register_method("finetune", FinetuneConfig)

@@ -2,13 +2,13 @@ import torch
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, kl_to_uniform, teacher_probs
+from unlearnkit.methods.common import FitConfig, kl_to_teacher, kl_to_uniform, searched, teacher_probs
 from unlearnkit.train import Source, fit
 
 
 class KLConfig(FitConfig):
-    forget_weight: float = Field(0.5, ge=0, description="weight of the forget term against the retain term (chosen on val from 0.1, 0.3, 0.5, 1.0)")
-    temperature: float = Field(1.0, gt=0, description="softening of the teacher's retain outputs")
+    forget_weight: float = Field(0.5, json_schema_extra=searched(0.05, 2.0, log=True), ge=0, description="weight of the forget term against the retain term (chosen on val from 0.1, 0.3, 0.5, 1.0)")
+    temperature: float = Field(1.0, json_schema_extra=searched(0.5, 8.0, log=True), gt=0, description="softening of the teacher's retain outputs")
 
 
 @register_method("kl", KLConfig)

@@ -3,15 +3,15 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, bounded_ascent_loss, retain_guard
+from unlearnkit.methods.common import FitConfig, bounded_ascent_loss, retain_guard, searched
 from unlearnkit.train import Source, fit
 
 
 class NegGradPlusConfig(FitConfig):
-    forget_weight: float = Field(0.5, ge=0, description="weight of the ascended forget loss against the descended retain loss; chosen on val from 0.2, 0.5, 1.0 (and 0.25 or 1 epoch)")
+    forget_weight: float = Field(0.5, json_schema_extra=searched(0.05, 2.0, log=True), ge=0, description="weight of the ascended forget loss against the descended retain loss; chosen on val from 0.2, 0.5, 1.0 (and 0.25 or 1 epoch)")
     retain_floor: float = Field(0.9, ge=0, le=1, description="stop when retain accuracy falls below this fraction of the original's")
     check_every: int = Field(5, ge=1, description="steps between retain-accuracy checks")
-    lr: float = Field(0.05, gt=0, description="peak learning rate (cosine decay). With small batches (32 retain images a step, as in the contract task) 0.0125: at 0.05 retain accuracy dips under the guard's floor for long enough that the guard steps back to the input weights")
+    lr: float = Field(0.05, json_schema_extra=searched(0.002, 0.2, log=True), gt=0, description="peak learning rate (cosine decay). With small batches (32 retain images a step, as in the contract task) 0.0125: at 0.05 retain accuracy dips under the guard's floor for long enough that the guard steps back to the input weights")
     ascent_ceiling: bool = Field(True, description="stop ascending an example's loss once it passes chance level, log(classes): an unbounded ascent blows up a step after it starts on a memorized forget set, and the guard then has to step back over the progress made")
 
 

@@ -3,12 +3,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
+from unlearnkit.methods.common import searched
 from unlearnkit.methods.prune_l1 import PruneL1Config, conv_bn_pairs, filters_to_keep, prune_and_recover
 from unlearnkit.train import Source, autocast, model_device, to_float
 
 
 class PruneCosineConfig(PruneL1Config):
-    ratio: float = Field(0.5, ge=0, lt=1, description="fraction of filters removed: those whose responses on forget images are least like their responses on retain images (chosen on val from 0.3, 0.5)")
+    ratio: float = Field(0.5, json_schema_extra=searched(0.1, 0.8), ge=0, lt=1, description="fraction of filters removed: those whose responses on forget images are least like their responses on retain images (chosen on val from 0.3, 0.5)")
     probe: int = Field(2500, ge=10, description="retain images (a seeded sample) whose responses the forget set's are compared with")
 
 

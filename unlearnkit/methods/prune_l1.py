@@ -6,15 +6,15 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, l1_norm
+from unlearnkit.methods.common import FitConfig, l1_norm, searched
 from unlearnkit.models.interface import require_prunable
 from unlearnkit.train import fit
 
 
 class PruneL1Config(FitConfig):
-    ratio: float = Field(0.5, ge=0, lt=1, description="fraction of filters removed (chosen on val from 0.3, 0.5)")
+    ratio: float = Field(0.5, json_schema_extra=searched(0.1, 0.8), ge=0, lt=1, description="fraction of filters removed (chosen on val from 0.3, 0.5)")
     scope: Literal["layer", "global"] = Field("layer", description="rank filters within each layer, or across all layers by mean |w|")
-    l1: float = Field(5e-5, ge=0, description="weight of the L1 penalty on weights during the recovery fine-tune")
+    l1: float = Field(5e-5, json_schema_extra=searched(1e-06, 0.001, log=True), ge=0, description="weight of the L1 penalty on weights during the recovery fine-tune")
 
 
 def conv_bn_pairs(model: nn.Module, method: str = "pruning") -> list[tuple[str, nn.Module, str | None, nn.Module | None]]:

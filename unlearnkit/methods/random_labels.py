@@ -1,14 +1,14 @@
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, random_wrong_labels
+from unlearnkit.methods.common import FitConfig, random_wrong_labels, searched
 from unlearnkit.train import Source, fit
 
 
 class RandomLabelsConfig(FitConfig):
     """Defaults: one pass over the retain set, each step mixing 64 forget images with random wrong labels."""
 
-    lr: float = Field(0.2, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2, 0.3, 0.4")
+    lr: float = Field(0.2, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2, 0.3, 0.4")
 
 
 @register_method("random-labels", RandomLabelsConfig)

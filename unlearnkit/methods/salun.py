@@ -3,13 +3,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, random_wrong_labels
+from unlearnkit.methods.common import FitConfig, random_wrong_labels, searched
 from unlearnkit.train import Source, autocast, fit, model_device, to_float
 
 
 class SalUnConfig(FitConfig):
-    lr: float = Field(0.3, gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2, 0.3, 0.4")
-    saliency: float = Field(0.5, gt=0, le=1, description="fraction of weights that may change: those with the largest forget-loss gradient magnitude")
+    lr: float = Field(0.3, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay); chosen on val from 0.05, 0.1, 0.2, 0.3, 0.4")
+    saliency: float = Field(0.5, json_schema_extra=searched(0.1, 0.9), gt=0, le=1, description="fraction of weights that may change: those with the largest forget-loss gradient magnitude")
 
 
 def saliency_mask(model, forget: Source, fraction: float, batch_size: int = 512, precision: str = "auto") -> dict[str, torch.Tensor]:

@@ -2,16 +2,16 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, teacher_probs
+from unlearnkit.methods.common import FitConfig, kl_to_teacher, searched, teacher_probs
 from unlearnkit.train import Source, fit
 
 
 class ScrubConfig(FitConfig):
-    max_fraction: float = Field(0.5, ge=0, le=1, description="share of the run in which every other step is a max-step on forget")
-    alpha: float = Field(0.001, ge=0, description="weight of the KL to the teacher in min-steps (the SCRUB paper's 0.001)")
+    max_fraction: float = Field(0.5, json_schema_extra=searched(0.1, 0.9), ge=0, le=1, description="share of the run in which every other step is a max-step on forget")
+    alpha: float = Field(0.001, json_schema_extra=searched(0.0001, 0.1, log=True), ge=0, description="weight of the KL to the teacher in min-steps (the SCRUB paper's 0.001)")
     gamma: float = Field(0.99, ge=0, description="weight of the cross-entropy in min-steps (the paper's 0.99)")
     temperature: float = Field(4.0, gt=0, description="distillation temperature (the paper's 4)")
-    lr: float = Field(0.002, gt=0, description="peak learning rate; chosen on val from 0.05, 0.01, 0.005, 0.002 (0.005 and up collapse the model)")
+    lr: float = Field(0.002, json_schema_extra=searched(0.0005, 0.02, log=True), gt=0, description="peak learning rate; chosen on val from 0.05, 0.01, 0.005, 0.002 (0.005 and up collapse the model)")
 
 
 @register_method("scrub", ScrubConfig)

@@ -7,12 +7,13 @@ from pydantic import Field
 
 from unlearnkit.fileio import atomic_write_bytes
 from unlearnkit.methods import MethodConfig, register_method
+from unlearnkit.methods.common import searched
 from unlearnkit.train import Source, autocast, model_device, to_float
 
 
 class SSDConfig(MethodConfig):
     alpha: float | None = Field(None, gt=0, description="selection: dampen parameters whose forget importance exceeds alpha × their training-data importance (the paper's 10); None: chosen from the data, see `select`")
-    select: float = Field(0.03, gt=0, lt=1, description="with alpha None, alpha is the (1 − select) quantile of the importance ratios, so this share of the parameter entries is dampened whatever the rounding of the CPU's kernels. A forget set that the model fits with near-zero loss (small, or memorized outliers) carries little gradient and ranks few parameters well: there it took 0.1 to forget (the contract task)")
+    select: float = Field(0.03, json_schema_extra=searched(0.005, 0.3, log=True), gt=0, lt=1, description="with alpha None, alpha is the (1 − select) quantile of the importance ratios, so this share of the parameter entries is dampened whatever the rounding of the CPU's kernels. A forget set that the model fits with near-zero loss (small, or memorized outliers) carries little gradient and ranks few parameters well: there it took 0.1 to forget (the contract task)")
     lam: float | None = Field(None, gt=0, description="dampening: multiply by min(lam × training importance / forget importance, 1) (the paper's 1 with its alpha of 10); None: lam = alpha / 10, the paper's proportion, so a parameter at the selection edge keeps a tenth of its value")
     batch_size: int = Field(64, ge=1, description="batch size of the gradient estimates; the same for both importances")
 

@@ -5,12 +5,13 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
+from unlearnkit.methods.common import searched
 from unlearnkit.methods.kl import KLConfig, kl
 from unlearnkit.train import Source, autocast, model_device
 
 
 class SyntheticProxyConfig(KLConfig):
-    forget_weight: float = Field(0.5, ge=0, description="weight of the proxy term (chosen on val from 0.5, 1, 2: at 1 the noise already costs 14 val points, at 2 the model collapses)")
+    forget_weight: float = Field(0.5, json_schema_extra=searched(0.1, 4.0, log=True), ge=0, description="weight of the proxy term (chosen on val from 0.5, 1, 2: at 1 the noise already costs 14 val points, at 2 the model collapses)")
     proxies_per_class: int = Field(32, ge=1, description="noise images per class of the forget set (fewer when the class has fewer forget images)")
     proxy_steps: int = Field(10, ge=1, description="Adam steps that shape the proxy images (64 per class × 20 steps took 0.26× retrain time with the kl pass)")
     proxy_lr: float = Field(0.05, gt=0, description="Adam step size on pixels in [0, 1]")
