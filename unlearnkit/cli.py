@@ -163,6 +163,34 @@ def sweep(
 
 
 @app.command()
+def tune(
+    method: str = typer.Argument(..., help="the method to tune (see `unlearnkit methods`)"),
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    seed: int = typer.Option(0, help="seed of the split and the reference models (and of the sampler)"),
+    forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
+    trials: int = typer.Option(20, help="finished trials in all (earlier runs of the same study count): the same budget for every method"),
+    storage: Optional[str] = typer.Option(None, help="study database URL: sqlite:///PATH.db or postgresql://... (default: sqlite:///runs/tune/studies.db)"),
+    export: str = typer.Option("docs/tune", help="folder for the study's JSON and Markdown"),
+    write_preset: Optional[str] = typer.Option(None, help="write the preset with the best config under [methods.METHOD] to this .toml file"),
+    cache: Optional[str] = typer.Option(None, help="model store folder, shared by every worker (default: $UNLEARNKIT_CACHE/store)"),
+    workers: Optional[int] = WORKERS_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
+    cpus_per_task: int = CPUS_OPTION,
+):
+    """Search a method's hyperparameters with Optuna (TPE) on the validation split, resumable; trials as Ray jobs with --workers/--address."""
+    from unlearnkit.cluster import Executor
+    from unlearnkit.tune import format_params
+    from unlearnkit.tune import tune as run_tune
+
+    executor = Executor(workers=workers, address=address, cpus_per_task=cpus_per_task)
+    summary = run_tune(method, preset=preset, data=data, seed=seed, forget=forget, cache=cache, trials=trials, storage=storage,
+                       export=export, write_preset=write_preset, executor=executor)
+    best = summary["best"]
+    out.print(f"best of {len(summary['trials'])} trials: {format_params(best['config'])} (val distance {best['distance']:.4f}; exported to {export}/{summary['study']}.json)")
+
+
+@app.command()
 def evaluate(
     run_dir: str = typer.Argument(..., help="a folder written by `unlearnkit run` (one seed, or --seeds: every seed, then the aggregate)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),

@@ -40,6 +40,13 @@ class Job:
     kwargs: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JobError:
+    """What a job that failed with a user error returns when the batch tolerates errors."""
+
+    message: str
+
+
 def run_job(fn: Callable[..., Any], kwargs: dict, threads: int) -> tuple[str, Any]:
     """("ok", result) or ("error", the one-line message of a user error). A user error comes
     back as a value, so that Ray neither retries it nor wraps it in a traceback."""
@@ -122,7 +129,7 @@ class Executor:
         if cpus_per_task < 1:
             raise UnlearnkitError(f"--cpus-per-task {cpus_per_task} is invalid; give 1 or more")
         address = address or (os.environ.get("RAY_ADDRESS") if workers is None else None)
-        self.cpus_per_task, self.ray = cpus_per_task, None
+        self.cpus_per_task, self.ray, self.tolerate_errors = cpus_per_task, None, False
         self.gpus_per_task = 0.0
         if workers is None and not address:
             return
@@ -156,19 +163,23 @@ class Executor:
         resources = self.ray.cluster_resources()
         return f"Ray: {len(self.ray.nodes())} node(s), {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; {self.cpus_per_task} CPU(s) per job"
 
-    def map(self, jobs: list[Job], title: str) -> list[Any]:
+    def map(self, jobs: list[Job], title: str, tolerate_errors: bool = False) -> list[Any]:
+        """Results in the jobs' order. A user error stops the batch with its one line, or, with
+        `tolerate_errors`, is returned as a `JobError` in that job's place."""
         if not jobs:
             return []
+        self.tolerate_errors = tolerate_errors
         with Board(title, len(jobs), self.slots) as board:
             if self.ray is None:
                 return [self._check(job, run_job(job.fn, job.kwargs, self.cpus_per_task), board) for job in jobs]
             return self._on_ray(jobs, board)
 
-    @staticmethod
-    def _check(job: Job, outcome: tuple[str, Any], board: Board) -> Any:
+    def _check(self, job: Job, outcome: tuple[str, Any], board: Board) -> Any:
         status, value = outcome
         if status == "error":
             board.update(failed=1)
+            if self.tolerate_errors:
+                return JobError(value)
             raise UnlearnkitError(f"{job.name}: {value}")
         board.update(finished=1)
         return value

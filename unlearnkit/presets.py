@@ -32,6 +32,7 @@ class Preset(BaseModel):
     recipe: Recipe
     train_pool: int | None = Field(None, description="use at most this many training images (a seeded, class-balanced sample); None = all")
     forget: float = Field(0.1, description="forget-set size: a fraction of the pool, or a count")
+    methods: dict[str, dict] = Field(default_factory=dict, description="method name → config values used instead of the method's defaults (what `unlearnkit tune --write-preset` writes); --set still wins")
 
 
 PRESETS: dict[str, Preset] = {

@@ -41,6 +41,14 @@ def resolve_methods(methods: str | list[str] | None) -> list[str]:
     return names
 
 
+def method_settings(preset, names: list[str], overrides: dict | None) -> dict[str, dict]:
+    """Each method's config values: the preset's (`methods`), then `overrides` (--set) on top."""
+    chosen = {name: {**preset.methods.get(name, {}), **(overrides or {}).get(name, {})} for name in names}
+    for name, values in chosen.items():
+        make_config(name, values)  # a bad value in a preset file fails before any training
+    return {name: values for name, values in chosen.items() if values}
+
+
 def run_experiment(
     *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None,
     configs: dict | None = None, forget: str | float | None = None, subjects=None, evidence: EvidenceOptions | None = None,
@@ -51,6 +59,7 @@ def run_experiment(
     started = time.perf_counter()
     setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     dataset, split = setup.dataset, setup.split
+    configs = method_settings(setup.preset, names, configs)
     say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
     retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)

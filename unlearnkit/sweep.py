@@ -86,7 +86,7 @@ def split_forget_specs(text: str) -> list[str]:
     only where a scenario kind follows it."""
     starts = [0] + [m.start() + 1 for m in re.finditer(rf",(?=(?:{'|'.join(KINDS)}):)", text)]
     specs = [text[a : b - 1 if b else None].strip() for a, b in zip(starts, starts[1:] + [0])]
-    if not all(specs):
+    if not all(specs) or any(s.endswith(",") or s.startswith(",") or ",," in s for s in specs):
         raise UnlearnkitError(f"--forget {text!r} holds an empty scenario; write e.g. random:0.1,class:cat")
     return specs
 

@@ -1,0 +1,206 @@
+"""`unlearnkit tune METHOD`: Optuna's TPE over the search ranges that the method's config
+declares on its fields (`methods.common.searched`), with the same trial budget for every
+method, scored on the validation split only (never test): the distance to the retrained model,
+|Δ forget accuracy| + |Δ val accuracy| + |Δ MIA|, where the attack compares forget losses
+with validation losses.
+
+The study lives in a database (SQLite by default, any SQLAlchemy URL such as PostgreSQL
+works), so a killed search started again goes on where it stopped: trials that were running
+when it died are marked failed and asked again, and the budget counts finished trials only.
+With `--workers`/`--address`, each batch of trials runs as Ray jobs (`unlearnkit.cluster`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from unlearnkit.cluster import Executor, Job, JobError
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import atomic_write_bytes, atomic_write_json
+from unlearnkit.methods import get_method, make_config
+from unlearnkit.presets import get_preset
+from unlearnkit.progress import say
+from unlearnkit.sweep import make_reference
+
+OPTUNA_HINT = "pip install 'unlearnkit[tune]' (or -e '.[tune]' in a checkout)"
+
+
+def search_space(method: str) -> dict[str, dict]:
+    """Field name → {low, high, log, integer} for every field the method's config gives a range."""
+    config = get_method(method).config
+    space = {}
+    for name, info in config.model_fields.items():
+        if isinstance(info.json_schema_extra, dict) and "search" in info.json_schema_extra:
+            space[name] = {**info.json_schema_extra["search"], "integer": info.annotation is int}
+    if not space:
+        raise UnlearnkitError(f"method '{method}' declares no search ranges on its config fields; nothing to tune")
+    return space
+
+
+def distributions(space: dict[str, dict]) -> dict:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    return {
+        name: (IntDistribution if spec["integer"] else FloatDistribution)(spec["low"], spec["high"], log=spec["log"])
+        for name, spec in space.items()
+    }
+
+
+def val_metrics(outputs) -> dict[str, float]:
+    from unlearnkit.evaluate import simple_mia_or_nan
+
+    return {"forget": outputs.accuracy("forget"), "val": outputs.accuracy("val"), "mia": simple_mia_or_nan(outputs.losses("forget"), outputs.losses("val"))}
+
+
+def distance(found: dict[str, float], reference: dict[str, float]) -> float:
+    return float(sum(abs(found[k] - reference[k]) for k in reference if math.isfinite(found[k]) and math.isfinite(reference[k])))
+
+
+def evaluate_trial(*, preset: dict, data, seed: int, forget: str | None, cache: str | None, method: str, config: dict) -> dict:
+    """One trial (a job): the method with `config` on the cached original, scored on val."""
+    from unlearnkit.evaluate import model_outputs
+    from unlearnkit.experiment import prepare
+    from unlearnkit.methods import Task, run_method
+    from unlearnkit.reference import train_reference
+
+    setup = prepare(data=data, preset=get_preset(preset), seed=seed, cache=cache, forget=forget)
+    original, retrain = (train_reference(role, setup.dataset, setup.split, setup.preset, seed, setup.store) for role in ("original", "retrain"))
+    reference = val_metrics(model_outputs(retrain.model, setup.dataset, setup.split, retrain.logits_cache(setup.split)))
+    task = Task.from_split(setup.dataset, setup.split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent)
+    result = run_method(method, original.model, task, config)
+    found = val_metrics(model_outputs(result.model, setup.dataset, setup.split))
+    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9)}
+
+
+def open_study(name: str, storage: str, seed: int):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=seed), direction="minimize", load_if_exists=True)
+    except Exception as error:  # SQLAlchemy and driver errors: a bad URL, an unreachable server
+        raise UnlearnkitError(f"cannot open the study database {storage} ({str(error).splitlines()[0]}); give a writable SQLite path or a reachable database URL") from None
+
+
+def recover(study) -> int:
+    """Trials left running by a killed search: marked failed and asked again (enqueued with
+    the same values). Returns how many."""
+    from optuna.trial import TrialState
+
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=True)
+    return len(orphans)
+
+
+def finished(study) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "error" in t.user_attrs)]
+
+
+def tune(
+    method: str, *, preset: str = "default", data=None, seed: int = 0, forget: str | None = None, cache: str | None = None,
+    trials: int = 20, storage: str | None = None, export: str | Path | None = "docs/tune", write_preset: str | Path | None = None,
+    executor: Executor | None = None,
+) -> dict:
+    """Run the search until `trials` trials have finished (counting those of earlier runs of
+    the same study), then export it and return the best config."""
+    try:
+        import optuna
+    except ImportError:
+        raise UnlearnkitError(f"unlearnkit tune needs Optuna, which is not installed; {OPTUNA_HINT}") from None
+    if trials < 1:
+        raise UnlearnkitError(f"--trials {trials} is invalid; give 1 or more")
+    space = search_space(method)
+    chosen = get_preset(preset)
+    executor = executor or Executor()
+    name = f"{method}-{chosen.name}-seed{seed}" + (f"-{forget}" if forget else "")
+    if storage is None:
+        Path("runs/tune").mkdir(parents=True, exist_ok=True)
+        storage = "sqlite:///runs/tune/studies.db"
+    study = open_study(name, storage, seed)
+    if recovered := recover(study):
+        say(f"[yellow]{name}: {recovered} trial(s) were running when an earlier search stopped; asking them again[/yellow]")
+    common = {"preset": chosen.model_dump(), "data": None if data is None else str(data), "seed": seed, "forget": forget, "cache": None if cache is None else str(cache)}
+    started = time.perf_counter()
+    say(f"[bold]unlearnkit tune[/bold] {method}: {trials} trials over {', '.join(space)} ({executor.describe()}); study '{name}' in {storage}")
+    executor.map([Job(f"{role} seed {seed}", make_reference, {**common, "role": role, "model_seed": seed}) for role in ("original", "retrain")], "reference models")
+    fixed = get_preset(common["preset"]).methods.get(method, {})
+    while (left := trials - len(finished(study))) > 0:
+        asked = [study.ask(distributions(space)) for _ in range(min(executor.slots, left))]
+        configs = [{**fixed, **trial.params} for trial in asked]
+        for config in configs:
+            make_config(method, config)
+        outcomes = executor.map([Job(f"trial {t.number}", evaluate_trial, {**common, "method": method, "config": c}) for t, c in zip(asked, configs)],
+                                f"{method}: trials {len(finished(study)) + 1}–{len(finished(study)) + len(asked)} of {trials}", tolerate_errors=True)
+        for trial, outcome in zip(asked, outcomes):
+            if isinstance(outcome, JobError):  # a config the method cannot run with (a diverging learning rate): a finished, failed trial
+                trial.set_user_attr("error", outcome.message)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                say(f"[yellow]trial {trial.number} {trial.params}: failed: {outcome.message}[/yellow]")
+                continue
+            for key, value in outcome.items():
+                trial.set_user_attr(key, value)
+            study.tell(trial, outcome["distance"])
+            say(f"trial {trial.number} {format_params(trial.params)}: distance {outcome['distance']:.3f} (forget {outcome['forget']:.3f}, val {outcome['val']:.3f}, MIA {outcome['mia']:.3f}, {outcome['seconds']:.0f}s)")
+    summary = summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed)
+    if export is not None:
+        export_study(summary, Path(export))
+    if write_preset is not None:
+        write_preset_file(chosen, method, summary["best"]["config"], Path(write_preset), summary)
+    return summary
+
+
+def format_params(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def summarize(study, method: str, space: dict, budget: int, storage: str, seconds: float, where: str, fixed: dict) -> dict:
+    done = finished(study)
+    complete = [t for t in done if t.value is not None]
+    if not complete:
+        raise UnlearnkitError(f"every trial of {method} failed (first: {done[0].user_attrs.get('error') if done else 'none ran'}); narrow the search ranges")
+    best = min(complete, key=lambda t: t.value)
+    default = make_config(method, fixed).model_dump()
+    return {
+        "study": study.study_name, "method": method, "budget": budget, "storage": storage, "where": where, "seconds_this_run": seconds,
+        "objective": "validation split only: |Δ forget acc| + |Δ val acc| + |Δ MIA (forget vs val losses)| to the retrained model",
+        "space": space, "defaults_before": {k: default[k] for k in space},
+        "best": {"trial": best.number, "distance": best.value, "config": {**fixed, **best.params}, "metrics": dict(best.user_attrs)},
+        "trials": [{"number": t.number, "params": t.params, "distance": t.value, "state": t.state.name, **{k: v for k, v in t.user_attrs.items() if k != "retrain"}} for t in done],
+    }
+
+
+def export_study(summary: dict, folder: Path) -> None:
+    """`<study>.json` (every trial) and `<study>.md` (the best config and the trials, best first)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / f"{summary['study']}.json", summary)
+    best = summary["best"]
+    lines = [f"# Tuning {summary['method']} ({summary['study']})", "",
+             f"Objective: {summary['objective']}. TPE, budget {summary['budget']} finished trials; {summary['where']}.", "",
+             f"Best (trial {best['trial']}): distance {best['distance']:.4f} with {format_params(best['config'])}; "
+             f"the defaults before: {format_params(summary['defaults_before'])}.", "",
+             "| trial | distance | forget | val | MIA | seconds | " + " | ".join(summary["space"]) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(summary["space"])]
+    for trial in sorted(summary["trials"], key=lambda t: (t["distance"] is None, t["distance"] or 0)):
+        cells = [str(trial["number"]), "failed" if trial["distance"] is None else f"{trial['distance']:.4f}",
+                 *[f"{trial[k]:.3f}" if isinstance(trial.get(k), float) else "–" for k in ("forget", "val", "mia")],
+                 f"{trial['seconds']:.0f}" if "seconds" in trial else "–",
+                 *[f"{trial['params'][k]:.4g}" if k in trial["params"] else "–" for k in summary["space"]]]
+        lines.append("| " + " | ".join(cells) + " |")
+    atomic_write_bytes(folder / f"{summary['study']}.md", ("\n".join(lines) + "\n").encode())
+
+
+def write_preset_file(preset, method: str, config: dict, path: Path, summary: dict) -> None:
+    """The preset with the best config under `[methods.<method>]`: `unlearnkit run --preset FILE`."""
+    import tomli_w
+
+    data = json.loads(preset.model_copy(update={"methods": {**preset.methods, method: config}}).model_dump_json(exclude_none=True))
+    header = f"# {preset.name} with {method} tuned by `unlearnkit tune` (study {summary['study']}, best val distance {summary['best']['distance']:.4f})\n"
+    atomic_write_bytes(path, (header + tomli_w.dumps(data)).encode())
+    say(f"wrote {path}: `unlearnkit run --preset {path}` uses the tuned {method}")
