@@ -56,18 +56,43 @@ def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message)
     assert "Traceback" not in result.stderr
 
 
-def test_the_validation_search_script_runs(binary_dir, env, tmp_path):
-    """scripts/tune_on_val.py is what every 'chosen on val' default points to: it must run."""
+def test_tune_searches_on_val_resumes_its_budget_and_writes_a_preset_that_run_uses(binary_dir, env, tmp_path):
+    """`unlearnkit tune` (what every 'chosen on val' default points to): a budget that counts
+    the trials of earlier runs of the study, the export, and a preset file `run` reads."""
+    import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "tune_on_val.py"
-    done = subprocess.run([sys.executable, str(script), "--method", "finetune", "--grid", "epochs=0.5", "--preset", "smoke", "--data", str(binary_dir)],
-                          capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stderr
-    assert "best: {'epochs': 0.5}" in done.stdout
-    assert (tmp_path / "runs" / "tune" / "finetune-smoke-seed0.jsonl").is_file()
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    command = [sys.executable, "-m", "unlearnkit", "tune", "finetune", "--preset", "smoke", "--data", str(binary_dir), "--storage", storage,
+               "--export", str(tmp_path / "export"), "--write-preset", str(tmp_path / "tuned.toml")]
+    first = subprocess.run([*command, "--trials", "2"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([*command, "--trials", "3"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr
+    study = json.loads((tmp_path / "export" / "finetune-smoke-seed0.json").read_text())
+    assert [t["number"] for t in study["trials"]] == [0, 1, 2]  # one more trial, not three more
+    assert all(0.01 <= t["params"]["lr"] <= 0.5 and 0.25 <= t["params"]["epochs"] <= 3 for t in study["trials"])
+    best = min(study["trials"], key=lambda t: t["distance"])
+    assert study["best"]["config"] == best["params"] and "| trial | distance |" in (tmp_path / "export" / "finetune-smoke-seed0.md").read_text()
+    ran = subprocess.run([sys.executable, "-m", "unlearnkit", "run", "--preset", str(tmp_path / "tuned.toml"), "--methods", "finetune",
+                          "--data", str(binary_dir), "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    row = json.loads((tmp_path / "run" / "results.json").read_text())["rows"][2]
+    assert row["config"]["lr"] == best["params"]["lr"] and row["config"]["epochs"] == best["params"]["epochs"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tune", "magic"], "unknown method 'magic'"),
+    (["tune", "finetune", "--trials", "0"], "--trials 0 is invalid"),
+    (["tune", "dummy-labels", "--trials", "1", "--storage", "nosuchdb://x"], "cannot open the study database nosuchdb://x"),
+])
+def test_bad_tune_input_is_one_line(binary_dir, env, tmp_path, args, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "unlearnkit", *args, "--preset", "smoke", "--data", str(binary_dir)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def test_version():

@@ -301,7 +301,12 @@ def methods_list():
 
     for name in list_methods():
         method = get_method(name)
-        fields = ", ".join(f"{key}={field.default}" for key, field in method.config.model_fields.items())
+        def shown(key, field) -> str:
+            search = (field.json_schema_extra or {}).get("search") if isinstance(field.json_schema_extra, dict) else None
+            tuned = f" (tune: {search['low']:g}–{search['high']:g}{', log' if search['log'] else ''})" if search else ""
+            return f"{key}={field.default}{tuned}"
+
+        fields = ", ".join(shown(key, field) for key, field in method.config.model_fields.items())
         out.print(f"[bold]{name}[/bold]: {method.summary}\n  {fields}")
 
 
