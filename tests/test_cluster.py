@@ -183,3 +183,17 @@ def test_tune_runs_exactly_its_budget_across_a_killed_driver(ray_cluster, data, 
     exported = json.loads((tmp_path / "export" / "finetune-smoke-seed0.json").read_text())
     assert len([t for t in exported["trials"] if t["state"] == "COMPLETE"]) == 4
     assert exported["best"]["distance"] == min(t["distance"] for t in exported["trials"] if t["distance"] is not None)
+
+
+def test_full_evidence_ensembles_are_jobs_that_leave_the_cells_nothing_to_train(data, tmp_path):
+    """With --evidence full, the retrained ensemble, the U-LiRA shadows and every unlearned
+    ensemble member are made by jobs of their own (on Ray, spread over the workers); the cell
+    then finds every one of them in the store."""
+    from unlearnkit.evidence import EvidenceOptions
+
+    summary = sweep(preset="smoke", data=data, methods=["finetune"], seeds="0", out=tmp_path / "out", cache=tmp_path / "cache",
+                    evidence=EvidenceOptions(level="full", n=2, k=2, resamples=100), executor=Executor())
+    results = json.loads((tmp_path / "out" / summary["cells"][0]["folder"] / "results.json").read_text())
+    meta = results["evidence"]
+    assert meta["models_trained"] == 0 and meta["models_reused"] > 0
+    assert "neurips" in results["rows"][2]["evidence"]

@@ -13,7 +13,6 @@ Every model is content-addressed, so a rerun (or a retried job) reuses what is f
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import time
@@ -31,7 +30,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluate.summary import aggregate_rows
 from unlearnkit.evidence import EvidenceOptions
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json
-from unlearnkit.methods import get_method, make_config
+from unlearnkit.methods import make_config, parse_value, split_setting
 from unlearnkit.presets import get_preset
 from unlearnkit.progress import say
 
@@ -96,22 +95,11 @@ def parse_value_lists(items: list[str] | None, methods: list[str]) -> dict[str, 
     the method's config before any work starts."""
     grid: dict[str, dict[str, list]] = {}
     for item in items or []:
-        target, equals, values = item.partition("=")
-        name, dot, field_name = target.rpartition(".")
-        if not equals or not dot or not name or not field_name:
-            raise UnlearnkitError(f"--set '{item}' is not METHOD.FIELD=V1,V2,..., e.g. --set finetune.lr=0.1,0.2")
-        get_method(name)
-        if name not in methods:
-            raise UnlearnkitError(f"--set '{item}' names method '{name}', which this sweep does not include ({', '.join(methods)})")
+        name, field_name, values = split_setting(item, methods, "V1,V2,...", "sweep")
         texts = [v.strip() for v in values.split(",")]
         if not values.strip() or not all(texts):
-            raise UnlearnkitError(f"--set '{item}' has an empty value list; give one or more values, e.g. {target}=0.1,0.2")
-        parsed = []
-        for text in texts:
-            try:
-                parsed.append(json.loads(text))
-            except json.JSONDecodeError:
-                parsed.append(text)
+            raise UnlearnkitError(f"--set '{item}' has an empty value list; give one or more values, e.g. {name}.{field_name}=0.1,0.2")
+        parsed = [parse_value(text) for text in texts]
         for value in parsed:
             make_config(name, {field_name: value})
         grid.setdefault(name, {})[field_name] = parsed

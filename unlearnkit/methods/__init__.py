@@ -128,24 +128,34 @@ def make_config(name: str, values: dict | None = None) -> MethodConfig:
         raise UnlearnkitError(f"method '{name}' config field '{field}': {first['msg']} (got {first.get('input')!r})") from None
 
 
+def split_setting(item: str, methods: list[str] | None, example: str = "VALUE", scope: str = "run") -> tuple[str, str, str]:
+    """`METHOD.FIELD=TEXT` → (method, field, text), the method known and among `methods`."""
+    target, equals, text = item.partition("=")
+    name, dot, field = target.rpartition(".")
+    if not equals or not dot or not name or not field:
+        raise UnlearnkitError(f"--set '{item}' is not METHOD.FIELD={example}, e.g. --set finetune.lr={'0.1,0.2' if example != 'VALUE' else '0.1'}")
+    get_method(name)
+    if methods is not None and name not in methods:
+        raise UnlearnkitError(f"--set '{item}' names method '{name}', which this {scope} does not include ({', '.join(methods)})")
+    return name, field, text
+
+
+def parse_value(text: str):
+    """A `--set` value: JSON where it parses (numbers, true/false), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def parse_overrides(items: list[str] | None, methods: list[str] | None = None) -> dict[str, dict]:
     """`METHOD.FIELD=VALUE` strings (from `--set`) → {method: {field: value}}. Values are read
     as JSON where they parse (numbers, true/false), else kept as text; the method's config
     then validates them."""
     overrides: dict[str, dict] = {}
     for item in items or []:
-        target, equals, value = item.partition("=")
-        name, dot, field = target.rpartition(".")
-        if not equals or not dot or not name or not field:
-            raise UnlearnkitError(f"--set '{item}' is not METHOD.FIELD=VALUE, e.g. --set finetune.lr=0.1")
-        get_method(name)
-        if methods is not None and name not in methods:
-            raise UnlearnkitError(f"--set '{item}' names method '{name}', which this run does not include ({', '.join(methods)})")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        overrides.setdefault(name, {})[field] = parsed
+        name, field, text = split_setting(item, methods)
+        overrides.setdefault(name, {})[field] = parse_value(text)
     for name, values in overrides.items():
         make_config(name, values)  # a bad field or value fails here, before any training
     return overrides
