@@ -91,7 +91,28 @@ def test_store_key_and_cleanup(tmp_path):
     leftover = store.path(a).parent / ".unlearnkit-tmp-abc"
     leftover.write_bytes(b"partial")
     Store(tmp_path)
-    assert not leftover.exists()
+    assert leftover.exists()  # opening a store shared by other processes touches nobody's files
+    with store.lock(a):  # whoever holds the entry may clear what a killed writer left in it
+        assert not leftover.exists()
+
+
+def test_an_entry_is_held_by_one_process_at_a_time(tmp_path):
+    """Two workers asking for the same model: the second waits for the first's lock."""
+    import subprocess
+    import sys
+    import time
+
+    store = Store(tmp_path)
+    key = store.key(seed=0)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from unlearnkit.store import Store; s = Store(sys.argv[1]);\n"
+        "with s.lock(sys.argv[2]):\n print('held', flush=True); time.sleep(3)"), str(tmp_path), key], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.perf_counter()
+    with store.lock(key):
+        waited = time.perf_counter() - started
+    holder.wait(timeout=30)
+    assert waited > 1.5
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
