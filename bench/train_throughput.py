@@ -7,7 +7,7 @@ images, same machine, and the same batch size (`--batch`, 128 as in the seed); t
 once more at the batch size of the recipe it is used with (`--engine-batch`, the presets'
 256). Each loop runs in its own process so that its peak memory is its own.
 
-    python bench/train_throughput.py [--images 3072] [--width 64] [--batch 128] [--engine-batch 256] [--data PATH]
+    python bench/train_throughput.py [--images 3072] [--model resnet18|vgg11|vit-tiny] [--width 64] [--batch 128] [--engine-batch 256] [--data PATH]
 """
 
 from __future__ import annotations
@@ -42,12 +42,16 @@ class PerImageDataset(torch.utils.data.Dataset):
         return (image - self.mean) / self.std, int(self.y[i])
 
 
-def seed_loop(x, y, width: int, device: torch.device, warmup: int, batch: int) -> dict:
+def built(name: str, width: int, **kwargs):
     from unlearnkit.models import create_model
 
+    return create_model(name, **({} if name == "vit-tiny" else {"width": width}), **kwargs)
+
+
+def seed_loop(x, y, width: int, device: torch.device, warmup: int, batch: int, name: str = "resnet18") -> dict:
     torch.manual_seed(0)
     # the seed normalized in the data pipeline: identity normalization inside the model
-    model = create_model("resnet18", width=width, mean=(0, 0, 0), std=(1, 1, 1)).to(device).train()
+    model = built(name, width, mean=(0, 0, 0), std=(1, 1, 1)).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loader = torch.utils.data.DataLoader(PerImageDataset(x, y), batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
     images, started = 0, None
@@ -64,12 +68,11 @@ def seed_loop(x, y, width: int, device: torch.device, warmup: int, batch: int) -
     return {"images": images, "seconds": time.perf_counter() - started}
 
 
-def engine_loop(x, y, width: int, device: torch.device, warmup: int, batch: int) -> dict:
-    from unlearnkit.models import create_model
+def engine_loop(x, y, width: int, device: torch.device, warmup: int, batch: int, name: str = "resnet18") -> dict:
     from unlearnkit.train import Recipe, Source, fit
 
     torch.manual_seed(0)
-    model = create_model("resnet18", width=width).to(device, memory_format=torch.channels_last)
+    model = built(name, width).to(device, memory_format=torch.channels_last)
     source = Source(torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device))
     fit(model, source, Recipe(epochs=warmup * batch / len(x), batch_size=batch), description="warm-up")
     sync(device)
@@ -85,7 +88,7 @@ def sync(device):
 def child(args) -> None:
     device = torch.device(args.device)
     x, y = bench_images(args.data, args.images)
-    result = (seed_loop if args.loop == "seed" else engine_loop)(x, y, args.width, device, args.warmup, args.batch)
+    result = (seed_loop if args.loop == "seed" else engine_loop)(x, y, args.width, device, args.warmup, args.batch, args.model)
     result["peak_memory_mb"] = (
         torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
@@ -95,7 +98,8 @@ def child(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=3072, help="images per timed pass")
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--model", default="resnet18", choices=["resnet18", "vgg11", "vit-tiny"])
+    parser.add_argument("--width", type=int, default=64, help="resnet18 and vgg11 only")
     parser.add_argument("--warmup", type=int, default=3, help="steps excluded from timing")
     parser.add_argument("--batch", type=int, default=128, help="batch size of both loops (the seed's 128)")
     parser.add_argument("--engine-batch", type=int, default=256, help="the engine once more at this batch size (its presets' 256)")
@@ -118,7 +122,7 @@ def main() -> None:
         results[label]["images_per_second"] = rate
         print(f"{loop:6s} batch {batch:4d}: {rate:8.1f} img/s  ({results[label]['images']} images in {results[label]['seconds']:.1f}s), peak memory {results[label]['peak_memory_mb']:.0f} MB", flush=True)
     ratio = results["engine"]["images_per_second"] / results["seed"]["images_per_second"]
-    print(f"ratio engine/seed at batch {args.batch}: {ratio:.2f}x  (ResNet-18 width {args.width}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    print(f"ratio engine/seed at batch {args.batch}: {ratio:.2f}x  ({args.model}{'' if args.model == 'vit-tiny' else f' width {args.width}'}, device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads)")
 
 if __name__ == "__main__":
     main()
