@@ -129,7 +129,7 @@ class Executor:
         if cpus_per_task < 1:
             raise UnlearnkitError(f"--cpus-per-task {cpus_per_task} is invalid; give 1 or more")
         address = address or (os.environ.get("RAY_ADDRESS") if workers is None else None)
-        self.cpus_per_task, self.ray, self.tolerate_errors = cpus_per_task, None, False
+        self.cpus_per_task, self.ray = cpus_per_task, None
         self.gpus_per_task = 0.0
         if workers is None and not address:
             return
@@ -168,23 +168,23 @@ class Executor:
         `tolerate_errors`, is returned as a `JobError` in that job's place."""
         if not jobs:
             return []
-        self.tolerate_errors = tolerate_errors
         with Board(title, len(jobs), self.slots) as board:
             if self.ray is None:
-                return [self._check(job, run_job(job.fn, job.kwargs, self.cpus_per_task), board) for job in jobs]
-            return self._on_ray(jobs, board)
+                return [self._check(job, run_job(job.fn, job.kwargs, self.cpus_per_task), board, tolerate_errors) for job in jobs]
+            return self._on_ray(jobs, board, tolerate_errors)
 
-    def _check(self, job: Job, outcome: tuple[str, Any], board: Board) -> Any:
+    @staticmethod
+    def _check(job: Job, outcome: tuple[str, Any], board: Board, tolerate_errors: bool) -> Any:
         status, value = outcome
         if status == "error":
             board.update(failed=1)
-            if self.tolerate_errors:
+            if tolerate_errors:
                 return JobError(value)
             raise UnlearnkitError(f"{job.name}: {value}")
         board.update(finished=1)
         return value
 
-    def _on_ray(self, jobs: list[Job], board: Board) -> list[Any]:
+    def _on_ray(self, jobs: list[Job], board: Board, tolerate_errors: bool) -> list[Any]:
         ray = self.ray
         remote = ray.remote(run_job).options(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=RETRIES, retry_exceptions=False)
         index = {remote.remote(job.fn, job.kwargs, self.cpus_per_task): i for i, job in enumerate(jobs)}
@@ -199,7 +199,7 @@ class Executor:
                         outcome = ray.get(ref)
                     except ray.exceptions.RayError as error:  # failed past its retries: the first line says why
                         outcome = ("error", f"failed on Ray after {RETRIES} retries ({str(error).strip().splitlines()[0]})")
-                    results[index[ref]] = self._check(job, outcome, board)
+                    results[index[ref]] = self._check(job, outcome, board, tolerate_errors)
                 board.update()
         finally:
             for ref in pending:

@@ -134,12 +134,14 @@ def make_unlearned(*, preset: dict, data, seed: int, forget: str, cache: str | N
     from unlearnkit.evidence import Ledger, narrower, unlearned_outputs
     from unlearnkit.experiment import prepare
     from unlearnkit.reference import train_reference
+    from unlearnkit.run import method_settings
 
     setup = prepare(data=data, preset=get_preset(preset), seed=seed, cache=cache, forget=forget)
     shadow = narrower(setup.preset, shadow_width)
     original = train_reference("original", setup.dataset, setup.split, shadow, original_seed, setup.store)
     ledger = Ledger()
-    unlearned_outputs(method, make_config(method, config), original, setup, shadow, member_seed, ledger)
+    settings = method_settings(setup.preset, [method], {method: config}).get(method)  # as the cell's run will resolve them
+    unlearned_outputs(method, make_config(method, settings), original, setup, shadow, member_seed, ledger)
     return {"method": method, "member_seed": member_seed, "cached": bool(ledger.reused)}
 
 
@@ -276,6 +278,7 @@ def sweep(
     executor: Executor | None = None,
 ) -> dict:
     """Run the grid (see the module's text); everything is validated before any work starts."""
+    from unlearnkit.experiment import prepare
     from unlearnkit.run import resolve_methods
 
     chosen = get_preset(preset)
@@ -283,8 +286,6 @@ def sweep(
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
     forgets = (split_forget_specs(forget) if isinstance(forget, str) else list(forget)) if forget else [f"random:{chosen.forget:g}"]
     cells = expand(names, seed_list, forgets, parse_value_lists(sets, names))
-    from unlearnkit.experiment import prepare
-
     for spec in forgets:  # a bad scenario fails here, in one line, before any job starts
         prepare(data=data, preset=chosen, seed=seed_list[0], cache=cache, forget=spec)
     plan = Sweep(chosen.model_dump(), None if data is None else str(data), cells, Path(out), None if cache is None else str(cache), evidence or EvidenceOptions())

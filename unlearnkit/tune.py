@@ -137,7 +137,7 @@ def tune(
         for config in configs:
             make_config(method, config)
         outcomes = executor.map([Job(f"trial {t.number}", evaluate_trial, {**common, "method": method, "config": c}) for t, c in zip(asked, configs)],
-                                f"{method}: trials {len(finished(study)) + 1}–{len(finished(study)) + len(asked)} of {trials}", tolerate_errors=True)
+                                f"{method}: trials {trials - left + 1}–{trials - left + len(asked)} of {trials}", tolerate_errors=True)
         for trial, outcome in zip(asked, outcomes):
             if isinstance(outcome, JobError):  # a config the method cannot run with (a diverging learning rate): a finished, failed trial
                 trial.set_user_attr("error", outcome.message)
