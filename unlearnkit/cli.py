@@ -19,6 +19,17 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 
 
+def _service_commands() -> None:
+    from unlearnkit.service.cli import ledger_app, requests_app, serve_api
+
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(requests_app, name="requests")
+    app.command("serve-api")(serve_api)
+
+
+_service_commands()
+
+
 def show_version(value: bool) -> None:
     if value:
         from unlearnkit import __version__

@@ -91,18 +91,9 @@ def forget_request(
     split = make_split(dataset.train_y, n_heldout, forget=scenario, seed=seed, data_fingerprint=dataset.fingerprint, classes=dataset.classes)
     say(f"[bold]unlearnkit forget[/bold]: {split.forget.size} requested images, {split.retain.size} retained, method {method}")
 
-    rng = np.random.default_rng(seed)
-    retain_probe = np.sort(rng.choice(split.retain, min(retain_sample, split.retain.size), replace=False))
-    probe = dataclasses.replace(split, retain=retain_probe)  # the images the report looks at
-    before, attacks_before = verification(original, dataset, probe, seed)
-
     recipe = Recipe(**meta["recipe"]) if isinstance(meta.get("recipe"), dict) else Recipe()
-    task = Task.from_split(dataset, split, original, recipe, seed)
-    result = run_method(method, original, task, config, checkpoint=out / "model.checkpoint.safetensors")
-    after, attacks_after = verification(result.model, dataset, probe, seed)
-
-    attacks = attack_report(attacks_before, attacks_after)
-    control = attacks.get(KIT_ATTACK_TWIN, {}).get("signal", False)
+    result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed,
+                                          retain_sample=retain_sample, checkpoint=out / "model.checkpoint.safetensors")
     inputs = {
         "model": {"path": str(model_path), "sha256": sha256_file(model_path)},
         "requests": {"path": str(requests), "sha256": file_sha256(requests), "images": int(split.forget.size)},
@@ -117,8 +108,33 @@ def forget_request(
     report = {
         **inputs,
         "method": method,
-        "config": result.config.model_dump(),
         "output_model": str(model_out),
+        **verified,
+        "total_seconds": time.perf_counter() - started,
+    }
+    atomic_write_json(out / "report.json", report)
+    atomic_write_bytes(out / "report.md", markdown(report).encode())
+    write_manifest(out)
+    return report
+
+
+def unlearn_and_verify(original, dataset, split: Split, *, method: str, config, recipe: Recipe, seed: int, retain_sample: int = 10_000,
+                       checkpoint: Path | None = None):
+    """Unlearn `split.forget` from `original` with `method`, and measure before and after on the
+    forgotten images, a sample of `retain_sample` retained ones and the test images: the
+    unlearning result and the report's body (accuracies, attacks with their positive control,
+    what could not be computed, and what this evidence cannot show)."""
+    rng = np.random.default_rng(seed)
+    retain_probe = np.sort(rng.choice(split.retain, min(retain_sample, split.retain.size), replace=False))
+    probe = dataclasses.replace(split, retain=retain_probe)  # the images the report looks at
+    before, attacks_before = verification(original, dataset, probe, seed)
+    task = Task.from_split(dataset, split, original, recipe, seed)
+    result = run_method(method, original, task, config, checkpoint=checkpoint)
+    after, attacks_after = verification(result.model, dataset, probe, seed)
+    attacks = attack_report(attacks_before, attacks_after)
+    control = attacks.get(KIT_ATTACK_TWIN, {}).get("signal", False)
+    return result, {
+        "config": result.config.model_dump(),
         "retain_sample": int(retain_probe.size),
         "test_images": int(split.test.size),
         "before": before,
@@ -134,13 +150,8 @@ def forget_request(
         "attacks": attacks,
         "skipped": skipped(int(split.forget.size), int(split.test.size)),
         "unlearn_seconds": result.seconds,
-        "total_seconds": time.perf_counter() - started,
         "what_this_shows": LIMITS,
     }
-    atomic_write_json(out / "report.json", report)
-    atomic_write_bytes(out / "report.md", markdown(report).encode())
-    write_manifest(out)
-    return report
 
 
 def score_cell(value: float) -> str:

@@ -18,12 +18,13 @@ from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.evidence import EvidenceOptions, gather, save_epsilons
 from unlearnkit.experiment import Setup, prepare
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.fileio import atomic_write_json, read_json, remove_temporaries, write_manifest
+from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, read_json, remove_temporaries, write_manifest
 from unlearnkit.methods import Task, get_method, list_methods, make_config, run_method
 from unlearnkit.presets import get_preset
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
 from unlearnkit.evaluate.summary import add_average_gaps, aggregate_rows, positive_control
+from unlearnkit.pages import run_report
 from unlearnkit.report import aggregate_table, evidence_figures, results_table, write_figures
 from unlearnkit.store import Store, load_model, save_model
 
@@ -122,11 +123,12 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
         "seconds_total": time.perf_counter() - started,
     }
     atomic_write_json(out / "results.json", results)
+    atomic_write_bytes(out / "report.html", run_report(results, figures).encode())
     write_manifest(out)
     Console(width=None if sys.stdout.isatty() else 180).print(results_table(rows, control, found.summary()))
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
-    say(f"wrote {out / 'results.json'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
+    say(f"wrote {out / 'results.json'}, {out / 'report.html'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
     return results
 
 

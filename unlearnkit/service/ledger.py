@@ -1,0 +1,440 @@
+"""The ledger: which model versions hold whose data, every deletion request and what served it.
+
+    ledger = Ledger.open("runs/ledger.db", create=True)   # or "postgresql://user@host/db"
+    ledger.import_subjects("subjects.csv")
+    ledger.register_model("model.safetensors", data="../shared/data/cifar10")
+    ledger.submit("req-1", subjects=["alice"])
+    problems, head = ledger.verify()
+
+Every change is one transaction that appends its audit entry (`chain.append`); a bad input
+raises `UnlearnkitError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import hashlib
+import hmac
+import json
+import secrets
+import shutil
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import atomic_write_bytes, sha256_file
+from unlearnkit.service import chain
+from unlearnkit.service.db import (
+    Action, LogEntry, ModelVersion, Request, State, Subject, Token, default_location, files_folder, make_engine, migrate, now, parse_time,
+    sessions,
+)
+
+DEFAULT_DEADLINE_DAYS = 30  # GDPR Art. 12(3): without undue delay, within one month
+OPEN = ("pending", "in_progress", "retrain_scheduled")
+
+
+def cli_actor() -> str:
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass
+class Submitted:
+    request: Request
+    created: bool  # False: the same request id was submitted before (idempotent)
+
+
+class Ledger:
+    def __init__(self, location: str, engine, folder: Path):
+        self.location, self.engine, self.folder = location, engine, folder
+        self.sessions = sessions(engine)
+
+    @classmethod
+    def open(cls, location: str | None = None, create: bool = False) -> "Ledger":
+        location = str(location or default_location())
+        folder = files_folder(location)
+        is_file = "://" not in location
+        if is_file and not create and not Path(location).expanduser().is_file():
+            raise UnlearnkitError(f"ledger {location} does not exist; create it with `unlearnkit ledger init --ledger {location}`")
+        if is_file:
+            Path(location).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(location)
+        try:
+            if create:
+                migrate(engine)
+            elif "audit_log" not in _tables(engine):
+                raise UnlearnkitError(f"ledger {location} has no ledger tables; create it with `unlearnkit ledger init --ledger {location}`")
+        except OperationalError as error:
+            raise UnlearnkitError(f"ledger {location} cannot be opened: {str(error.orig).splitlines()[0]}") from None
+        ledger = cls(location, engine, folder)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+            with ledger.write(cli_actor()) as (session, record):
+                if chain.head(session)[0] == 0:
+                    policy = State(key="policy", value=json.dumps({"deadline_days": DEFAULT_DEADLINE_DAYS}))
+                    session.add(policy)
+                    record("ledger.created", {"location": _redacted(location)}, rows=[policy])
+        return ledger
+
+    @contextmanager
+    def write(self, actor: str):
+        """A transaction and the function that appends its audit entries."""
+        with self.sessions.begin() as session:
+            yield session, lambda event, payload, rows=(), subjects=False: chain.append(session, actor, event, payload, rows, subjects)
+
+    @contextmanager
+    def read(self):
+        with self.sessions() as session:
+            yield session
+
+    # ---- state -------------------------------------------------------------------------------
+    def policy(self, session: Session) -> dict:
+        found = session.get(State, "policy")
+        return json.loads(found.value) if found else {"deadline_days": DEFAULT_DEADLINE_DAYS}
+
+    def dataset_info(self, session: Session) -> dict | None:
+        found = session.get(State, "dataset")
+        return json.loads(found.value) if found else None
+
+    def deployed(self, session: Session) -> ModelVersion | None:
+        found = session.get(State, "deployed")
+        return session.get(ModelVersion, int(found.value)) if found else None
+
+    def set_deployed(self, session: Session, version: ModelVersion) -> State:
+        if (state := session.get(State, "deployed")) is None:
+            state = State(key="deployed", value=str(version.id))
+            session.add(state)
+        else:
+            state.value = str(version.id)
+        return state
+
+    def path(self, relative: str) -> Path:
+        """A file the ledger points to; refuses a path that leaves the ledger's folder."""
+        target = (self.folder / relative).resolve()
+        if not target.is_relative_to(self.folder.resolve()):
+            raise UnlearnkitError(f"path {relative!r} lies outside the ledger folder {self.folder}; the ledger only reads its own files")
+        return target
+
+    def train_ids(self, version: ModelVersion) -> np.ndarray:
+        path = self.path(version.train_ids_path)
+        if sha256_file(path) != version.train_ids_sha256:
+            raise UnlearnkitError(f"{path} does not match the sha256 the ledger recorded for model version {version.id}; the file was changed")
+        return np.load(path)
+
+    def save_train_ids(self, ids: np.ndarray) -> tuple[str, str]:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        relative = f"train-ids/{hashlib.sha256(ids.tobytes()).hexdigest()}.npy"
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, ids)
+        atomic_write_bytes(self.path(relative), buffer.getvalue())
+        return relative, sha256_file(self.path(relative))
+
+    def forgotten_ids(self, session: Session) -> np.ndarray:
+        """Every image of every request that was served or awaits retraining: none may be in a
+        model made from now on."""
+        rows = session.scalars(select(Request.sample_ids).where(Request.status.in_(("served", "retrain_scheduled", "in_progress")))).all()
+        return np.unique(np.concatenate([np.asarray(ids, dtype=np.int64) for ids in rows])) if rows else np.zeros(0, np.int64)
+
+    # ---- subjects and models ------------------------------------------------------------------
+    def import_subjects(self, csv_path: str | Path, actor: str) -> int:
+        pairs = read_subject_map(csv_path)
+        with self.write(actor) as (session, record):
+            info = self.dataset_info(session)
+            for subject, sample in pairs:
+                check_sample_id(sample, info, f"{csv_path}: subject '{subject}'")
+            known = set(session.execute(select(Subject.subject_id, Subject.sample_id)).all())
+            new = [Subject(subject_id=s, sample_id=i) for s, i in pairs if (s, i) not in known]
+            session.add_all(new)
+            record("subjects.imported", {"file": str(csv_path), "file_sha256": sha256_file(csv_path), "pairs": len(pairs), "new": len(new)}, subjects=True)
+        return len(new)
+
+    def register_model(self, weights: str | Path, data: str | None, actor: str, train_ids_csv: str | Path | None = None,
+                       factory: str | None = None, factory_kwargs: dict | None = None, deploy: bool = True) -> ModelVersion:
+        """Record a trained model: its weights (copied into the ledger folder), architecture,
+        data and the training images it saw (all of the data's training set by default)."""
+        from unlearnkit.data import load_dataset, resolve_data_path
+        from unlearnkit.store import load_model, model_spec, read_sidecar, sidecar_path
+
+        weights = Path(weights)
+        model = load_model(weights, factory=factory, factory_kwargs=factory_kwargs)  # verifies against the sidecar
+        spec = read_sidecar(weights)["model"] if sidecar_path(weights).is_file() else model_spec(model, factory, factory_kwargs)
+        data_path = str(resolve_data_path(data)[0].resolve())
+        dataset = load_dataset(data)
+        n_train = len(dataset.train_y)
+        ids = read_id_list(train_ids_csv, n_train) if train_ids_csv else np.arange(n_train)
+        recipe = read_sidecar(weights).get("recipe") if sidecar_path(weights).is_file() else None
+        with self.write(actor) as (session, record):
+            info = self.dataset_info(session)
+            if info and info["fingerprint"] != dataset.fingerprint:
+                raise UnlearnkitError(f"data {data_path} is not the dataset this ledger serves ({info['data']}); one ledger holds models of one dataset")
+            version = self._add_version(session, model, spec, kind="trained", parent=None, data=data_path, fingerprint=dataset.fingerprint,
+                                        train_ids=ids, method=None, config=None, recipe=recipe, source={"path": str(weights), "sha256": sha256_file(weights)})
+            rows = [version]
+            if not info:
+                state = State(key="dataset", value=json.dumps({"data": data_path, "fingerprint": dataset.fingerprint, "n_train": n_train,
+                                                                "n_heldout": len(dataset.test_y), "classes": list(dataset.classes)}))
+                session.add(state)
+                rows.append(state)
+            if deploy:
+                rows.append(self.set_deployed(session, version))
+            record("model.registered", {"version": version.id, "sha256": version.sha256, "deployed": deploy}, rows=rows)
+        return version
+
+    def _add_version(self, session: Session, model, spec: dict, *, kind: str, parent: ModelVersion | None, data: str,
+                     fingerprint: str, train_ids: np.ndarray, method: str | None, config: dict | None, verdict: str | None = None,
+                     excluded_subjects: list | None = None, **metadata) -> ModelVersion:
+        """The weights into models/SHA.safetensors (with a sidecar), the training set into
+        train-ids/, and the version row. None of the forgotten images may be in that set."""
+        from unlearnkit.store import save_model, sidecar_path
+
+        leaked = np.intersect1d(train_ids, self.forgotten_ids(session))
+        if leaked.size:
+            raise UnlearnkitError(f"refusing to register a {kind} model trained on forgotten sample_id {int(leaked[0])} ({leaked.size} in all); a forgotten subject must never come back")
+        staging = self.path(f"models/.incoming-{secrets.token_hex(8)}.safetensors")
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, staging, factory=spec.get("factory"), factory_kwargs=spec.get("kwargs") if "factory" in spec else None, role=kind, **metadata)
+        digest = sha256_file(staging)
+        if (existing := session.scalar(select(ModelVersion).where(ModelVersion.sha256 == digest))) is not None:
+            staging.unlink()
+            sidecar_path(staging).unlink()
+            raise UnlearnkitError(f"these weights (sha256 {digest[:16]}…) are model version {existing.id} already")
+        final = self.path(f"models/{digest}.safetensors")
+        side = json.loads(sidecar_path(staging).read_text())
+        side["weights"]["file"] = final.name  # the sidecar names its weights file
+        staging.replace(final)
+        atomic_write_bytes(sidecar_path(final), json.dumps(side, indent=2).encode())
+        sidecar_path(staging).unlink()
+        ids_path, ids_sha = self.save_train_ids(train_ids)
+        version = ModelVersion(sha256=digest, path=f"models/{final.name}", spec=spec, parent_id=parent.id if parent else None, kind=kind, method=method,
+                               config=config, data=data, data_fingerprint=fingerprint, train_ids_path=ids_path, train_ids_sha256=ids_sha,
+                               train_count=int(np.unique(train_ids).size), excluded_subjects=sorted(excluded_subjects or []), verdict=verdict, created=now())
+        session.add(version)
+        return version
+
+    def load(self, version: ModelVersion, device="cpu"):
+        from unlearnkit.store import load_model
+
+        path = self.path(version.path)
+        if not path.is_file() or sha256_file(path) != version.sha256:
+            raise UnlearnkitError(f"{path} is missing or does not match the sha256 the ledger recorded for model version {version.id}; the weights were changed")
+        return load_model(path, device)
+
+    def recipe(self, version: ModelVersion) -> dict | None:
+        from unlearnkit.store import read_sidecar
+
+        return read_sidecar(self.path(version.path)).get("recipe")
+
+    # ---- requests -----------------------------------------------------------------------------
+    def submit(self, actor: str, request_id: str | None = None, subjects=(), sample_ids=(), received: str | None = None) -> Submitted:
+        """Record a deletion request. The same `request_id` with the same content again is a
+        no-op (`created` False); with other content it is refused."""
+        request_id = validate_request_id(request_id) if request_id is not None else f"req-{secrets.token_hex(8)}"
+        subjects = sorted({validate_subject(s) for s in subjects})
+        sample_ids = [validate_sample_id(i) for i in sample_ids]
+        if not subjects and not sample_ids:
+            raise UnlearnkitError(f"request {request_id} names no subject and no sample_id; give at least one")
+        received = received or now()
+        try:
+            with self.write(actor) as (session, record):
+                existing = session.get(Request, request_id)
+                if existing is not None:
+                    return self._same(existing, subjects, sample_ids)
+                info = self.dataset_info(session)
+                for i in sample_ids:
+                    check_sample_id(i, info, f"request {request_id}")
+                ids = set(sample_ids)
+                for subject in subjects:
+                    found = session.scalars(select(Subject.sample_id).where(Subject.subject_id == subject)).all()
+                    if not found:
+                        raise UnlearnkitError(f"request {request_id}: subject '{subject}' is not in the subject map; import it with `unlearnkit ledger subjects FILE.csv`")
+                    ids.update(found)
+                deadline = parse_time(received) + timedelta(days=self.policy(session)["deadline_days"])
+                request = Request(id=request_id, subjects=subjects, sample_ids=sorted(ids), received=received, deadline=deadline.isoformat(timespec="microseconds"),
+                                  status="pending", action_id=None, served=None)
+                session.add(request)
+                record("request.received", {"request": request_id, "images": len(ids)}, rows=[request])
+                return Submitted(request, True)
+        except IntegrityError:  # the same id submitted at the same moment by another client
+            with self.read() as session:
+                return self._same(session.get(Request, request_id), subjects, sample_ids)
+
+    @staticmethod
+    def _same(existing: Request, subjects: list, sample_ids: list) -> Submitted:
+        if existing.subjects != subjects or not set(sample_ids) <= set(existing.sample_ids):
+            raise UnlearnkitError(f"request id {existing.id} was already used for another request (subjects {existing.subjects}); use a new id")
+        return Submitted(existing, False)
+
+    def requests(self, session: Session, statuses=OPEN) -> list[Request]:
+        return list(session.scalars(select(Request).where(Request.status.in_(statuses)).order_by(Request.deadline, Request.id)))
+
+    # ---- tokens -------------------------------------------------------------------------------
+    def create_token(self, name: str, actor: str) -> str:
+        token = "ulk_" + secrets.token_urlsafe(32)
+        with self.write(actor) as (session, record):
+            row = Token(name=name, sha256=hashlib.sha256(token.encode()).hexdigest(), created=now(), revoked=False)
+            session.add(row)
+            record("token.created", {"name": name}, rows=[row])
+        return token
+
+    def authenticate(self, token: str | None) -> str | None:
+        """The token's name, or None. Every stored hash is compared, in constant time each."""
+        if not token:
+            return None
+        presented = hashlib.sha256(token.encode()).hexdigest()
+        found = None
+        with self.read() as session:
+            for name, digest, revoked in session.execute(select(Token.name, Token.sha256, Token.revoked)).all():
+                if hmac.compare_digest(presented, digest) and not revoked:
+                    found = name
+        return found
+
+    # ---- the chain ----------------------------------------------------------------------------
+    def verify(self) -> tuple[list[str], tuple[int, str]]:
+        with self.read() as session:
+            problems, head = chain.verify(session)
+            for action in session.scalars(select(Action).where(Action.report_path.is_not(None))):
+                path = self.path(action.report_path)
+                if not path.is_file() or sha256_file(path) != action.report_sha256:
+                    problems.append(f"report {action.report_path} of action {action.id} is missing or changed since the ledger recorded its sha256")
+        return problems, head
+
+    def export(self, out: str | Path) -> Path:
+        """The chain (JSON lines), its head, the verification, and every report, for an auditor."""
+        out = Path(out)
+        problems, head = self.verify()
+        with self.read() as session:
+            entries = session.scalars(select(LogEntry).order_by(LogEntry.seq)).all()
+            lines = [json.dumps({k: getattr(e, k) for k in ("seq", "time", "actor", "event", "payload", "payload_sha256", "prev_hash", "hash")}) for e in entries]
+            reports = [a.report_path for a in session.scalars(select(Action).where(Action.report_path.is_not(None)))]
+        atomic_write_bytes(out / "audit-chain.jsonl", ("\n".join(lines) + "\n").encode())
+        atomic_write_bytes(out / "verify.json", json.dumps({"head": {"seq": head[0], "hash": head[1]}, "problems": problems}, indent=2).encode())
+        for report in reports:
+            source = self.path(report)
+            if source.is_file():
+                target = out / report
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+        return out
+
+    def counts(self, session: Session) -> dict[str, int]:
+        return dict(session.execute(select(Request.status, func.count()).group_by(Request.status)).all())
+
+
+def _tables(engine) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(inspect(engine).get_table_names())
+
+
+def _redacted(location: str) -> str:
+    """A database URL without its password, for the log."""
+    if "://" in location and "@" in location:
+        scheme, rest = location.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':')[0]}@{host}"
+    return location
+
+
+def validate_request_id(value) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 200 or not all(c.isalnum() or c in "-_.:" for c in text):
+        raise UnlearnkitError(f"request id {value!r} is not valid; use 1-200 letters, digits, '-', '_', '.' or ':'")
+    return text
+
+
+def validate_subject(value) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 200:
+        raise UnlearnkitError(f"subject id {value!r} is not valid; give 1-200 characters")
+    return text
+
+
+def validate_sample_id(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
+        raise UnlearnkitError(f"sample_id {value!r} is not an integer; give indices into the training set")
+    try:
+        number = int(value)
+    except ValueError:
+        raise UnlearnkitError(f"sample_id {value!r} is not an integer; give indices into the training set") from None
+    if number < 0:
+        raise UnlearnkitError(f"sample_id {number} is negative; give indices into the training set")
+    return number
+
+
+def check_sample_id(sample: int, info: dict | None, where: str) -> None:
+    if info is None:
+        raise UnlearnkitError(f"{where}: no model is registered yet, so sample ids cannot be checked; run `unlearnkit ledger register` first")
+    if sample >= info["n_train"] + info["n_heldout"]:
+        raise UnlearnkitError(f"{where}: sample_id {sample} is unknown; the training set has ids 0..{info['n_train'] - 1}")
+    if sample >= info["n_train"]:
+        raise UnlearnkitError(f"{where}: sample_id {sample} is a held-out (test) image, which no model was trained on; only training images can be forgotten")
+
+
+def read_subject_map(path: str | Path) -> list[tuple[str, int]]:
+    path = Path(path)
+    if not path.is_file():
+        raise UnlearnkitError(f"subject map {path} does not exist")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"subject_id", "sample_id"} <= set(rows[0]):
+        raise UnlearnkitError(f"subject map {path} needs the columns subject_id and sample_id and at least one row")
+    pairs = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            pairs.append((validate_subject(row["subject_id"] or ""), validate_sample_id((row["sample_id"] or "").strip())))
+        except UnlearnkitError as error:
+            raise UnlearnkitError(f"{path} line {line}: {error}") from None
+    return pairs
+
+
+def read_id_list(path: str | Path, n_train: int) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise UnlearnkitError(f"training id list {path} does not exist")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "sample_id" not in rows[0]:
+        raise UnlearnkitError(f"training id list {path} needs a sample_id column and at least one row")
+    ids = np.array([validate_sample_id((row["sample_id"] or "").strip()) for row in rows], dtype=np.int64)
+    if ids.max() >= n_train:
+        raise UnlearnkitError(f"training id list {path}: sample_id {int(ids.max())} is not a training image (the training set has {n_train})")
+    return np.unique(ids)
+
+
+def time_left(deadline: str, at: str | None = None) -> tuple[str, bool]:
+    """'12d 3h' until the deadline (or since it, when overdue) and whether it is overdue."""
+    seconds = (parse_time(deadline) - parse_time(at or now())).total_seconds()
+    span = abs(int(seconds))
+    days, hours, minutes = span // 86400, span % 86400 // 3600, span % 3600 // 60
+    text = f"{days}d {hours}h" if days else f"{hours}h {minutes}m"
+    return text, seconds < 0
+
+
+def overview(ledger: Ledger) -> dict:
+    """What the dashboard and `ledger status` show, as plain data."""
+    problems, head = ledger.verify()
+    with ledger.read() as session:
+        deployed = ledger.deployed(session)
+        opened = []
+        for request in ledger.requests(session):
+            left, overdue = time_left(request.deadline)
+            opened.append({"id": request.id, "status": request.status, "received": request.received, "deadline": request.deadline, "left": left,
+                           "overdue": overdue, "images": len(request.sample_ids)})
+        versions = [{"id": v.id, "kind": v.kind, "parent": v.parent_id, "method": v.method, "verdict": v.verdict, "train_count": v.train_count, "sha256": v.sha256,
+                     "deployed": deployed is not None and v.id == deployed.id, "created": v.created}
+                    for v in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+        actions = [{"id": a.id, "kind": a.kind, "status": a.status, "requests": a.requests, "report": a.report_path, "seconds": a.seconds,
+                    "passed": (a.verdict or {}).get("passed") if a.status == "done" and a.kind != "noop" else None}
+                   for a in session.scalars(select(Action).order_by(Action.id))]
+        counts = ledger.counts(session)
+    return {"counts": counts, "open": opened, "versions": versions, "actions": actions, "chain": {"problems": problems, "head": list(head)}}

@@ -1,0 +1,358 @@
+"""Serving deletion requests from the ledger: a batch of pending requests unlearned from the
+deployed model in one run, audited, judged by the verdict rule, registered, and deployed only
+when the verdict passes; exact retraining for the requests whose verdict failed.
+
+One process serves a ledger at a time (the serving lease); two `serve` processes take turns and
+never serve one request twice. A process killed mid-batch leaves its action `running`: the next
+process to take the lease marks it abandoned, returns its requests to pending and removes its
+files, so that every request is served exactly once and no model version is half-registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import atomic_write_bytes, sha256_file
+from unlearnkit.progress import say
+from unlearnkit.service.db import Action, ModelVersion, Request, State, now, parse_time
+from unlearnkit.service.ledger import Ledger
+
+LEASE_SECONDS = 120  # a lease whose heartbeat is older than this is taken over (other hosts)
+HEARTBEAT_SECONDS = 15
+
+
+class VerdictRule(BaseModel):
+    """When an unlearned model may replace the deployed one. Without a model retrained without
+    the requested images, the evidence is: the requested images look like unseen ones to the
+    model and to every population attack, and the model kept its accuracy. All must hold:
+
+    - test accuracy fell by at most `max_test_drop`;
+    - the Wilson 95% lower bound of accuracy on the requested images is at most test accuracy
+      plus `forget_margin` (they are not recognised better than unseen images);
+    - every population attack that could run has an AUC whose 95% interval reaches down to
+      0.5 + `attack_margin` (it cannot tell the requested images from test images).
+    A failed verdict sends the batch's requests to exact retraining."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_test_drop: float = Field(0.02, ge=0, le=1)
+    forget_margin: float = Field(0.05, ge=0, le=1)
+    attack_margin: float = Field(0.0, ge=0, le=0.5)
+
+
+def wilson_low(rate: float, n: int, z: float = 1.96) -> float:
+    if n == 0:
+        return 0.0
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half))
+
+
+def decide(report: dict, images: int, rule: VerdictRule) -> dict:
+    before, after = report["before"], report["after"]
+    checks = [{
+        "check": "test accuracy kept",
+        "passed": bool(before["test_acc"] - after["test_acc"] <= rule.max_test_drop),
+        "detail": f"test accuracy {100 * before['test_acc']:.1f}% → {100 * after['test_acc']:.1f}% (at most {100 * rule.max_test_drop:.1f} points lower)",
+    }]
+    low = wilson_low(after["forget_acc"], images)
+    checks.append({
+        "check": "requested images look unseen",
+        "passed": bool(low <= after["test_acc"] + rule.forget_margin),
+        "detail": f"accuracy on them {100 * after['forget_acc']:.1f}% (95% lower bound {100 * low:.1f}%) vs test {100 * after['test_acc']:.1f}% + {100 * rule.forget_margin:.1f}",
+    })
+    for name, attack in report["attacks"].items():
+        auc = attack["after"]["auc"]
+        checks.append({
+            "check": f"{name} attack at chance",
+            "passed": bool(auc["ci95"][0] <= 0.5 + rule.attack_margin),
+            "detail": f"AUC {auc['value']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]" + ("" if attack["signal"] else " (no signal before unlearning either)"),
+        })
+    return {"passed": all(c["passed"] for c in checks), "checks": checks, "rule": rule.model_dump()}
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_alive(holder: str, heartbeat: str) -> bool:
+    host, _, pid = holder.rpartition(":")
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            return True
+        return True
+    return (parse_time(now()) - parse_time(heartbeat)).total_seconds() < LEASE_SECONDS
+
+
+@contextmanager
+def serving_lease(ledger: Ledger, actor: str, wait: float = 600):
+    """Hold the ledger's serving lease (waiting up to `wait` seconds for another holder), after
+    recovering whatever a dead holder left, and keep its heartbeat until done."""
+    me = holder_name()
+    deadline = time.monotonic() + wait
+    while True:
+        with ledger.write(actor) as (session, record):
+            lease = session.get(State, "serve_lease", with_for_update=True)
+            current = json.loads(lease.value) if lease else None
+            if current is None or current["holder"] == me or not holder_alive(current["holder"], current["heartbeat"]):
+                value = json.dumps({"holder": me, "heartbeat": now()})
+                if lease is None:
+                    session.add(State(key="serve_lease", value=value))
+                else:
+                    lease.value = value
+                recover(ledger, session, record)
+                break
+        if time.monotonic() > deadline:
+            raise UnlearnkitError(f"another process ({current['holder']}) is serving this ledger; try again when it is done")
+        time.sleep(0.5)
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with ledger.sessions.begin() as session:
+                if (lease := session.get(State, "serve_lease")) is not None and json.loads(lease.value)["holder"] == me:
+                    lease.value = json.dumps({"holder": me, "heartbeat": now()})
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield me
+    finally:
+        stop.set()
+        thread.join()
+        with ledger.sessions.begin() as session:
+            if (lease := session.get(State, "serve_lease")) is not None and json.loads(lease.value)["holder"] == me:
+                session.delete(lease)
+
+
+def recover(ledger: Ledger, session, record) -> None:
+    """Abandon every running action (its holder is gone: we hold the lease now), return its
+    requests to where they were, and remove files that no version or action owns."""
+    for action in session.scalars(select(Action).where(Action.status == "running")):
+        action.status, action.finished = "abandoned", now()
+        back = "retrain_scheduled" if action.kind == "retrain" else "pending"
+        requests = list(session.scalars(select(Request).where(Request.action_id == action.id, Request.status.in_(("in_progress", "retrain_scheduled")))))
+        for request in requests:
+            request.status, request.action_id = back, None
+        shutil.rmtree(ledger.path(f"actions/{action.id}"), ignore_errors=True)
+        record("action.abandoned", {"action": action.id, "holder": action.holder, "returned": [r.id for r in requests]}, rows=[action, *requests])
+    owned = {v.path for v in session.scalars(select(ModelVersion))}
+    models = ledger.path("models")
+    if models.is_dir():
+        for path in models.iterdir():
+            weights = f"models/{path.name.removesuffix('.json').removesuffix('.safetensors')}.safetensors"
+            if weights not in owned:
+                path.unlink(missing_ok=True)
+
+
+@dataclass
+class Served:
+    action: int | None = None
+    requests: list[str] = field(default_factory=list)
+    images: int = 0
+    verdict: dict | None = None
+    version: int | None = None
+    deployed: bool = False
+    report: str | None = None
+    message: str = ""
+
+
+def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta | None = None, method: str = "finetune", config: dict | None = None,
+          rule: VerdictRule | None = None, seed: int = 0, retain_sample: int = 10_000, wait: float = 600) -> Served:
+    """Serve up to `batch` pending requests, oldest first. With `max_wait`, a batch smaller than
+    `batch` waits until its oldest request is that old."""
+    from unlearnkit.methods import make_config
+
+    rule = rule or VerdictRule()
+    config = make_config(method, config)  # a bad method or config fails before anything changes
+    with serving_lease(ledger, actor, wait):
+        with ledger.write(actor) as (session, record):
+            query = select(Request).where(Request.status == "pending").order_by(Request.received, Request.id).limit(batch)
+            claimed = list(session.scalars(query.with_for_update(skip_locked=True)))
+            if not claimed:
+                return Served(message="no pending request")
+            if max_wait is not None and len(claimed) < batch and parse_time(claimed[0].received) > parse_time(now()) - max_wait:
+                return Served(message=f"{len(claimed)} pending, the oldest received {claimed[0].received}: not due before {batch} are pending or it is {max_wait} old")
+            deployed = ledger.deployed(session)
+            if deployed is None:
+                raise UnlearnkitError("no model is deployed; register one with `unlearnkit ledger register MODEL --data DATA`")
+            action = Action(kind="unlearn", status="running", holder=holder_name(), requests=[r.id for r in claimed], input_version=deployed.id,
+                            method=method, config=config.model_dump(), started=now())
+            session.add(action)
+            session.flush()
+            for request in claimed:
+                request.status, request.action_id = "in_progress", action.id
+            record("batch.claimed", {"action": action.id, "requests": action.requests, "model": deployed.id}, rows=[action, *claimed])
+            # this batch's images, and those of requests still awaiting retraining (the deployed
+            # model holds them too): the new version must be made without any of them
+            forgotten = ledger.forgotten_ids(session)
+        trained_on = ledger.train_ids(deployed)
+        forget = np.intersect1d(forgotten, trained_on)
+        if forget.size == 0:
+            return _finish_noop(ledger, actor, action, claimed, deployed)
+        return _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample)
+
+
+def _finish_noop(ledger, actor, action, claimed, deployed) -> Served:
+    with ledger.write(actor) as (session, record):
+        action = session.get(Action, action.id)
+        action.kind, action.status, action.finished, action.seconds, action.output_version = "noop", "done", now(), 0.0, deployed.id
+        requests = [session.get(Request, r.id) for r in claimed]
+        for request in requests:
+            request.status, request.served = "served", now()
+        record("batch.served", {"action": action.id, "note": f"no requested image is in model version {deployed.id}: nothing to unlearn"}, rows=[action, *requests])
+    return Served(action=action.id, requests=action.requests, version=deployed.id, message="nothing to unlearn: no requested image is in the deployed model")
+
+
+def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample) -> Served:
+    import dataclasses
+
+    from unlearnkit.data import load_dataset
+    from unlearnkit.data.scenarios import Scenario
+    from unlearnkit.data.splits import make_split
+    from unlearnkit.forget import unlearn_and_verify
+    from unlearnkit.pages import batch_report
+    from unlearnkit.train import Recipe, default_device
+
+    started = time.perf_counter()
+    dataset = load_dataset(deployed.data)
+    if dataset.fingerprint != deployed.data_fingerprint:
+        raise UnlearnkitError(f"the data at {deployed.data} is not what model version {deployed.id} was trained on (fingerprint changed); restore it")
+    say(f"[bold]serving[/bold] action {action.id}: {len(claimed)} requests, {forget.size} images, model version {deployed.id}, method {method}")
+    requested = Scenario("file", f"ledger-action:{action.id}", requested=tuple(int(i) for i in forget))
+    split = make_split(dataset.train_y, len(dataset.test_y), forget=requested, seed=seed, data_fingerprint=dataset.fingerprint, classes=dataset.classes)
+    split = dataclasses.replace(split, forget=forget, retain=np.setdiff1d(trained_on, forget), spec=f"ledger action {action.id}")
+    original = ledger.load(deployed, default_device())
+    recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(deployed), dict) else Recipe()
+    work = ledger.path(f"actions/{action.id}")
+    result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed,
+                                          retain_sample=retain_sample, checkpoint=work / "checkpoint.safetensors")
+    verdict = decide(verified, int(forget.size), rule)
+    report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,
+              **verified, "verdict": verdict, "seconds": time.perf_counter() - started}
+    atomic_write_bytes(work / "report.json", json.dumps(report, indent=2, default=float).encode())
+    atomic_write_bytes(work / "report.html", batch_report(report).encode())
+    (work / "checkpoint.safetensors").unlink(missing_ok=True)
+    relative = f"actions/{action.id}/report.html"
+    with ledger.write(actor) as (session, record):
+        mine = session.get(Action, action.id)
+        if mine.status != "running" or mine.holder != holder_name():
+            raise UnlearnkitError(f"action {action.id} was taken over by {mine.holder} ({mine.status}); this result is dropped")
+        passed = verdict["passed"]
+        parent = session.get(ModelVersion, deployed.id)
+        subjects = sorted({s for r in claimed for s in r.subjects} | set(parent.excluded_subjects))
+        version = ledger._add_version(session, result.model, parent.spec, kind="unlearned", parent=parent, data=parent.data, fingerprint=parent.data_fingerprint,
+                                      train_ids=split.retain, method=method, config=verified["config"], verdict="pass" if passed else "fail",
+                                      excluded_subjects=subjects, recipe=recipe.model_dump())
+        mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), report["seconds"], None
+        mine.verdict, mine.report_path, mine.report_sha256 = verdict, relative, sha256_file(ledger.path(relative))
+        session.flush()
+        mine.output_version = version.id
+        rows = [mine, version]
+        requests = [session.get(Request, r.id) for r in claimed]
+        for request in requests:
+            request.status = "served" if passed else "retrain_scheduled"
+            request.served = now() if passed else None
+        if passed:
+            rows.append(ledger.set_deployed(session, version))
+        record("batch.served" if passed else "batch.verdict_failed", {"action": action.id, "version": version.id, "verdict": passed,
+                                                                      "report_sha256": mine.report_sha256}, rows=rows + requests)
+    return Served(action=action.id, requests=action.requests, images=int(forget.size), verdict=verdict, version=version.id, deployed=passed, report=relative,
+                  message=("served: the new version is deployed" if passed else "the verdict failed: the requests await `unlearnkit ledger retrain`"))
+
+
+@dataclass
+class Retrained:
+    action: int | None = None
+    requests: list[str] = field(default_factory=list)
+    version: int | None = None
+    test_acc: float | None = None
+    message: str = ""
+
+
+def retrain_due(ledger: Ledger, session, every: int | None, above: float | None) -> str | None:
+    scheduled = ledger.requests(session, ("retrain_scheduled",))
+    if scheduled:
+        return f"{len(scheduled)} requests await retraining"
+    last = session.scalar(select(Action.started).where(Action.kind == "retrain", Action.status == "done").order_by(Action.id.desc()).limit(1))
+    if every:
+        since = [r for r in session.scalars(select(Request).where(Request.status == "served")) if last is None or (r.served or "") > last]
+        if len(since) >= every:
+            return f"{len(since)} requests served by unlearning since the last retraining (policy: every {every})"
+    if above is not None:
+        info = ledger.dataset_info(session)
+        fraction = ledger.forgotten_ids(session).size / max(1, info["n_train"] if info else 1)
+        if fraction > above:
+            return f"{100 * fraction:.2f}% of the training set forgotten (policy: above {100 * above:.2f}%)"
+    return None
+
+
+def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: float | None = None, seed: int = 0, wait: float = 600) -> Retrained:
+    """Train from scratch, with the original's recipe and architecture, on every image of the
+    original training set not forgotten so far; deploy it and close the requests that awaited it."""
+    from unlearnkit.data import load_dataset
+    from unlearnkit.store import build_from_factory
+    from unlearnkit.models import create_model
+    from unlearnkit.train import Recipe, Source, accuracy, default_device, fit
+
+    with serving_lease(ledger, actor, wait):
+        with ledger.write(actor) as (session, record):
+            reason = retrain_due(ledger, session, every, above)
+            if reason is None:
+                return Retrained(message="retraining is not due")
+            deployed = ledger.deployed(session)
+            root = deployed
+            while root.kind == "unlearned":
+                root = session.get(ModelVersion, root.parent_id)
+            scheduled = ledger.requests(session, ("retrain_scheduled",))
+            action = Action(kind="retrain", status="running", holder=holder_name(), requests=[r.id for r in scheduled], input_version=deployed.id,
+                            method=None, config={"reason": reason, "seed": seed, "root_version": root.id}, started=now())
+            session.add(action)
+            session.flush()
+            for request in scheduled:
+                request.action_id = action.id
+            record("retrain.started", {"action": action.id, "reason": reason, "root": root.id}, rows=[action, *scheduled])
+            keep = np.setdiff1d(ledger.train_ids(root), ledger.forgotten_ids(session))
+        started = time.perf_counter()
+        dataset = load_dataset(root.data)
+        recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(root), dict) else Recipe()
+        spec = root.spec
+        device = default_device()
+        model = build_from_factory(spec["factory"], spec.get("kwargs")) if "factory" in spec else create_model(spec["name"], **spec.get("kwargs", {}))
+        model = model.to(device)
+        say(f"[bold]retraining[/bold] from scratch on {keep.size} images (action {action.id}: {reason})")
+        fit(model, Source.take(dataset.train_x, dataset.train_y, keep, device), recipe, seed=seed, description="retrain")
+        test_acc = accuracy(model, dataset.test_x, dataset.test_y, precision="fp32")
+        with ledger.write(actor) as (session, record):
+            mine = session.get(Action, action.id)
+            if mine.status != "running" or mine.holder != holder_name():
+                raise UnlearnkitError(f"action {action.id} was taken over by {mine.holder}; this result is dropped")
+            parent = session.get(ModelVersion, deployed.id)
+            subjects = sorted({s for r in session.scalars(select(Request).where(Request.status.in_(("served", "retrain_scheduled")))) for s in r.subjects})
+            version = ledger._add_version(session, model, spec, kind="retrained", parent=parent, data=root.data, fingerprint=root.data_fingerprint, train_ids=keep,
+                                          method=None, config={"seed": seed}, verdict="pass", excluded_subjects=subjects, recipe=recipe.model_dump())
+            session.flush()
+            mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), time.perf_counter() - started, version.id
+            mine.verdict = {"passed": True, "checks": [{"check": "exact retraining", "passed": True, "detail": f"test accuracy {100 * test_acc:.1f}%"}]}
+            requests = list(session.scalars(select(Request).where(Request.action_id == action.id, Request.status == "retrain_scheduled")))
+            for request in requests:
+                request.status, request.served = "served", now()
+            record("retrain.served", {"action": action.id, "version": version.id, "images": int(keep.size), "test_acc": test_acc},
+                   rows=[mine, version, ledger.set_deployed(session, version), *requests])
+    return Retrained(action=action.id, requests=[r.id for r in requests], version=version.id, test_acc=test_acc, message=f"retrained: {reason}")
