@@ -1,0 +1,266 @@
+"""The deletion-request service: ledger, audit chain, serving, retraining, deadlines, HTTP API.
+
+Each ledger test runs on SQLite and on a real PostgreSQL server ($UNLEARNKIT_TEST_POSTGRES,
+which `.ci/run` starts with `.ci/start-postgres`). The deployed model memorizes: it is trained
+to 100% on random images with random labels, so a request's images are recognised (the attacks
+see them) until they are really forgotten, and a weak unlearning run fails its verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_binary
+
+pytest.importorskip("sqlalchemy")
+pytest.importorskip("alembic")
+
+from unlearnkit.errors import UnlearnkitError  # noqa: E402
+from unlearnkit.service.db import Action, ModelVersion, Request, now  # noqa: E402
+from unlearnkit.service.ledger import Ledger  # noqa: E402
+from unlearnkit.service.serving import VerdictRule, retrain, serve  # noqa: E402
+
+POSTGRES = os.environ.get("UNLEARNKIT_TEST_POSTGRES")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL server: set UNLEARNKIT_TEST_POSTGRES (.ci/start-postgres)"))]
+N_TRAIN, N_TEST = 300, 200
+WEAK = {"epochs": 0.05, "lr": 0.001}  # a finetune run that changes next to nothing
+LENIENT = VerdictRule(max_test_drop=1.0, forget_margin=1.0, attack_margin=0.5)  # every check holds
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    from unlearnkit.models import create_model
+    from unlearnkit.store import save_model
+    from unlearnkit.train import Recipe, Source, accuracy, fit
+
+    root = tmp_path_factory.mktemp("service")
+    rng = np.random.default_rng(0)
+    arrays = (rng.integers(0, 256, (N_TRAIN, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, N_TRAIN).astype(np.int64),
+              rng.integers(0, 256, (N_TEST, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, N_TEST).astype(np.int64))
+    data = write_binary(root / "data", *arrays)
+    torch.manual_seed(0)
+    model = create_model("resnet18", width=8)
+    recipe = Recipe(epochs=25, batch_size=50, lr=0.05, precision="fp32")
+    fit(model, Source(torch.from_numpy(arrays[0]), torch.from_numpy(arrays[1])), recipe)
+    assert accuracy(model, arrays[0], arrays[1], "fp32") == 1.0  # it memorized: the planted effect every verdict test relies on
+    path = save_model(model, root / "deployed.safetensors", role="original", recipe=recipe.model_dump())
+    subjects = root / "subjects.csv"
+    subjects.write_text("subject_id,sample_id\n" + "".join(f"person-{i // 3},{i}\n" for i in range(90)))
+    return {"data": data, "model": path, "subjects": subjects}
+
+
+@pytest.fixture
+def location(request, tmp_path, monkeypatch):
+    """A new, empty ledger location on the backend asked for."""
+    monkeypatch.setenv("UNLEARNKIT_LEDGER_DIR", str(tmp_path / "ledger-files"))
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+        return
+    import psycopg
+
+    name = f"ledger_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def ledger(location, deployed):
+    book = Ledger.open(location, create=True)
+    book.register_model(deployed["model"], str(deployed["data"]), "test")
+    book.import_subjects(deployed["subjects"], "test")
+    yield book
+    book.engine.dispose()
+
+
+def statuses(book: Ledger) -> dict[str, str]:
+    with book.read() as session:
+        return {r.id: r.status for r in session.query(Request)}
+
+
+def all_versions(book: Ledger) -> list[ModelVersion]:
+    with book.read() as session:
+        return list(session.query(ModelVersion).order_by(ModelVersion.id))
+
+
+def execute(book: Ledger, sql: str) -> None:
+    from sqlalchemy import text
+
+    with book.engine.begin() as connection:
+        for statement in sql.split(";"):
+            if statement.strip():
+                connection.execute(text(statement))
+
+
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_failed_verdict_goes_to_retraining_and_no_forgotten_image_comes_back(ledger):
+    ledger.submit("test", "r1", subjects=["person-0", "person-1"])
+    ledger.submit("test", "r2", sample_ids=[100, 101])
+    served = serve(ledger, "test", method="finetune", config=WEAK)
+    assert served.verdict["passed"] is False and not served.deployed  # the memorized images are still recognised
+    failed = {c["check"]: c["passed"] for c in served.verdict["checks"]}
+    assert failed["requested images look unseen"] is False
+    assert statuses(ledger) == {"r1": "retrain_scheduled", "r2": "retrain_scheduled"}
+    with ledger.read() as session:
+        assert ledger.deployed(session).kind == "trained"  # the failed version was registered, not deployed
+    done = retrain(ledger, "test")
+    assert statuses(ledger) == {"r1": "served", "r2": "served"} and sorted(done.requests) == ["r1", "r2"]
+    forgotten = {0, 1, 2, 3, 4, 5, 100, 101}
+    versions = all_versions(ledger)
+    assert [v.kind for v in versions] == ["trained", "unlearned", "retrained"]
+    for version in versions[1:]:
+        assert not forgotten & set(ledger.train_ids(version).tolist())
+        assert ledger.train_ids(version).size == N_TRAIN - len(forgotten)
+    assert versions[2].excluded_subjects == ["person-0", "person-1"]
+    # a later batch, served from the retrained model, does not bring them back either
+    ledger.submit("test", "r3", sample_ids=[200])
+    later = serve(ledger, "test", method="finetune", config={"epochs": 0.2}, rule=LENIENT)
+    assert later.deployed and statuses(ledger)["r3"] == "served"
+    newest = all_versions(ledger)[-1]
+    assert not (forgotten | {200}) & set(ledger.train_ids(newest).tolist())
+    assert ledger.verify()[0] == []
+
+
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_a_passing_verdict_deploys_and_the_report_is_recorded(ledger):
+    from unlearnkit.fileio import sha256_file
+
+    ledger.submit("test", "r1", subjects=["person-3"])
+    served = serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT)
+    assert served.deployed and served.images == 3
+    with ledger.read() as session:
+        action = session.get(Action, served.action)
+        assert ledger.deployed(session).id == served.version == action.output_version
+        assert sha256_file(ledger.path(action.report_path)) == action.report_sha256
+    page = ledger.path(served.report).read_text()
+    assert "verdict <span class=pass>PASS</span>" in page and "data:image/png;base64," in page
+    assert serve(ledger, "test").message == "no pending request"
+
+
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_verify_names_each_kind_of_tampering(ledger, location):
+    ledger.submit("test", "r1", sample_ids=[7])
+    ledger.submit("test", "r2", sample_ids=[8])
+    assert ledger.verify()[0] == []
+    last = ledger.verify()[1][0]
+    cases = [
+        (f"UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", "audit entry 2 (model.registered) was edited"),
+        ("DELETE FROM audit_log WHERE seq = 3", "audit entry 3 is missing"),
+        (f"UPDATE audit_log SET seq = 100 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4; UPDATE audit_log SET seq = 4 WHERE seq = 100",
+         "audit entry 3 (request.received) does not follow entry 2"),
+        (f"INSERT INTO audit_log SELECT seq + 1, time, actor, event, payload, payload_sha256, prev_hash, hash FROM audit_log WHERE seq = {last}",
+         f"audit entry {last + 1} (request.received) does not follow entry {last}"),
+        (f"DELETE FROM audit_log WHERE seq = {last}", f"the chain's head records entry {last} but the chain ends at entry {last - 1}"),
+        ("UPDATE requests SET status = 'served' WHERE id = 'r2'", "row requests/r2 differs from what audit entry"),
+        ("DELETE FROM requests WHERE id = 'r1'", "row requests/r1, recorded by audit entry"),
+        ("INSERT INTO subjects VALUES ('eve', 9)", "row subjects differs from what audit entry"),
+        ("UPDATE state SET value = '99' WHERE key = 'deployed'", "row state/deployed differs"),
+    ]
+    for sql, named in cases:
+        snapshot = dump(ledger)
+        execute(ledger, sql)
+        problems = ledger.verify()[0]
+        assert problems and named in problems[0], (sql, problems[:2])
+        restore(ledger, snapshot)
+        assert ledger.verify()[0] == [], sql
+
+
+TABLES = ("audit_log", "requests", "subjects", "state")
+
+
+def reflected(book: Ledger):
+    from sqlalchemy import MetaData
+
+    meta = MetaData()
+    meta.reflect(book.engine, only=TABLES)
+    return meta
+
+
+def dump(book: Ledger) -> dict:
+    meta = reflected(book)
+    with book.engine.connect() as connection:
+        return {t: [dict(row._mapping) for row in connection.execute(meta.tables[t].select())] for t in TABLES}
+
+
+def restore(book: Ledger, snapshot: dict) -> None:
+    meta = reflected(book)
+    with book.engine.begin() as connection:
+        for t in TABLES:
+            connection.execute(meta.tables[t].delete())
+            if snapshot[t]:
+                connection.execute(meta.tables[t].insert(), snapshot[t])
+
+
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_bad_requests_are_refused_and_write_nothing(ledger):
+    head = ledger.verify()[1]
+    bad = [
+        (dict(subjects=["nobody"]), "subject 'nobody' is not in the subject map"),
+        (dict(sample_ids=[N_TRAIN + N_TEST + 5]), f"sample_id {N_TRAIN + N_TEST + 5} is unknown"),
+        (dict(sample_ids=[N_TRAIN + 3]), f"sample_id {N_TRAIN + 3} is a held-out (test) image"),
+        (dict(sample_ids=[-1]), "sample_id -1 is negative"),
+        (dict(sample_ids=["x"]), "sample_id 'x' is not an integer"),
+        (dict(), "names no subject and no sample_id"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(UnlearnkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            ledger.submit("test", "bad-1", **kwargs)
+    with pytest.raises(UnlearnkitError, match="request id 'bad id!' is not valid"):
+        ledger.submit("test", "bad id!", sample_ids=[1])
+    with pytest.raises(UnlearnkitError, match="lies outside the ledger folder"):
+        ledger.path("../../etc/passwd")
+    assert ledger.verify() == ([], head) and statuses(ledger) == {}
+    # the same id twice: recorded once; with other content: refused
+    assert ledger.submit("test", "r1", sample_ids=[5]).created and not ledger.submit("test", "r1", sample_ids=[5]).created
+    with pytest.raises(UnlearnkitError, match="request id r1 was already used"):
+        ledger.submit("test", "r1", subjects=["person-2"])
+    assert statuses(ledger) == {"r1": "pending"}
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_deadlines_overdue_requests_fail_the_check(ledger, location):
+    from datetime import datetime, timezone
+
+    long_ago = (datetime.now(timezone.utc) - timedelta(days=31)).isoformat(timespec="microseconds")
+    ledger.submit("test", "late", sample_ids=[1], received=long_ago)
+    ledger.submit("test", "fresh", sample_ids=[2])
+    run = lambda *args: subprocess.run([sys.executable, "-m", "unlearnkit", "ledger", *args, "--ledger", location], capture_output=True, text=True)  # noqa: E731
+    checked = run("check")
+    assert checked.returncode == 1 and "OVERDUE request late" in checked.stdout and "fresh" not in checked.stdout
+    shown = run("status")
+    assert shown.returncode == 0 and "OVERDUE by 1d" in shown.stdout
+    assert shown.stdout.index("late") < shown.stdout.index("fresh")  # by time left
+    serve(ledger, "test", method="finetune", config={"epochs": 0.2}, rule=LENIENT)
+    assert run("check").returncode == 0
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_retrain_policy_every_k_served(ledger):
+    for i in range(3):
+        ledger.submit("test", f"r{i}", sample_ids=[10 + i])
+        serve(ledger, "test", method="finetune", config={"epochs": 0.1}, rule=LENIENT)
+    assert retrain(ledger, "test", every=4).version is None  # 3 served since: not due
+    done = retrain(ledger, "test", every=3)
+    assert done.version is not None and "3 requests served by unlearning" in done.message
+    assert ledger.train_ids(all_versions(ledger)[-1]).size == N_TRAIN - 3
+    assert retrain(ledger, "test", every=3).version is None  # none served since
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_max_wait_holds_a_small_batch(ledger):
+    ledger.submit("test", "r1", sample_ids=[1])
+    held = serve(ledger, "test", batch=5, max_wait=timedelta(hours=1))
+    assert "not due" in held.message and statuses(ledger) == {"r1": "pending"}
+    assert serve(ledger, "test", batch=5, max_wait=timedelta(0), config={"epochs": 0.1}, rule=LENIENT).deployed
