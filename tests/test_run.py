@@ -253,3 +253,20 @@ def test_make_net_must_be_importable_for_the_store(finished_run, tmp_path):
     setup = prepare(data=data, preset="smoke", cache=tmp_path / "cache")
     with pytest.raises(UnlearnkitError, match=r"make_net test_run:.*<lambda> is not a module-level function"):
         train_reference("original", setup.dataset, setup.split, setup.preset, 0, setup.store, make_net=lambda: None)
+
+
+def test_the_run_report_renders_in_a_browser(finished_run):
+    """report.html: self-contained (no network), the table of models and every figure rendered."""
+    from browser import browser_page, images_rendered, screenshot
+
+    results, out = finished_run[0], finished_run[1]
+    with browser_page() as page:
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto((out / "report.html").resolve().as_uri())
+        rows = page.locator("table tr").all_inner_texts()
+        assert [r.split("\t")[0] for r in rows[1:]] == [row["name"] for row in results["rows"]]
+        widths = images_rendered(page)
+        assert len(widths) == sum(p.endswith(".png") for p in results["figures"]) and min(widths) > 100
+        assert all(url.startswith(("file:", "data:")) for url in requested)
+        screenshot(page, "run-report")

@@ -30,8 +30,7 @@ from unlearnkit.service.db import Action, ModelVersion, Request, now  # noqa: E4
 from unlearnkit.service.ledger import Ledger  # noqa: E402
 from unlearnkit.service.serving import VerdictRule, retrain, serve  # noqa: E402
 
-POSTGRES = os.environ.get("UNLEARNKIT_TEST_POSTGRES")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL server: set UNLEARNKIT_TEST_POSTGRES (.ci/start-postgres)"))]
+BACKENDS = ["sqlite", "postgresql"]
 N_TRAIN, N_TEST = 300, 200
 WEAK = {"epochs": 0.05, "lr": 0.001}  # a finetune run that changes next to nothing
 LENIENT = VerdictRule(max_test_drop=1.0, forget_margin=1.0, attack_margin=0.5)  # every check holds
@@ -59,6 +58,14 @@ def deployed(tmp_path_factory):
     return {"data": data, "model": path, "subjects": subjects}
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    from pgserver import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
 @pytest.fixture
 def location(request, tmp_path, monkeypatch):
     """A new, empty ledger location on the backend asked for."""
@@ -66,13 +73,16 @@ def location(request, tmp_path, monkeypatch):
     if request.param == "sqlite":
         yield str(tmp_path / "ledger.db")
         return
+    server = request.getfixturevalue("postgres")
+    if server is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does) and $UNLEARNKIT_TEST_POSTGRES is not set")
     import psycopg
 
     name = f"ledger_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+    with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+    yield server.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
@@ -264,3 +274,198 @@ def test_max_wait_holds_a_small_batch(ledger):
     held = serve(ledger, "test", batch=5, max_wait=timedelta(hours=1))
     assert "not due" in held.message and statuses(ledger) == {"r1": "pending"}
     assert serve(ledger, "test", batch=5, max_wait=timedelta(0), config={"epochs": 0.1}, rule=LENIENT).deployed
+
+
+def serve_command(location: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "unlearnkit", "requests", "serve", "--ledger", location, "--set", "finetune.epochs=0.1",
+            "--max-test-drop", "1", "--forget-margin", "1", "--attack-margin", "0.5", *extra]
+
+
+def check_exactly_once(book: Ledger) -> None:
+    """Every request served by exactly one finished action; every version's weights on disk as
+    recorded; nothing left half-written; the chain verifies."""
+    from unlearnkit.fileio import sha256_file
+
+    with book.read() as session:
+        requests = list(session.query(Request))
+        done = [a for a in session.query(Action).filter(Action.status == "done")]
+        assert all(r.status == "served" for r in requests), {r.id: r.status for r in requests}
+        served_by = [rid for a in done for rid in a.requests]
+        assert sorted(served_by) == sorted(r.id for r in requests)  # each once, none twice
+        for r in requests:
+            assert r.id in session.get(Action, r.action_id).requests and session.get(Action, r.action_id).status == "done"
+        versions = list(session.query(ModelVersion))
+        for v in versions:
+            assert sha256_file(book.path(v.path)) == v.sha256
+    on_disk = sorted(p.name for p in book.path("models").iterdir())
+    assert on_disk == sorted(n for v in versions for n in (Path(v.path).name, Path(v.path).with_suffix(".json").name))
+    assert book.verify()[0] == []
+
+
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_two_serve_processes_never_serve_a_request_twice(ledger, location):
+    for i in range(4):
+        ledger.submit("test", f"r{i}", sample_ids=[20 + i])
+    env = {**os.environ, "UNLEARNKIT_QUIET": "1"}
+    processes = [subprocess.Popen(serve_command(location, "--batch", "2"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    check_exactly_once(ledger)
+    with ledger.read() as session:
+        batches = [a.requests for a in session.query(Action).filter(Action.kind == "unlearn")]
+    assert len(batches) == 2 and sorted(sum(batches, [])) == ["r0", "r1", "r2", "r3"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_kill_9_while_serving_then_restart_serves_each_request_once(ledger, location):
+    import random
+    import signal
+    import time
+
+    env = {**os.environ, "UNLEARNKIT_QUIET": "1"}
+    ledger.submit("test", "warm-up", sample_ids=[30])
+    started = time.monotonic()
+    subprocess.run(serve_command(location), env=env, check=True, capture_output=True)
+    duration = time.monotonic() - started
+    rng = random.Random(0)
+    interrupted = 0
+    for trial in range(10):
+        ledger.submit("test", f"t{trial}-a", sample_ids=[40 + 2 * trial])
+        ledger.submit("test", f"t{trial}-b", subjects=[f"person-{trial}"])
+        process = subprocess.Popen(serve_command(location), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 1.1 * duration))
+        if process.poll() is None:
+            interrupted += 1
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        again = subprocess.run(serve_command(location), env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        check_exactly_once(ledger)
+    assert interrupted >= 5  # most kills land mid-serve, not after it
+    with ledger.read() as session:
+        abandoned = session.query(Action).filter(Action.status == "abandoned").count()
+    assert abandoned >= 1
+
+
+def load_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("service_api_bench", Path(__file__).resolve().parents[1] / "bench" / "service_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_api_needs_a_token_and_refuses_bad_input_without_writing(ledger):
+    from fastapi.testclient import TestClient
+
+    from unlearnkit.service.api import create_app
+
+    token = ledger.create_token("tester", "test")
+    client = TestClient(create_app(ledger))
+    endpoints = [("post", "/requests"), ("get", "/requests/x"), ("get", "/models"), ("get", "/ledger/verify"), ("get", "/"), ("get", "/reports/actions/1/report.html")]
+    head = ledger.verify()[1]
+    for headers in ({}, {"Authorization": "Bearer ulk_wrong"}, {"Authorization": token}):  # the last lacks "Bearer "
+        for verb, path in endpoints:
+            answer = getattr(client, verb)(path, headers=headers, **({"json": {"sample_ids": [1]}} if verb == "post" else {}))
+            assert answer.status_code == 401 and "bearer token" in answer.json()["error"], (path, headers)
+    auth = {"Authorization": f"Bearer {token}"}
+    bad = [
+        (dict(content=b"{not json", headers={**auth, "content-type": "application/json"}), 422, "JSON decode error"),
+        (dict(json={"subjects": ["nobody"]}), 400, "subject 'nobody' is not in the subject map"),
+        (dict(json={"sample_ids": [N_TRAIN + 1]}), 400, "is a held-out (test) image"),
+        (dict(json={"sample_ids": [N_TRAIN + N_TEST]}), 400, f"sample_id {N_TRAIN + N_TEST} is unknown"),
+        (dict(json={"sample_ids": ["x"]}), 422, "sample_ids.0: Input should be a valid integer"),
+        (dict(json={"sample_ids": [1], "extra": 1}), 422, "extra: Extra inputs are not permitted"),
+        (dict(json={}), 400, "names no subject and no sample_id"),
+    ]
+    for kwargs, code, message in bad:
+        answer = client.post("/requests", **({"headers": auth} | kwargs))
+        assert answer.status_code == code and message in answer.json()["error"] and "\n" not in answer.json()["error"], answer.text
+    for path in ("/reports/..%2f..%2f..%2fetc%2fpasswd", "/reports/%2e%2e/%2e%2e/ledger.db", "/reports/models/x"):
+        answer = client.get(path, headers=auth)
+        assert answer.status_code in (400, 404) and "root:" not in answer.text, path
+    assert ledger.verify() == ([], head) and statuses(ledger) == {}
+    first = client.post("/requests", headers=auth, json={"request_id": "web-1", "subjects": ["person-2"]})
+    assert first.status_code == 201 and first.json()["images"] == 3 and first.json()["status"] == "pending"
+    again = client.post("/requests", headers=auth, json={"request_id": "web-1", "subjects": ["person-2"]})
+    assert again.status_code == 200 and again.json()["created"] is False
+    clash = client.post("/requests", headers=auth, json={"request_id": "web-1", "subjects": ["person-4"]})
+    assert clash.status_code == 409
+    shown = client.get("/requests/web-1", headers=auth).json()
+    assert shown["subjects"] == ["person-2"] and shown["overdue"] is False
+    assert client.get("/requests/none", headers=auth).status_code == 404
+    models = client.get("/models", headers=auth).json()
+    assert [(m["id"], m["kind"], m["deployed"]) for m in models] == [(1, "trained", True)]
+    assert client.get("/ledger/verify", headers=auth).json()["ok"] is True
+    with ledger.read() as session:  # the token is stored as its sha256 only
+        from unlearnkit.service.db import Token
+
+        assert token not in [t.sha256 for t in session.query(Token)] and all(len(t.sha256) == 64 for t in session.query(Token))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_a_thousand_concurrent_posts_are_each_recorded_once(ledger, location, tmp_path):
+    import asyncio
+
+    bench = load_bench()
+    token = ledger.create_token("load", "test")
+    process, url = bench.start_api(location)
+    try:
+        result = asyncio.run(bench.post_load(url, token, n=1000, concurrency=50, n_train=N_TRAIN))
+    finally:
+        process.terminate()
+        process.wait()
+    assert result["unique_ids"] == 901
+    codes = {rid: [] for rid, _, _ in result["answers"]}
+    for rid, code, _ in result["answers"]:
+        codes[rid].append(code)
+    assert all(sorted(c) in ([201], [200, 201]) for c in codes.values()), [c for c in codes.items() if sorted(c[1]) not in ([201], [200, 201])][:3]
+    with ledger.read() as session:
+        recorded = sorted(r.id for r in session.query(Request))
+    assert recorded == sorted(codes)
+    assert ledger.verify()[0] == []
+    print(f"\n{location.split(':')[0]}: 1000 POSTs at concurrency 50: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms")
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
+    """Served by the API: a failed batch, its retraining, an overdue request, a pending one."""
+    from datetime import datetime, timezone
+
+    from browser import browser_page, images_rendered, screenshot
+
+    ledger.submit("test", "fails", subjects=["person-5"])
+    serve(ledger, "test", method="finetune", config=WEAK)
+    retrain(ledger, "test")
+    ledger.submit("test", "overdue", sample_ids=[50], received=(datetime.now(timezone.utc) - timedelta(days=40)).isoformat(timespec="microseconds"))
+    ledger.submit("test", "waiting", sample_ids=[51])
+    token = ledger.create_token("browser", "test")
+    bench = load_bench()
+    process, url = bench.start_api(location)
+    try:
+        with browser_page() as page:
+            page.goto(f"{url}/ledger/verify")
+            assert "missing or wrong bearer token" in page.locator("body").inner_text()
+            page.goto(f"{url}/?token={token}")
+            assert page.locator("h1").inner_text() == "unlearnkit deletion requests"
+            open_rows = page.locator("table").nth(1).locator("tr").all_inner_texts()[1:]
+            assert [row.split("\t")[0] for row in open_rows] == ["overdue", "waiting"]  # by time left
+            late = page.locator("span.overdue")
+            assert late.count() == 1 and late.inner_text().startswith("OVERDUE by 10d")
+            assert late.evaluate("e => getComputedStyle(e).color") == "rgb(179, 38, 30)"
+            lineage = [row.split("\t")[:2] for row in page.locator("table").nth(2).locator("tr").all_inner_texts()[1:]]
+            assert lineage == [["1", "trained"], ["2", "unlearned"], ["3 (deployed)", "retrained"]]
+            assert "PASS verified" in page.locator("p").first.inner_text()
+            screenshot(page, "dashboard")
+            page.locator("a", has_text="report").first.click()  # the cookie set by ?token= carries the session
+            page.wait_for_load_state()
+            assert page.locator("h1").inner_text() == "Deletion batch 1: verdict FAIL"
+            assert page.locator("span.fail").count() >= 2 and images_rendered(page) and min(images_rendered(page)) > 300
+            screenshot(page, "batch-report")
+    finally:
+        process.terminate()
+        process.wait()

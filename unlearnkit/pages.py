@@ -23,6 +23,7 @@ th{background:#eef1f6}td.l{text-align:left}td:first-child,th:first-child{text-al
 .fail{color:#fff;background:#b3261e;padding:.1em .5em;border-radius:4px}
 .overdue{color:#b3261e;font-weight:bold}.muted{color:#667}
 img{max-width:100%;border:1px solid #dde}
+.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{flex:1 1 30%;min-width:320px;margin:0}
 """
 
 
@@ -88,7 +89,7 @@ def batch_report(report: dict) -> str:
     checks = [[escape(c["check"]), badge(c["passed"]), escape(c["detail"])] for c in verdict["checks"]]
     figure = batch_figure(report) if report["attacks"] else ""
     body = (f"<h1>Deletion batch {report['action']}: verdict {badge(verdict['passed'])}</h1>"
-            f"<p>{len(report['requests'])} requests ({escape(', '.join(report['requests'][:20]))}{' …' if len(report['requests']) > 20 else ''}), "
+            f"<p>{len(report['requests'])} request{'s' if len(report['requests']) != 1 else ''} ({escape(', '.join(report['requests'][:20]))}{' …' if len(report['requests']) > 20 else ''}), "
             f"{report['images']} images unlearned from model version {report['input_version']} with <b>{escape(report['method'])}</b> "
             f"in {report['unlearn_seconds']:.1f} s.</p>"
             f"<h2>Verdict</h2>{table(['check', 'result', 'measured'], checks)}"
@@ -115,7 +116,7 @@ def run_report(results: dict, figures: list[Path]) -> str:
             "Accuracies in %; each method is compared with <b>retrain</b>, the model trained without the forgotten images.</p>"
             f"<h2>Results</h2>{table(['model'] + present, cells)}"
             f"<p>Positive control: {badge(bool(results.get('positive_control', {}).get('passed')))} {escape(str(results.get('positive_control', {}).get('note', '')))}</p>"
-            f"<h2>Figures</h2>{''.join(file_img(p) for p in figures if p.suffix == '.png' and p.is_file())}")
+            f"<h2>Figures</h2><div class=figs>{''.join(file_img(p) for p in figures if p.suffix == '.png' and p.is_file())}</div>")
     return page("unlearnkit run", body)
 
 

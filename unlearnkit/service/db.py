@@ -178,9 +178,9 @@ def make_engine(location: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection):
-            # every transaction takes the write lock up front: two writers never both read the
-            # same pending requests or the same chain head and then both write
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # a writing transaction takes the write lock up front: two writers never both read
+            # the same pending requests or the same chain head and then both write
+            connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     try:
@@ -201,5 +201,5 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def sessions(engine: Engine) -> sessionmaker:
-    return sessionmaker(engine, expire_on_commit=False)
+def sessions(engine: Engine, read_only: bool = False) -> sessionmaker:
+    return sessionmaker(engine.execution_options(read_only=True) if read_only else engine, expire_on_commit=False)

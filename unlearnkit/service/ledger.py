@@ -56,6 +56,7 @@ class Ledger:
     def __init__(self, location: str, engine, folder: Path):
         self.location, self.engine, self.folder = location, engine, folder
         self.sessions = sessions(engine)
+        self.readers = sessions(engine, read_only=True)
 
     @classmethod
     def open(cls, location: str | None = None, create: bool = False) -> "Ledger":
@@ -92,7 +93,8 @@ class Ledger:
 
     @contextmanager
     def read(self):
-        with self.sessions() as session:
+        """A session that only reads (on SQLite it does not take the write lock)."""
+        with self.readers() as session:
             yield session
 
     # ---- state -------------------------------------------------------------------------------
