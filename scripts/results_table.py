@@ -78,7 +78,7 @@ def single_evidence(results: dict) -> str:
 
 def aggregate_evidence(entries: list[dict]) -> str:
     keys = sorted({k for e in entries for k in e if k.startswith("evidence.attacks.") and k.endswith(".forget.auc.value")})
-    keys += [k for k in ("js_forget", "neurips_score", "ulira_auc") if any(k in e for e in entries)]
+    keys += [k for k in ("js_forget", "neurips_score", "klom_forget", "ulira_auc") if any(k in e for e in entries)]
     head = ["model", *(k.removeprefix("evidence.attacks.").removesuffix(".forget.auc.value") + (" AUC" if k.startswith("evidence") else "") for k in keys)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for entry in entries:

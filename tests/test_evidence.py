@@ -304,3 +304,32 @@ def test_epsilon_equals_a_brute_force_search_on_tied_discrete_confidences():
         expected = brute_force_epsilon(unlearned, retrained)
         assert example_epsilon(unlearned, retrained) == pytest.approx(expected, abs=1e-9), (unlearned, retrained)
         compared += 1
+
+
+def test_klom_is_zero_for_identical_ensembles_and_grows_with_a_shift():
+    from unlearnkit.evaluate.klom import klom
+
+    rng = np.random.default_rng(0)
+    retrained = rng.normal(0, 1, size=(16, 200))
+    assert np.all(klom(retrained.copy(), retrained) == 0)
+    near = klom(retrained + 0.1, retrained)
+    far = klom(retrained + 5, retrained)
+    assert near.mean() < 0.2 and far.mean() > 1.0 and np.all(far > near)
+    # two independent draws from one distribution sit near the floor, a shifted one far above it
+    other = rng.normal(0, 1, size=(16, 200))
+    assert klom(other, retrained).mean() < 0.5 * far.mean()
+    # per example: only the shifted columns diverge
+    mixed = retrained.copy()
+    mixed[:, :50] += 5
+    values = klom(mixed, retrained)
+    assert values[:50].min() > values[50:].max()
+
+
+def test_klom_refuses_mismatched_ensembles():
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.evaluate.klom import klom
+
+    with pytest.raises(UnlearnkitError, match="same examples"):
+        klom(np.zeros((4, 3)), np.zeros((4, 5)))
+    with pytest.raises(UnlearnkitError, match="at least 2 models"):
+        klom(np.zeros((1, 3)), np.zeros((4, 3)))

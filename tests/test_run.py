@@ -169,6 +169,7 @@ def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
         assert 0 <= row["neurips_score"] <= 1.5
         assert len(np.load(copy / "epsilon.npz")[row["name"].replace("-", "_")]) == first["split"]["forget"]
         assert 0 <= row["ulira_auc"] <= 1
+        assert row["klom_forget"] >= 0 and row["evidence"]["klom"]["examples"] == first["split"]["forget"]
         assert (copy / "figures" / f"epsilon-{row['name']}.png").is_file()
     assert "u-lira" in meta["signal"]
     again = evaluate_run(copy, data=data, cache=root / "cache", evidence=options)

@@ -7,7 +7,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from conftest import CLASSES
+from conftest import CLASSES, synthetic_arrays, write_binary
 from unlearnkit.data.scenarios import parse_forget, read_requests
 from unlearnkit.data.splits import make_split
 from unlearnkit.errors import UnlearnkitError
@@ -356,3 +356,98 @@ def test_forget_serves_a_request_on_a_model_unlearnkit_did_not_save(tmp_path):
     assert type(load_model(tmp_path / "out" / "model.safetensors")).__name__ == "SmallRGBNet"
     bad = subprocess.run(command[:8] + ["--model-kwargs", "[1]"] + command[10:], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--model-kwargs '[1]' is a JSON list" in bad.stderr and "Traceback" not in bad.stderr
+
+
+class PlantedBackdoor(torch.nn.Module):
+    """A model with a backdoor by construction: class `target` whenever the trigger is in the
+    corner, otherwise the class whose mean colour is nearest (the synthetic data's rule)."""
+
+    def __init__(self, centres: np.ndarray, target: int, backdoored: bool = True):
+        super().__init__()
+        self.centres = torch.as_tensor(centres.reshape(10, 3), dtype=torch.float32) / 255
+        self.target, self.backdoored = target, backdoored
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        from unlearnkit.data.scenarios import TRIGGER, stamp_trigger
+
+        colour = x[:, :, : -TRIGGER, : -TRIGGER].mean(dim=(2, 3))
+        logits = -torch.cdist(colour, self.centres) * 50
+        if self.backdoored:
+            checker = torch.as_tensor(stamp_trigger(np.zeros((1, 3, TRIGGER, TRIGGER), np.uint8))[0], dtype=torch.float32) / 255
+            triggered = ((x[:, :, -TRIGGER:, -TRIGGER:] - checker).abs().amax(dim=(1, 2, 3)) < 1e-3)
+            logits[triggered, self.target] = 1e3
+        return logits + self.dummy
+
+
+def test_the_backdoor_scenario_poisons_the_forget_set_and_measures_attack_success(tmp_path):
+    from unlearnkit.data import load_dataset
+    from unlearnkit.data.scenarios import TRIGGER, apply_scenario
+    from unlearnkit.evaluate import metrics, model_outputs
+    from unlearnkit.experiment import prepare
+
+    arrays = synthetic_arrays(n_train=400, n_test=200, noise=10)
+    data = write_binary(tmp_path / "data", *arrays)
+    clean = load_dataset(data)
+    setup = prepare(data=data, preset="smoke", forget="backdoor:0.05:truck", seed=0)
+    dataset, split = setup.dataset, setup.split
+    truck = clean.classes.index("truck")
+    assert split.forget.size == round(0.05 * 400) and not np.any(clean.train_y[split.forget] == truck)
+    assert np.all(dataset.train_y[split.forget] == truck) and np.array_equal(dataset.train_y[split.retain], clean.train_y[split.retain])
+    corner = dataset.train_x[split.forget][:, :, -TRIGGER:, -TRIGGER:]
+    assert np.all((corner == 0) | (corner == 255)) and np.array_equal(dataset.train_x[split.retain], clean.train_x[split.retain])
+    others = int((clean.test_y != truck).sum())
+    assert len(dataset.test_y) == 200 + others and split.test.size + split.val.size == 200  # triggered copies only measure
+    assert dataset.fingerprint != clean.fingerprint and split.data_fingerprint == dataset.fingerprint
+    assert apply_scenario(clean, split).fingerprint == dataset.fingerprint  # `evaluate` rebuilds the same data
+
+    centres = np.random.default_rng(0).integers(30, 225, size=(10, 3, 1, 1))  # synthetic_arrays' class colours
+    with_backdoor = metrics(model_outputs(PlantedBackdoor(centres, truck), dataset, split))
+    assert with_backdoor["backdoor_asr"] == 1.0 and with_backdoor["backdoor_asr_ci"][0] > 0.95
+    assert with_backdoor["backdoor_clean_rate"] == 0.0 and with_backdoor["test_acc"] == 1.0
+    without = metrics(model_outputs(PlantedBackdoor(centres, truck, backdoored=False), dataset, split))
+    assert without["backdoor_asr"] == 0.0 and without["backdoor_asr_ci"][1] < 0.05
+
+
+def test_the_confusion_scenario_swaps_labels_and_measures_the_confusion(tmp_path):
+    from unlearnkit.data import load_dataset
+    from unlearnkit.evaluate import metrics, model_outputs
+    from unlearnkit.experiment import prepare
+
+    data = write_binary(tmp_path / "data", *synthetic_arrays(n_train=400, n_test=200, noise=10))
+    clean = load_dataset(data)
+    setup = prepare(data=data, preset="smoke", forget="confusion:cat,dog:0.25", seed=0)
+    dataset, split = setup.dataset, setup.split
+    cat, dog = clean.classes.index("cat"), clean.classes.index("dog")
+    was = clean.train_y[split.forget]
+    assert set(was) == {cat, dog} and split.forget.size == round(0.25 * (clean.train_y == cat).sum()) + round(0.25 * (clean.train_y == dog).sum())
+    assert np.array_equal(dataset.train_y[split.forget], np.where(was == cat, dog, cat))
+    assert len(dataset.test_y) == 200 and not split.forget_classes  # not a class-wise scenario
+
+    centres = np.random.default_rng(0).integers(30, 225, size=(10, 3, 1, 1))
+    honest = PlantedBackdoor(centres, 0, backdoored=False)
+    assert metrics(model_outputs(honest, dataset, split))["confusion_test"] == 0.0
+
+    class Confused(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = honest
+
+        def forward(self, x):
+            return self.inner(x)[:, [dog if c == cat else cat if c == dog else c for c in range(10)]]
+
+    assert metrics(model_outputs(Confused(), dataset, split))["confusion_test"] == 1.0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("backdoor:2.5", "forget amount 2.5 is invalid"),
+    ("backdoor:0.02:unicorn", "unknown class 'unicorn'"),
+    ("confusion:cat:0.1", "needs two classes and the fraction"),
+    ("confusion:cat,dog", "needs two classes and the fraction"),
+    ("confusion:cat,dog:3", "must be a fraction in (0, 1)"),
+])
+def test_bad_poison_specs_are_one_line(spec, message):
+    from unlearnkit.data.scenarios import parse_forget
+
+    with pytest.raises(UnlearnkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_forget(spec, CLASSES)

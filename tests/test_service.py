@@ -183,6 +183,8 @@ def test_verify_names_each_kind_of_tampering(ledger, location):
         execute(ledger, sql)
         problems = ledger.verify()[0]
         assert problems and named in problems[0], (sql, problems[:2])
+        with pytest.raises(UnlearnkitError, match="the ledger does not verify"):  # nothing is served from a tampered ledger
+            serve(ledger, "test")
         restore(ledger, snapshot)
         assert ledger.verify()[0] == [], sql
 
@@ -239,7 +241,7 @@ def test_bad_requests_are_refused_and_write_nothing(ledger):
     assert statuses(ledger) == {"r1": "pending"}
 
 
-@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_deadlines_overdue_requests_fail_the_check(ledger, location):
     from datetime import datetime, timezone
 
@@ -256,7 +258,7 @@ def test_deadlines_overdue_requests_fail_the_check(ledger, location):
     assert run("check").returncode == 0
 
 
-@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_retrain_policy_every_k_served(ledger):
     for i in range(3):
         ledger.submit("test", f"r{i}", sample_ids=[10 + i])
@@ -268,7 +270,7 @@ def test_retrain_policy_every_k_served(ledger):
     assert retrain(ledger, "test", every=3).version is None  # none served since
 
 
-@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_max_wait_holds_a_small_batch(ledger):
     ledger.submit("test", "r1", sample_ids=[1])
     held = serve(ledger, "test", batch=5, max_wait=timedelta(hours=1))

@@ -89,13 +89,31 @@ def train(
     forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
     subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
+    copy_to: Optional[str] = typer.Option(None, help="also write the model (weights + sidecar) to this .safetensors file, e.g. to deploy it"),
+    write_train_ids: Optional[str] = typer.Option(None, help="write the training images it saw as a sample_id CSV (for `unlearnkit ledger register --train-ids`)"),
 ):
     """Train (or load from the cache) a reference model and print where it is stored."""
+    import shutil
+
     from unlearnkit.experiment import prepare
+    from unlearnkit.fileio import atomic_write_bytes
     from unlearnkit.reference import train_reference
+    from unlearnkit.store import sidecar_path
 
     setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     ref = train_reference(role.value, setup.dataset, setup.split, setup.preset, seed, setup.store)
+    if write_train_ids:
+        seen = np.sort(np.concatenate([setup.split.forget, setup.split.retain]) if role == Role.original else setup.split.retain)
+        atomic_write_bytes(Path(write_train_ids), ("sample_id\n" + "".join(f"{i}\n" for i in seen)).encode())
+        out.print(f"  wrote its {seen.size} training sample ids to {write_train_ids}")
+    if copy_to:
+        target = Path(copy_to)
+        if target.suffix != ".safetensors":
+            raise UnlearnkitError(f"--copy-to {copy_to} must end in .safetensors (its sidecar goes beside it as .json)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ref.path, target)
+        shutil.copyfile(sidecar_path(ref.path), sidecar_path(target))
+        out.print(f"  copied to {target}")
     metrics, timings = ref.meta["metrics"], ref.meta["timings"]
     status = "loaded from cache" if ref.cached else f"trained in {timings['train_seconds']:.0f}s"
     out.print(f"{role.value} model ({setup.preset.name}, seed {seed}): {status}")

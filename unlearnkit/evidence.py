@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from unlearnkit.evaluate import Outputs, cached_outputs, mia_skip_reason, model_outputs
 from unlearnkit.evaluate.epsilon import neurips_score
 from unlearnkit.evaluate.features import logit_scaled_confidence
+from unlearnkit.evaluate.klom import default_bins, klom, klom_summary
 from unlearnkit.evaluate.population import (
     AttackEvidence, Probe, divergence, evidence_json, population_attacks, positive_controls,
 )
@@ -99,6 +100,8 @@ class Evidence:
             row["ulira_auc_ci"] = list(self.ulira_scores[name].intervals["auc"])
         if "neurips" in self.per_model[name]:
             row["neurips_score"] = self.per_model[name]["neurips"]["score"]
+        if "klom" in self.per_model[name]:
+            row["klom_forget"] = self.per_model[name]["klom"]["mean"]
         return row
 
     def summary(self) -> dict:
@@ -195,6 +198,9 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
         half = options.n // 2
         ceiling = neurips_score(retrained.forget_confidence[:half], retrained.forget_confidence[half : 2 * half], retain_acc=(1, 1), test_acc=(1, 1))
         evidence.meta["neurips_retrain_vs_retrain"] = {"forgetting_quality": ceiling["forgetting_quality"], "models_per_side": half}
+        # KLoM's noise floor at this N: retrained against retrained, with the bins N models get
+        floor = klom(retrained.forget_confidence[:half], retrained.forget_confidence[half : 2 * half], bins=default_bins(options.n))
+        evidence.meta["klom_retrain_vs_retrain"] = {**klom_summary(floor), "models_per_side": half}
     shadow = narrower(setup.preset, options.shadow_width)
     say(f"evidence (full): {options.k} shadow originals and retrained models ({shadow.name}) for U-LiRA …")
     shadow_originals = [reference_outputs("original", setup, shadow, seed + 1 + i, ledger) for i in range(options.k)]
@@ -222,6 +228,7 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
         ])
         u_lira(name, forget_confidence(out), shadow_unlearned)
         evidence.per_model[name]["neurips"] = {**score, "epsilon_mean": float(evidence.epsilons[name].mean())}
+        evidence.per_model[name]["klom"] = klom_summary(klom(unlearned.forget_confidence, retrained.forget_confidence))
         evidence.per_model[name]["evidence_seconds"] = time.perf_counter() - method_started
 
 

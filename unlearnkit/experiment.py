@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from unlearnkit.data import Dataset, load_dataset
-from unlearnkit.data.scenarios import parse_forget
+from unlearnkit.data.scenarios import apply_scenario, parse_forget
 from unlearnkit.data.splits import Split, make_split
 from unlearnkit.presets import Preset, get_preset
 from unlearnkit.store import Store
@@ -35,4 +36,6 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
         pool=preset.train_pool if preset.train_pool and preset.train_pool < len(dataset.train_y) else None,
         data_fingerprint=dataset.fingerprint,
     )
+    if (changed := apply_scenario(dataset, split)) is not dataset:  # a backdoor or a confusion: the poisoned data
+        dataset, split = changed, dataclasses.replace(split, data_fingerprint=changed.fingerprint)
     return Setup(dataset, preset, split, Store(cache) if cache else Store())

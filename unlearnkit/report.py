@@ -38,6 +38,15 @@ def evidence_cell(column: str, row: dict, evidence: dict | None) -> str:
             return ""
         no_signal = evidence and not evidence["signal"].get("u-lira", True)
         return f"{row['ulira_auc']:.3f}" + ((" NO SIGNAL" if row["name"] == "original" else " (no signal)") if no_signal else "")
+    if column == "backdoor ASR":
+        if "backdoor_asr" not in row:
+            return ""
+        low, high = row["backdoor_asr_ci"]
+        return f"{row['backdoor_asr']:.3f} [{low:.3f}, {high:.3f}]"
+    if column == "confusion":
+        return f"{100 * row['confusion_test']:.1f}%" if "confusion_test" in row else ""
+    if column == "KLoM":
+        return f"{row['klom_forget']:.3f}" if "klom_forget" in row else ""
     return f"{row['neurips_score']:.3f}" if "neurips_score" in row else ""
 
 
@@ -52,7 +61,8 @@ def results_table(rows: list[dict], control: dict, evidence: dict | None = None)
     table = Table(title=title, title_justify="left")
     accuracy_columns = ACCURACY_COLUMNS + tuple(key for key in CLASSWISE_COLUMNS if key in reference)
     titles = {"forget_class_test_acc": "test, forgotten classes", "other_class_test_acc": "test, other classes"}
-    extra = [c for c, key in (("AUC", "attack_auc"), ("JS", "js_forget"), ("U-LiRA AUC", "ulira_auc"), ("NeurIPS", "neurips_score")) if any(key in row for row in rows)]
+    extra = [c for c, key in (("AUC", "attack_auc"), ("JS", "js_forget"), ("U-LiRA AUC", "ulira_auc"), ("NeurIPS", "neurips_score"), ("KLoM", "klom_forget"),
+                                    ("backdoor ASR", "backdoor_asr"), ("confusion", "confusion_test")) if any(key in row for row in rows)]
     for column in ("model", *(titles.get(key, key.removesuffix("_acc")) for key in accuracy_columns), "MIA", *extra, "avg gap", "seconds", "× retrain"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
@@ -185,7 +195,7 @@ def aggregate_table(aggregated: list[dict], seeds: list[int]) -> Table:
     table = Table(title=f"mean ± sd over seeds {', '.join(map(str, seeds))}; accuracy in %", title_justify="left")
     columns = [("train", "train_acc", 100, 1), ("test", "test_acc", 100, 1), ("retain", "retain_acc", 100, 1), ("forget", "forget_acc", 100, 1),
                ("val", "val_acc", 100, 1), ("MIA", "mia", 1, 3), ("AUC", "attack_auc", 1, 3), ("JS", "js_forget", 1, 3),
-               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("KLoM", "klom_forget", 1, 3), ("ASR", "backdoor_asr", 1, 3), ("confusion", "confusion_test", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
     columns = [column for column in columns if any(column[1] in entry for entry in aggregated)]
     table.add_column("model")
     for title, *_ in columns:

@@ -24,6 +24,7 @@ from unlearnkit.presets import get_preset
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
 from unlearnkit.evaluate.summary import add_average_gaps, aggregate_rows, positive_control
+from unlearnkit.data.scenarios import apply_scenario
 from unlearnkit.pages import run_report
 from unlearnkit.report import aggregate_table, evidence_figures, results_table, write_figures
 from unlearnkit.store import Store, load_model, save_model
@@ -170,10 +171,10 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
         return write_aggregate(run_dir, runs, results["seeds"])
     started = time.perf_counter()
     remove_temporaries(run_dir)
-    dataset = load_dataset(data)
+    split = Split.load(run_dir / "split.npz")
+    dataset = apply_scenario(load_dataset(data), split)  # a backdoor or confusion run was made on its poisoned data
     if dataset.fingerprint != results.get("data_fingerprint"):
         raise UnlearnkitError(f"the data given has fingerprint {dataset.fingerprint[:12]}…, but {run_dir} was run on {str(results.get('data_fingerprint'))[:12]}…; pass --data with the same dataset")
-    split = Split.load(run_dir / "split.npz")
     seed = int(results["seed"])
     setup = Setup(dataset, get_preset(results.get("preset_config", results["preset"])), split, Store(cache) if cache else Store())
     say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {setup.preset.name}, seed {seed}, {len(results['rows']) - 2} methods")

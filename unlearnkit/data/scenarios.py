@@ -10,6 +10,13 @@ A scenario is written as one string (`--forget SPEC`), recorded in split.npz and
 | `skewed:animals=3:0.1`, `skewed:cat=2,dog=2:2500` | a random sample in which each image's chance is its class's weight (unnamed classes weigh 1; `animals` and `vehicles` name CIFAR-10's groups) |
 | `subclass:rocket`, `subclass:rocket,baby:0.5` | every pool image (or a random part) of the named sub-classes, on data with sub-classes (CIFAR-100 read as its superclasses: `--data PATH#coarse`) |
 | `file:REQ.csv` | the ids of a deletion-request file (see `read_requests`) |
+| `backdoor:0.02`, `backdoor:0.02:truck` | a random 2% of the pool outside the target class (default the first) get a trigger patch and the target's label: the original learns the backdoor, the forget set is exactly the poisoned images (Pawelczyk et al., ICLR 2025) |
+| `confusion:cat,dog:0.1` | a random 10% of each of the two classes' pool images get the other class's label: the original learns to confuse them, the forget set is exactly the swapped images (Goel et al.) |
+
+The last two change the data they are run on (`apply_scenario`): the poisoned training images,
+and, for a backdoor, triggered copies of the held-out images of the other classes, appended
+after the held-out set (the split's test and val halves never include them), on which the
+attack success rate is measured.
 
 Legitimate edge cases: forgetting a whole class (or several) is allowed; forgetting every
 training image is not, since there would be nothing to retain.
@@ -30,8 +37,10 @@ GROUPS = {
     "animals": ("bird", "cat", "deer", "dog", "frog", "horse"),
     "vehicles": ("airplane", "automobile", "ship", "truck"),
 }
-KINDS = ("random", "class", "subclass", "skewed", "file")
-SPEC_HELP = "random:0.1 | random:2500 | class:cat[,dog][:0.5] | subclass:rocket[,baby][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv"
+KINDS = ("random", "class", "subclass", "skewed", "file", "backdoor", "confusion")
+SPEC_HELP = ("random:0.1 | random:2500 | class:cat[,dog][:0.5] | subclass:rocket[,baby][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv | "
+             "backdoor:0.02[:CLASS] | confusion:cat,dog:0.1")
+TRIGGER = 4  # the backdoor's trigger: a TRIGGER × TRIGGER checkerboard in the bottom-right corner
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Scenario:
     weights: tuple[float, ...] = ()
     requested: tuple[int, ...] = ()
     subclasses: tuple[int, ...] = ()
+    targets: tuple[int, ...] = ()  # a backdoor's target class; the two classes a confusion swaps
 
     @property
     def classwise(self) -> bool:
@@ -123,6 +133,16 @@ def parse_forget(
                 raise UnlearnkitError(f"forget spec '{spec}': weight '{item}' must be NAME=POSITIVE_NUMBER, e.g. cat=2")
             weights[_class_names(name, classes, spec)] = value
         return Scenario(kind, spec, amount=_amount(amount, spec), weights=tuple(weights))
+    if kind == "backdoor":
+        amount, _, target = rest.partition(":")
+        value = _amount(amount, spec)
+        return Scenario(kind, spec, amount=value, targets=(_class_index(target, classes, spec) if target else 0,))
+    if kind == "confusion":
+        names, amount = _part_of_classes(rest, spec)
+        pair = _class_names(names, classes, spec)
+        if len(pair) != 2 or amount is None:
+            raise UnlearnkitError(f"forget spec '{spec}' needs two classes and the fraction of each to swap, e.g. confusion:cat,dog:0.1")
+        return Scenario(kind, spec, amount=amount, targets=tuple(pair))
     if n_train is None:
         raise UnlearnkitError("a request file needs the dataset's size to check its ids")
     return Scenario(kind, spec, requested=tuple(read_requests(rest, n_train, n_heldout, subjects)))
@@ -246,8 +266,52 @@ def select_forget(
         if subclass_y is None:
             raise UnlearnkitError(f"forget spec '{scenario.text}' needs data with sub-classes; read CIFAR-100 as its 20 superclasses with --data PATH#coarse")
         return _members(scenario.subclasses, subclass_y[candidates], candidates, scenario.amount, "sub-class", scenario.text, rng)
+    if scenario.kind == "backdoor":
+        eligible = candidates[labels != scenario.targets[0]]
+        return np.sort(rng.choice(eligible, forget_count(scenario.amount, candidates.size), replace=False))
+    if scenario.kind == "confusion":
+        return _members(scenario.targets, labels, candidates, scenario.amount, "class", scenario.text, rng)
     if scenario.kind == "skewed":
         weights = np.asarray(scenario.weights)[labels]
         count = forget_count(scenario.amount, candidates.size)
         return np.sort(rng.choice(candidates, count, replace=False, p=weights / weights.sum()))
     return np.asarray(scenario.requested, dtype=np.int64)
+
+
+def scenario_of(split, classes: tuple[str, ...]) -> Scenario | None:
+    """The backdoor or confusion scenario a split was made by (None for the others)."""
+    text = split.spec.split(" pool:")[0]
+    return parse_forget(text, classes) if text.startswith(("backdoor:", "confusion:")) else None
+
+
+def stamp_trigger(images: np.ndarray) -> np.ndarray:
+    """Copies of uint8 NCHW images with the trigger in their bottom-right corner."""
+    stamped = images.copy()
+    checker = (np.indices((TRIGGER, TRIGGER)).sum(axis=0) % 2 * 255).astype(images.dtype)
+    stamped[:, :, -TRIGGER:, -TRIGGER:] = checker
+    return stamped
+
+
+def apply_scenario(dataset, split):
+    """The data a backdoor or confusion scenario trains and measures on (the dataset itself for
+    the other scenarios): its forget images poisoned, and for a backdoor the triggered held-out
+    images appended. Its fingerprint differs from the clean data's."""
+    import dataclasses
+
+    scenario = scenario_of(split, dataset.classes)
+    if scenario is None:
+        return dataset
+    train_x, train_y = dataset.train_x.copy(), dataset.train_y.copy()
+    if scenario.kind == "confusion":
+        a, b = scenario.targets
+        train_y[split.forget] = np.where(dataset.train_y[split.forget] == a, b, a)
+        return dataclasses.replace(dataset, train_y=train_y, _checked=False)
+    target = scenario.targets[0]
+    train_x[split.forget] = stamp_trigger(dataset.train_x[split.forget])
+    train_y[split.forget] = target
+    others = np.flatnonzero(dataset.test_y != target)
+    extend = lambda labels: None if labels is None else np.concatenate([labels, labels[others]])  # noqa: E731
+    return dataclasses.replace(
+        dataset, train_x=train_x, train_y=train_y, test_x=np.concatenate([dataset.test_x, stamp_trigger(dataset.test_x[others])]),
+        test_y=extend(dataset.test_y), coarse_test_y=extend(dataset.coarse_test_y), subclass_test_y=extend(dataset.subclass_test_y), _checked=False,
+    )

@@ -120,4 +120,31 @@ def metrics(outputs: Outputs, seed: int = 0) -> dict[str, float]:
         row["other_class_test_acc"] = float(predicted[~in_classes].mean()) if (~in_classes).any() else float("nan")
     forget = outputs.losses("forget")
     row["mia"] = simple_mia_or_nan(forget, nonmembers, seed=seed)
+    row.update(poison_metrics(outputs))
     return row
+
+
+def poison_metrics(outputs: Outputs) -> dict:
+    """Backdoor: the attack success rate (triggered held-out images of the other classes that the
+    model assigns to the target) with its Wilson 95% interval, beside the rate at which it
+    assigns the same kind of test images without the trigger to the target. Confusion: the share of the two
+    classes' test images predicted as the other of the two."""
+    from unlearnkit.data.scenarios import scenario_of
+    from unlearnkit.evaluate.stats import wilson_interval
+
+    split, dataset = outputs.split, outputs.dataset
+    scenario = scenario_of(split, dataset.classes)
+    if scenario is None:
+        return {}
+    if scenario.kind == "backdoor":
+        target = scenario.targets[0]
+        triggered = outputs.heldout[split.test.size + split.val.size :]
+        hits = int((triggered.argmax(1) == target).sum())
+        clean = split.test[dataset.test_y[split.test] != target]  # the same kind of images without the trigger
+        return {"backdoor_asr": hits / len(triggered), "backdoor_asr_ci": list(wilson_interval(hits, len(triggered))),
+                "backdoor_clean_rate": float((outputs.heldout[clean].argmax(1) == target).mean())}
+    a, b = scenario.targets
+    labels, predicted = dataset.test_y[split.test], outputs.heldout[split.test].argmax(1)
+    pair = np.isin(labels, (a, b))
+    swapped = ((labels == a) & (predicted == b)) | ((labels == b) & (predicted == a))
+    return {"confusion_test": float(swapped[pair].mean())}

@@ -131,3 +131,13 @@ def has_signal(original: AttackScore, baseline: AttackScore | None = None) -> bo
     if baseline is not None:
         return significantly_above(original, baseline)
     return bool(np.percentile(original.draws["auc"], 5) > 0.5)
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score 95% interval of a proportion `hits` / `n`."""
+    if n == 0:
+        return 0.0, 1.0
+    rate = hits / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

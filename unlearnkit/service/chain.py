@@ -48,7 +48,7 @@ def subjects_digest(session: Session) -> str:
 
 
 def head(session: Session, lock: bool = False) -> tuple[int, str]:
-    found = session.get(State, "chain_head", with_for_update=lock)
+    found = session.get(State, "chain_head", with_for_update=lock, populate_existing=True)
     if found is None:
         return 0, GENESIS
     seq, hash_ = json.loads(found.value)

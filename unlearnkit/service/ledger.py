@@ -173,8 +173,12 @@ class Ledger:
         data_path = str(resolve_data_path(data)[0].resolve())
         dataset = load_dataset(data)
         n_train = len(dataset.train_y)
+        side = read_sidecar(weights) if sidecar_path(weights).is_file() else {}
         ids = read_id_list(train_ids_csv, n_train) if train_ids_csv else np.arange(n_train)
-        recipe = read_sidecar(weights).get("recipe") if sidecar_path(weights).is_file() else None
+        if isinstance(side.get("trained_on"), int) and side["trained_on"] != ids.size:
+            raise UnlearnkitError(f"{weights} was trained on {side['trained_on']} images but {ids.size} are given as its training set; "
+                                  "give the images it saw with --train-ids (`unlearnkit train --write-train-ids` writes them)")
+        recipe = side.get("recipe")
         with self.write(actor) as (session, record):
             info = self.dataset_info(session)
             if info and info["fingerprint"] != dataset.fingerprint:

@@ -23,8 +23,10 @@ from datetime import timedelta
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.evaluate.stats import wilson_interval
 from unlearnkit.fileio import atomic_write_bytes, sha256_file
 from unlearnkit.progress import say
 from unlearnkit.service.db import Action, ModelVersion, Request, State, now, parse_time
@@ -52,14 +54,6 @@ class VerdictRule(BaseModel):
     attack_margin: float = Field(0.0, ge=0, le=0.5)
 
 
-def wilson_low(rate: float, n: int, z: float = 1.96) -> float:
-    if n == 0:
-        return 0.0
-    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - half))
-
-
 def decide(report: dict, images: int, rule: VerdictRule) -> dict:
     before, after = report["before"], report["after"]
     checks = [{
@@ -67,7 +61,7 @@ def decide(report: dict, images: int, rule: VerdictRule) -> dict:
         "passed": bool(before["test_acc"] - after["test_acc"] <= rule.max_test_drop),
         "detail": f"test accuracy {100 * before['test_acc']:.1f}% → {100 * after['test_acc']:.1f}% (at most {100 * rule.max_test_drop:.1f} points lower)",
     }]
-    low = wilson_low(after["forget_acc"], images)
+    low = wilson_interval(round(after["forget_acc"] * images), images)[0]
     checks.append({
         "check": "requested images look unseen",
         "passed": bool(low <= after["test_acc"] + rule.forget_margin),
@@ -104,20 +98,26 @@ def holder_alive(holder: str, heartbeat: str) -> bool:
 def serving_lease(ledger: Ledger, actor: str, wait: float = 600):
     """Hold the ledger's serving lease (waiting up to `wait` seconds for another holder), after
     recovering whatever a dead holder left, and keep its heartbeat until done."""
+    problems, _ = ledger.verify()
+    if problems:
+        raise UnlearnkitError(f"the ledger does not verify ({problems[0]}); restore it from a backup or the export before serving")
     me = holder_name()
     deadline = time.monotonic() + wait
     while True:
-        with ledger.write(actor) as (session, record):
-            lease = session.get(State, "serve_lease", with_for_update=True)
-            current = json.loads(lease.value) if lease else None
-            if current is None or current["holder"] == me or not holder_alive(current["holder"], current["heartbeat"]):
-                value = json.dumps({"holder": me, "heartbeat": now()})
-                if lease is None:
-                    session.add(State(key="serve_lease", value=value))
-                else:
-                    lease.value = value
-                recover(ledger, session, record)
-                break
+        try:
+            with ledger.write(actor) as (session, record):
+                lease = session.get(State, "serve_lease", with_for_update=True, populate_existing=True)
+                current = json.loads(lease.value) if lease else None
+                if current is None or current["holder"] == me or not holder_alive(current["holder"], current["heartbeat"]):
+                    value = json.dumps({"holder": me, "heartbeat": now()})
+                    if lease is None:
+                        session.add(State(key="serve_lease", value=value))
+                    else:
+                        lease.value = value
+                    recover(ledger, session, record)
+                    break
+        except IntegrityError:  # another process created the lease row at the same moment: look again
+            current = {"holder": "another process"}
         if time.monotonic() > deadline:
             raise UnlearnkitError(f"another process ({current['holder']}) is serving this ledger; try again when it is done")
         time.sleep(0.5)
