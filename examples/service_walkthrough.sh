@@ -32,7 +32,7 @@ seen = []
 for r in csv.DictReader(open(f"{sys.argv[1]}/subjects/subjects.csv")):
     if int(r["sample_id"]) in pool and r["subject_id"] not in seen:
         seen.append(r["subject_id"])
-print("\n".join(seen[:8]))
+print("\n".join(seen[:60]))
 PY
 )
 post() { printf '\n$ curl -X POST /requests %s\n' "$1"; curl -s -X POST "http://127.0.0.1:$PORT/requests" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d "$1"; echo; }
@@ -46,10 +46,16 @@ step unlearnkit ledger status
 # Batch 1: a deliberately weak unlearning run; the memorized images are still recognised
 step unlearnkit requests serve --set finetune.epochs=0.05 --set finetune.lr=0.001
 step unlearnkit ledger retrain
-# Batch 2: more requests, served by an erase-then-repair method (finetune alone leaves memorized
-# images recognisable: its verdict fails here too)
-post "{\"request_id\": \"req-4\", \"subjects\": [\"${OWNERS[3]}\", \"${OWNERS[4]}\", \"${OWNERS[5]}\"]}"
-step unlearnkit requests serve --method "${METHOD:-msg}"
+# Batch 2: twenty more requests, served in one run by an erase-then-repair method (msg, 5
+# epochs: a quarter of the original's training; finetune alone leaves memorized images
+# recognisable, and its verdict fails here too)
+for i in $(seq 10 29); do
+    j=$(( 2 * i - 17 ))
+    curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT/requests" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+        -d "{\"request_id\": \"req-$i\", \"subjects\": [\"${OWNERS[$j]}\", \"${OWNERS[$((j + 1))]}\"]}"
+done
+printf '\n(20 more requests posted: req-10 … req-29, two subjects each)\n'
+step unlearnkit requests serve --method msg --set msg.epochs=5
 step unlearnkit ledger status
 printf '\n$ curl /ledger/verify\n'; curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/ledger/verify"; echo
 step unlearnkit ledger dashboard "$WORK/dashboard.html"

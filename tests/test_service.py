@@ -430,7 +430,7 @@ def test_a_thousand_concurrent_posts_are_each_recorded_once(ledger, location, tm
         recorded = sorted(r.id for r in session.query(Request))
     assert recorded == sorted(codes)
     assert ledger.verify()[0] == []
-    print(f"\n{location.split(':')[0]}: 1000 POSTs at concurrency 50: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms")
+    print(f"\n{'postgresql' if location.startswith('postgresql') else 'sqlite'}: 1000 POSTs at concurrency 50: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms")
 
 
 @pytest.mark.parametrize("location", ["sqlite"], indirect=True)
@@ -471,3 +471,22 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
     finally:
         process.terminate()
         process.wait()
+
+
+def test_the_verdict_rule_each_check_can_fail_alone():
+    from unlearnkit.service.serving import decide
+
+    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55)):
+        auc = {"auc": {"value": sum(interval) / 2, "ci95": list(interval)}}
+        return {"before": {"test_acc": test_before}, "after": {"test_acc": test_after, "forget_acc": forget_after},
+                "attacks": {"lr-loss": {"after": auc, "signal": True}}}
+
+    rule = VerdictRule()
+    assert decide(report(), 100, rule)["passed"]
+    failed = lambda r, n=100: [c["check"] for c in decide(r, n, rule)["checks"] if not c["passed"]]  # noqa: E731
+    assert failed(report(test_after=0.47)) == ["test accuracy kept"]
+    assert failed(report(forget_after=0.7)) == ["requested images look unseen"]
+    assert failed(report(forget_after=0.7), n=3) == []  # 2 of 3: the Wilson bound (21%) is not above test + 5 points
+    assert failed(report(interval=(0.52, 0.6))) == ["lr-loss attack at chance"]
+    assert failed(report(interval=(0.3, 0.46))) == ["lr-loss attack at chance"]  # over-forgotten: a giveaway too
+    assert failed(report(interval=(0.3, 0.46)), n=100) and not [c for c in decide(report(interval=(0.3, 0.46)), 100, VerdictRule(attack_margin=0.05))["checks"] if not c["passed"]]

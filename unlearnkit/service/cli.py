@@ -198,7 +198,7 @@ def serve(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a hyperparameter of the method: METHOD.FIELD=VALUE (repeatable)"),
     max_test_drop: float = typer.Option(0.02, help="verdict: largest allowed fall in test accuracy"),
     forget_margin: float = typer.Option(0.05, help="verdict: how far above test accuracy the requested images' accuracy (95% lower bound) may be"),
-    attack_margin: float = typer.Option(0.0, help="verdict: how far above 0.5 an attack's AUC interval may start"),
+    attack_margin: float = typer.Option(0.0, help="verdict: how far from 0.5 (either side) an attack's AUC interval may lie"),
     seed: int = typer.Option(0, help="seed of the method and of the evaluation samples"),
     wait: float = typer.Option(600, help="seconds to wait for another serving process to finish"),
     ledger: Optional[str] = LEDGER,

@@ -16,6 +16,7 @@ import csv
 import getpass
 import hashlib
 import hmac
+import io
 import json
 import secrets
 import shutil
@@ -134,8 +135,6 @@ class Ledger:
     def save_train_ids(self, ids: np.ndarray) -> tuple[str, str]:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         relative = f"train-ids/{hashlib.sha256(ids.tobytes()).hexdigest()}.npy"
-        import io
-
         buffer = io.BytesIO()
         np.save(buffer, ids)
         atomic_write_bytes(self.path(relative), buffer.getvalue())

@@ -44,8 +44,9 @@ class VerdictRule(BaseModel):
     - test accuracy fell by at most `max_test_drop`;
     - the Wilson 95% lower bound of accuracy on the requested images is at most test accuracy
       plus `forget_margin` (they are not recognised better than unseen images);
-    - every population attack that could run has an AUC whose 95% interval reaches down to
-      0.5 + `attack_margin` (it cannot tell the requested images from test images).
+    - every population attack that could run has an AUC whose 95% interval reaches to within
+      `attack_margin` of 0.5 from both sides (it cannot tell the requested images from test
+      images: an interval wholly below 0.5 means they are over-forgotten, also a giveaway).
     A failed verdict sends the batch's requests to exact retraining."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +72,9 @@ def decide(report: dict, images: int, rule: VerdictRule) -> dict:
         auc = attack["after"]["auc"]
         checks.append({
             "check": f"{name} attack at chance",
-            "passed": bool(auc["ci95"][0] <= 0.5 + rule.attack_margin),
+            # an interval wholly below chance gives the images away too: they look *less* seen
+            # than unseen ones (over-forgetting), which retraining would not do
+            "passed": bool(auc["ci95"][0] <= 0.5 + rule.attack_margin and auc["ci95"][1] >= 0.5 - rule.attack_margin),
             "detail": f"AUC {auc['value']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]" + ("" if attack["signal"] else " (no signal before unlearning either)"),
         })
     return {"passed": all(c["passed"] for c in checks), "checks": checks, "rule": rule.model_dump()}
@@ -260,10 +263,9 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
         version = ledger._add_version(session, result.model, parent.spec, kind="unlearned", parent=parent, data=parent.data, fingerprint=parent.data_fingerprint,
                                       train_ids=split.retain, method=method, config=verified["config"], verdict="pass" if passed else "fail",
                                       excluded_subjects=subjects, recipe=recipe.model_dump())
-        mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), report["seconds"], None
+        session.flush()  # the version's id
+        mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), report["seconds"], version.id
         mine.verdict, mine.report_path, mine.report_sha256 = verdict, relative, sha256_file(ledger.path(relative))
-        session.flush()
-        mine.output_version = version.id
         rows = [mine, version]
         requests = [session.get(Request, r.id) for r in claimed]
         for request in requests:
