@@ -57,6 +57,7 @@ async def post_load(url: str, token: str, n: int, concurrency: int, n_train: int
         bodies.append({"request_id": rid, "sample_ids": [int(rid.split("-")[1]) % n_train]})
     gate = asyncio.Semaphore(concurrency)
     latencies, answers = [], []
+    started = time.perf_counter()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=120) as client:
         async def one(body):
@@ -67,10 +68,11 @@ async def post_load(url: str, token: str, n: int, concurrency: int, n_train: int
                 answers.append((body["request_id"], response.status_code, response.json()))
 
         await asyncio.gather(*(one(b) for b in bodies))
+    seconds = time.perf_counter() - started
     ms = 1000 * np.array(latencies)
     return {"requests": n, "unique_ids": len({b["request_id"] for b in bodies}), "concurrency": concurrency,
             "status_codes": {str(k): int(v) for k, v in zip(*np.unique([a[1] for a in answers], return_counts=True))},
-            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)), "answers": answers}
+            "seconds": seconds, "requests_per_second": n / seconds, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)), "answers": answers}
 
 
 def throwaway_ledger(folder: Path) -> tuple[str, int]:
