@@ -75,6 +75,15 @@ def build_from_factory(factory: str, kwargs: dict | None = None) -> nn.Module:
     return model
 
 
+def build_model(spec: dict) -> nn.Module:
+    """An untrained network from a sidecar's "model" spec: a registered name, or a factory."""
+    if "factory" in spec:
+        model = build_from_factory(spec["factory"], spec.get("kwargs"))
+        model.unlearnkit_factory = spec
+        return model
+    return create_model(spec["name"], **spec.get("kwargs", {}))
+
+
 def model_spec(model: nn.Module, factory: str | None, factory_kwargs: dict | None) -> dict:
     """How the sidecar says to rebuild `model`: a registered name, or a factory."""
     if factory is not None:
@@ -135,13 +144,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", *, factory:
         state = safetensors.torch.load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise UnlearnkitError(f"{path} is not a readable safetensors file ({error})") from None
-    if "factory" in spec:
-        model = build_from_factory(spec["factory"], spec.get("kwargs"))
-        model.unlearnkit_factory = spec
-        label = spec["factory"]
-    else:
-        model = create_model(spec["name"], **spec.get("kwargs", {}))
-        label = spec["name"]
+    model = build_model(spec)
+    label = spec.get("factory") or spec["name"]
     expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key, tensor in state.items():
         if key in expected_shapes and tuple(tensor.shape) != expected_shapes[key]:

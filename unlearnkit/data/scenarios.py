@@ -148,7 +148,7 @@ def parse_forget(
     return Scenario(kind, spec, requested=tuple(read_requests(rest, n_train, n_heldout, subjects)))
 
 
-def _read_csv(path: Path, what: str) -> list[dict]:
+def read_csv_rows(path: Path, what: str) -> list[dict]:
     if not path.is_file():
         raise UnlearnkitError(f"{what} {path} does not exist")
     try:
@@ -168,7 +168,7 @@ def _ids(rows: list[dict], column: str, path: Path) -> list[str]:
     return values
 
 
-def _sample_id(value: str, where: str, n_train: int, n_heldout: int) -> int:
+def training_sample_id(value: str, where: str, n_train: int, n_heldout: int) -> int:
     try:
         index = int(value)
     except ValueError:
@@ -189,25 +189,25 @@ def read_requests(path: str | Path, n_train: int, n_heldout: int = 0, subjects: 
     held-out images of the official 60,000-image order and refused.
     """
     path = Path(path)
-    rows = _read_csv(path, "request file")
+    rows = read_csv_rows(path, "request file")
     columns = set(rows[0]) if rows else set()
     if not rows:
         raise UnlearnkitError(f"request file {path} lists no request; it needs a header and at least one row")
     if "sample_id" in columns:
         values = _ids(rows, "sample_id", path)
-        indices = [_sample_id(v, f"{path} line {line}", n_train, n_heldout) for line, v in enumerate(values, start=2)]
+        indices = [training_sample_id(v, f"{path} line {line}", n_train, n_heldout) for line, v in enumerate(values, start=2)]
     elif "subject_id" in columns:
         if subjects is None:
             raise UnlearnkitError(f"request file {path} lists subject_id; give --subjects MAP.csv mapping subject_id to sample_id")
         wanted = _ids(rows, "subject_id", path)
         mapping: dict[str, list[int]] = {}
         map_path = Path(subjects)
-        map_rows = _read_csv(map_path, "subject map")
+        map_rows = read_csv_rows(map_path, "subject map")
         if not map_rows or not {"subject_id", "sample_id"} <= set(map_rows[0]):
             raise UnlearnkitError(f"subject map {map_path} needs the columns subject_id and sample_id")
         for line, row in enumerate(map_rows, start=2):
             subject = (row["subject_id"] or "").strip()
-            mapping.setdefault(subject, []).append(_sample_id((row["sample_id"] or "").strip(), f"{map_path} line {line}", n_train, n_heldout))
+            mapping.setdefault(subject, []).append(training_sample_id((row["sample_id"] or "").strip(), f"{map_path} line {line}", n_train, n_heldout))
         indices = []
         for line, subject in enumerate(wanted, start=2):
             if subject not in mapping:

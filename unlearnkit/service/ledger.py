@@ -12,7 +12,6 @@ raises `UnlearnkitError` before anything is written.
 
 from __future__ import annotations
 
-import csv
 import getpass
 import hashlib
 import hmac
@@ -31,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from unlearnkit.data.scenarios import read_csv_rows, training_sample_id
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_bytes, sha256_file
 from unlearnkit.service import chain
@@ -168,11 +168,11 @@ class Ledger:
 
         weights = Path(weights)
         model = load_model(weights, factory=factory, factory_kwargs=factory_kwargs)  # verifies against the sidecar
-        spec = read_sidecar(weights)["model"] if sidecar_path(weights).is_file() else model_spec(model, factory, factory_kwargs)
+        side = read_sidecar(weights) if sidecar_path(weights).is_file() else {}
+        spec = side["model"] if side else model_spec(model, factory, factory_kwargs)
         data_path = str(resolve_data_path(data)[0].resolve())
         dataset = load_dataset(data)
         n_train = len(dataset.train_y)
-        side = read_sidecar(weights) if sidecar_path(weights).is_file() else {}
         ids = read_id_list(train_ids_csv, n_train) if train_ids_csv else np.arange(n_train)
         if isinstance(side.get("trained_on"), int) and side["trained_on"] != ids.size:
             raise UnlearnkitError(f"{weights} was trained on {side['trained_on']} images but {ids.size} are given as its training set; "
@@ -379,18 +379,12 @@ def validate_sample_id(value) -> int:
 def check_sample_id(sample: int, info: dict | None, where: str) -> None:
     if info is None:
         raise UnlearnkitError(f"{where}: no model is registered yet, so sample ids cannot be checked; run `unlearnkit ledger register` first")
-    if sample >= info["n_train"] + info["n_heldout"]:
-        raise UnlearnkitError(f"{where}: sample_id {sample} is unknown; the training set has ids 0..{info['n_train'] - 1}")
-    if sample >= info["n_train"]:
-        raise UnlearnkitError(f"{where}: sample_id {sample} is a held-out (test) image, which no model was trained on; only training images can be forgotten")
+    training_sample_id(str(sample), where, info["n_train"], info["n_heldout"])
 
 
 def read_subject_map(path: str | Path) -> list[tuple[str, int]]:
     path = Path(path)
-    if not path.is_file():
-        raise UnlearnkitError(f"subject map {path} does not exist")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(path, "subject map")
     if not rows or not {"subject_id", "sample_id"} <= set(rows[0]):
         raise UnlearnkitError(f"subject map {path} needs the columns subject_id and sample_id and at least one row")
     pairs = []
@@ -404,10 +398,7 @@ def read_subject_map(path: str | Path) -> list[tuple[str, int]]:
 
 def read_id_list(path: str | Path, n_train: int) -> np.ndarray:
     path = Path(path)
-    if not path.is_file():
-        raise UnlearnkitError(f"training id list {path} does not exist")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv_rows(path, "training id list")
     if not rows or "sample_id" not in rows[0]:
         raise UnlearnkitError(f"training id list {path} needs a sample_id column and at least one row")
     ids = np.array([validate_sample_id((row["sample_id"] or "").strip()) for row in rows], dtype=np.int64)

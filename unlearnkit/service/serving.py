@@ -309,8 +309,7 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
     """Train from scratch, with the original's recipe and architecture, on every image of the
     original training set not forgotten so far; deploy it and close the requests that awaited it."""
     from unlearnkit.data import load_dataset
-    from unlearnkit.store import build_from_factory
-    from unlearnkit.models import create_model
+    from unlearnkit.store import build_model
     from unlearnkit.train import Recipe, Source, accuracy, default_device, fit
 
     with serving_lease(ledger, actor, wait):
@@ -336,8 +335,7 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
         recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(root), dict) else Recipe()
         spec = root.spec
         device = default_device()
-        model = build_from_factory(spec["factory"], spec.get("kwargs")) if "factory" in spec else create_model(spec["name"], **spec.get("kwargs", {}))
-        model = model.to(device)
+        model = build_model(spec).to(device)
         say(f"[bold]retraining[/bold] from scratch on {keep.size} images (action {action.id}: {reason})")
         fit(model, Source.take(dataset.train_x, dataset.train_y, keep, device), recipe, seed=seed, description="retrain")
         test_acc = accuracy(model, dataset.test_x, dataset.test_y, precision="fp32")
