@@ -16,7 +16,7 @@ def isolated(monkeypatch):
     from unlearnkit.evaluate import attacks
 
     methods.list_methods()
-    monkeypatch.setattr(methods, "_REGISTRY", dict(methods._REGISTRY))
+    monkeypatch.setattr(methods, "_REGISTRY", {modality: dict(named) for modality, named in methods._REGISTRY.items()})
     monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
     monkeypatch.setattr(attacks, "ATTACKS", dict(attacks.ATTACKS))
     monkeypatch.setattr(plugins, "_loaded", set())

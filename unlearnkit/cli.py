@@ -143,8 +143,11 @@ def run(
     from unlearnkit.methods import parse_overrides
     from unlearnkit.run import resolve_methods, run_experiment, run_seeds
 
+    from unlearnkit.presets import get_preset
+
     options = evidence_options(evidence, n, k, shadow_width, resamples)
-    scenario = {"forget": forget, "subjects": subjects, "configs": parse_overrides(set_, resolve_methods(methods)), "evidence": options}
+    modality = get_preset(preset).modality
+    scenario = {"forget": forget, "subjects": subjects, "configs": parse_overrides(set_, resolve_methods(methods, modality), modality), "evidence": options}
 
     if seeds is not None:
         try:
@@ -255,10 +258,18 @@ def forget(
     from unlearnkit.forget import auc_cell, forget_request, score_cell
     from unlearnkit.methods import parse_overrides
 
-    config = parse_overrides(set_, [method]).get(method)
+    from unlearnkit.store import read_sidecar, sidecar_path
+
+    modality = read_sidecar(model).get("modality", "image") if sidecar_path(model).is_file() else "image"
+    config = parse_overrides(set_, [method], modality).get(method)
     kwargs = parse_json_object(model_kwargs, "--model-kwargs") if model_kwargs else None
     report = forget_request(model=model, requests=requests, method=method, data=data, subjects=subjects, out=out, seed=seed, config=config,
                             model_factory=model_factory, model_kwargs=kwargs)
+    if modality == "text":
+        from unlearnkit.text.forget import markdown
+
+        Console(width=None if sys.stdout.isatty() else 160).print(markdown(report))
+        return
     table = Table(title=f"{report['requests']['images']} images forgotten with {method} in {report['unlearn_seconds']:.1f}s", title_justify="left")
     for column in ("measure", "before", "after"):
         table.add_column(column, justify="left" if column == "measure" else "right")

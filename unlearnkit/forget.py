@@ -78,6 +78,10 @@ def forget_request(
     `model_kwargs`) that builds the architecture."""
     started = time.perf_counter()
     model_path, out = Path(model), Path(out)
+    if sidecar_path(model_path).is_file() and (meta := read_sidecar(model_path)).get("modality") == "text":
+        from unlearnkit.text.forget import forget_people
+
+        return forget_people(model=model_path, meta=meta, requests=requests, method=method, config=config, seed=seed, out=out)
     config = make_config(method, config)  # a bad method or config fails before anything is read
     dataset = load_dataset(data)
     device = default_device()

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.text.facts import FactsSpec
 from unlearnkit.train import Recipe
 
 
@@ -33,6 +34,11 @@ class Preset(BaseModel):
     train_pool: int | None = Field(None, description="use at most this many training images (a seeded, class-balanced sample); None = all")
     forget: float = Field(0.1, description="forget-set size: a fraction of the pool, or a count")
     methods: dict[str, dict] = Field(default_factory=dict, description="method name → config values used instead of the method's defaults (what `unlearnkit tune --write-preset` writes); --set still wins")
+    corpus: FactsSpec | None = Field(None, description="a text experiment: the personal-facts corpus to generate (then the model is a language model and the methods are the text methods)")
+
+    @property
+    def modality(self) -> str:
+        return "text" if self.corpus is not None else "image"
 
 
 PRESETS: dict[str, Preset] = {
@@ -61,6 +67,25 @@ PRESETS: dict[str, Preset] = {
             description="GPU: standard ResNet-18 (width 64), crop+flip, SGD lr 0.1, momentum 0.9, weight decay 5e-4, 30 epochs (the NeurIPS 2023 kit's recipe)",
             model=ModelSpec(kwargs={"width": 64}),
             recipe=Recipe(epochs=30, batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine", warmup=0.0, augment=True),
+        ),
+        Preset(
+            name="facts-smoke",
+            description="seconds: a width-64, 2-block byte-level GPT on 12 fictitious people (9 trained, 2 of them forgotten), for tests, not for conclusions",
+            model=ModelSpec(name="gpt-tiny", kwargs={"width": 64, "depth": 2, "heads": 2, "context": 72}),
+            recipe=Recipe(epochs=60, batch_size=8, lr=3e-3, momentum=0.9, weight_decay=0.0, optimizer="adamw", schedule="onecycle", warmup=0.05),
+            corpus=FactsSpec(people=12, heldout=0.25, paraphrases=1, filler=40),
+            forget=2,
+        ),
+        Preset(
+            name="facts-default",
+            description=(
+                "2-core CPU: gpt-tiny (width 128, 4 blocks, 0.84M parameters) memorizes 48 fictitious people (38 trained, 4 of them "
+                "forgotten; 10 held out) in 40 epochs of AdamW, two paraphrases and a QA pair per fact; original + retrain under 10 minutes"
+            ),
+            model=ModelSpec(name="gpt-tiny", kwargs={"width": 128, "depth": 4, "heads": 4, "context": 72}),
+            recipe=Recipe(epochs=40, batch_size=16, lr=3e-3, momentum=0.9, weight_decay=0.0, optimizer="adamw", schedule="onecycle", warmup=0.05),
+            corpus=FactsSpec(people=48, heldout=0.2, paraphrases=2, filler=144),
+            forget=0.1,
         ),
     ]
 }

@@ -32,7 +32,11 @@ from unlearnkit.store import Store, load_model, save_model
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
 
 
-def resolve_methods(methods: str | list[str] | None) -> list[str]:
+def resolve_methods(methods: str | list[str] | None, modality: str = "image") -> list[str]:
+    if modality == "text":
+        from unlearnkit.text.run import resolve_text_methods
+
+        return resolve_text_methods(methods)
     if methods is None:
         return list(DEFAULT_METHODS)
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
@@ -55,6 +59,13 @@ def run_experiment(
     *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None,
     configs: dict | None = None, forget: str | float | None = None, subjects=None, evidence: EvidenceOptions | None = None,
 ) -> dict:
+    chosen_preset = get_preset(preset) if isinstance(preset, (str, dict)) else preset
+    if chosen_preset.modality == "text":
+        if data is not None:
+            raise UnlearnkitError(f"preset {chosen_preset.name} generates its own corpus; drop --data")
+        from unlearnkit.text.run import run_text_experiment
+
+        return run_text_experiment(preset=chosen_preset, methods=methods, seed=seed, out=out, cache=cache, configs=configs, forget=forget, evidence=evidence)
     names = resolve_methods(methods)
     out = Path(out)
     remove_temporaries(out)

@@ -310,8 +310,11 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """Images as the model takes them: uint8 → float in [0, 1]; float images unchanged (the
-    user's own scaling). 4-D batches in channels_last, the layout convolutions run fastest in."""
+    """Inputs as the model takes them: uint8 images → float in [0, 1]; float images unchanged
+    (the user's own scaling); integer token ids (int32/int64) unchanged. 4-D batches in
+    channels_last, the layout convolutions run fastest in."""
+    if x.dtype in (torch.int32, torch.int64):
+        return x
     x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
@@ -366,14 +369,23 @@ def lr_factor(schedule: str, warmup: float, step: int, total: int) -> float:
     return max(1 - rest, 0.0)
 
 
+IGNORE_INDEX = -100  # a sequence position without a target (padding)
+
+
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    """Cross-entropy of (batch, classes) logits, or of (batch, time, vocab) logits of a language
+    model against (batch, time) next-token targets, positions marked IGNORE_INDEX left out."""
+
     def loss(model: nn.Module, batch: Batch, state: TrainState) -> torch.Tensor:
         x = torch.cat([x for x, _ in batch.values()])
         y = torch.cat([y for _, y in batch.values()])
         logits = model(x)
-        state.correct += int((logits.argmax(1) == y).sum())
-        state.seen += len(y)
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if logits.ndim == 3:
+            logits, y = logits.flatten(0, 1), y.flatten()
+        counted = y != IGNORE_INDEX
+        state.correct += int(((logits.argmax(1) == y) & counted).sum())
+        state.seen += int(counted.sum())
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing, ignore_index=IGNORE_INDEX)
 
     return loss
 

@@ -28,9 +28,9 @@ from unlearnkit.sweep import make_reference
 OPTUNA_HINT = "pip install 'unlearnkit[tune]' (or -e '.[tune]' in a checkout)"
 
 
-def search_space(method: str) -> dict[str, dict]:
+def search_space(method: str, modality: str = "image") -> dict[str, dict]:
     """Field name → {low, high, log, integer} for every field the method's config gives a range."""
-    config = get_method(method).config
+    config = get_method(method, modality).config
     space = {}
     for name, info in config.model_fields.items():
         if isinstance(info.json_schema_extra, dict) and "search" in info.json_schema_extra:
@@ -59,8 +59,42 @@ def distance(found: dict[str, float], reference: dict[str, float]) -> float:
     return float(sum(abs(found[k] - reference[k]) for k in reference if math.isfinite(found[k]) and math.isfinite(reference[k])))
 
 
+def text_val_metrics(outputs) -> dict[str, float]:
+    """A text trial's numbers, on rows the method may see and validation people only: QA on the
+    forgotten and on the retained people, and the loss attack's AUC, forget rows vs rows of
+    validation people."""
+    from unlearnkit.evaluate.stats import score_attack
+    from unlearnkit.text.evaluate import text_metrics
+
+    split, metrics = outputs.split, text_metrics(outputs)
+    auc = score_attack(outputs.attack_scores(split.forget)["loss"], outputs.attack_scores(split.val)["loss"], resamples=100).values["auc"]
+    return {"forget": metrics["qa_forget"], "retain": metrics["qa_retain"], "mia": auc}
+
+
+def evaluate_text_trial(*, preset: dict, seed: int, forget: str | None, cache: str | None, method: str, config: dict) -> dict:
+    from unlearnkit.methods import run_method
+    from unlearnkit.text.evaluate import lm_outputs
+    from unlearnkit.text.run import prepare_text, text_task, train_language_model
+
+    setup = prepare_text(get_preset(preset), seed, cache, forget)
+    original, retrain = (train_language_model(role, setup, seed) for role in ("original", "retrain"))
+    reference = text_val_metrics(lm_outputs(retrain.model, setup.data, setup.split))
+    result = run_method(method, original.model, text_task(setup, original.model, seed), config, modality="text")
+    found = text_val_metrics(lm_outputs(result.model, setup.data, setup.split))
+    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9)}
+
+
+def make_text_reference(*, preset: dict, seed: int, forget: str | None, cache: str | None, role: str, **_) -> dict:
+    from unlearnkit.text.run import prepare_text, train_language_model
+
+    ref = train_language_model(role, prepare_text(get_preset(preset), seed, cache, forget), seed)
+    return {"role": role, "path": str(ref.path), "cached": ref.cached}
+
+
 def evaluate_trial(*, preset: dict, data, seed: int, forget: str | None, cache: str | None, method: str, config: dict) -> dict:
     """One trial (a job): the method with `config` on the cached original, scored on val."""
+    if get_preset(preset).modality == "text":
+        return evaluate_text_trial(preset=preset, seed=seed, forget=forget, cache=cache, method=method, config=config)
     from unlearnkit.evaluate import model_outputs
     from unlearnkit.experiment import prepare
     from unlearnkit.methods import Task, run_method
@@ -116,8 +150,9 @@ def tune(
         raise UnlearnkitError(f"unlearnkit tune needs Optuna, which is not installed; {OPTUNA_HINT}") from None
     if trials < 1:
         raise UnlearnkitError(f"--trials {trials} is invalid; give 1 or more")
-    space = search_space(method)
     chosen = get_preset(preset)
+    modality = chosen.modality
+    space = search_space(method, modality)
     executor = executor or Executor()
     name = f"{method}-{chosen.name}-seed{seed}" + (f"-{forget}" if forget else "")
     if storage is None:
@@ -129,13 +164,14 @@ def tune(
     common = {"preset": chosen.model_dump(), "data": None if data is None else str(data), "seed": seed, "forget": forget, "cache": None if cache is None else str(cache)}
     started = time.perf_counter()
     say(f"[bold]unlearnkit tune[/bold] {method}: {trials} trials over {', '.join(space)} ({executor.describe()}); study '{name}' in {storage}")
-    executor.map([Job(f"{role} seed {seed}", make_reference, {**common, "role": role, "model_seed": seed}) for role in ("original", "retrain")], "reference models")
+    reference = make_text_reference if modality == "text" else make_reference
+    executor.map([Job(f"{role} seed {seed}", reference, {**common, "role": role, "model_seed": seed}) for role in ("original", "retrain")], "reference models")
     fixed = get_preset(common["preset"]).methods.get(method, {})
     while (left := trials - len(finished(study))) > 0:
         asked = [study.ask(distributions(space)) for _ in range(min(executor.slots, left))]
         configs = [{**fixed, **trial.params} for trial in asked]
         for config in configs:
-            make_config(method, config)
+            make_config(method, config, modality)
         outcomes = executor.map([Job(f"trial {t.number}", evaluate_trial, {**common, "method": method, "config": c}) for t, c in zip(asked, configs)],
                                 f"{method}: trials {trials - left + 1}–{trials - left + len(asked)} of {trials}", tolerate_errors=True)
         for trial, outcome in zip(asked, outcomes):
@@ -147,8 +183,9 @@ def tune(
             for key, value in outcome.items():
                 trial.set_user_attr(key, value)
             study.tell(trial, outcome["distance"])
-            say(f"trial {trial.number} {format_params(trial.params)}: distance {outcome['distance']:.3f} (forget {outcome['forget']:.3f}, val {outcome['val']:.3f}, MIA {outcome['mia']:.3f}, {outcome['seconds']:.0f}s)")
-    summary = summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed)
+            shown = ", ".join(f"{key} {outcome[key]:.3f}" for key in metric_keys(modality))
+            say(f"trial {trial.number} {format_params(trial.params)}: distance {outcome['distance']:.3f} ({shown}, {outcome['seconds']:.0f}s)")
+    summary = summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed, modality)
     if export is not None:
         export_study(summary, Path(export))
     if write_preset is not None:
@@ -156,20 +193,30 @@ def tune(
     return summary
 
 
+OBJECTIVES = {
+    "image": "validation split only: |Δ forget acc| + |Δ val acc| + |Δ MIA (forget vs val losses)| to the retrained model",
+    "text": "validation people only: |Δ QA forget| + |Δ QA retain| + |Δ loss-attack AUC (forget rows vs validation people's rows)| to the retrained model",
+}
+
+
+def metric_keys(modality: str) -> tuple[str, ...]:
+    return ("forget", "retain", "mia") if modality == "text" else ("forget", "val", "mia")
+
+
 def format_params(params: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def summarize(study, method: str, space: dict, budget: int, storage: str, seconds: float, where: str, fixed: dict) -> dict:
+def summarize(study, method: str, space: dict, budget: int, storage: str, seconds: float, where: str, fixed: dict, modality: str = "image") -> dict:
     done = finished(study)
     complete = [t for t in done if t.value is not None]
     if not complete:
         raise UnlearnkitError(f"every trial of {method} failed (first: {done[0].user_attrs.get('error') if done else 'none ran'}); narrow the search ranges")
     best = min(complete, key=lambda t: t.value)
-    default = make_config(method, fixed).model_dump()
+    default = make_config(method, fixed, modality).model_dump()
     return {
         "study": study.study_name, "method": method, "budget": budget, "storage": storage, "where": where, "seconds_this_run": seconds,
-        "objective": "validation split only: |Δ forget acc| + |Δ val acc| + |Δ MIA (forget vs val losses)| to the retrained model",
+        "objective": OBJECTIVES[modality], "modality": modality, "metrics": list(metric_keys(modality)),
         "space": space, "defaults_before": {k: default[k] for k in space},
         "best": {"trial": best.number, "distance": best.value, "config": {**fixed, **best.params}, "metrics": dict(best.user_attrs)},
         "trials": [{"number": t.number, "params": t.params, "distance": t.value, "state": t.state.name, **{k: v for k, v in t.user_attrs.items() if k != "retrain"}} for t in done],
@@ -185,11 +232,11 @@ def export_study(summary: dict, folder: Path) -> None:
              f"Objective: {summary['objective']}. TPE, budget {summary['budget']} finished trials; {summary['where']}.", "",
              f"Best (trial {best['trial']}): distance {best['distance']:.4f} with {format_params(best['config'])}; "
              f"the defaults before: {format_params(summary['defaults_before'])}.", "",
-             "| trial | distance | forget | val | MIA | seconds | " + " | ".join(summary["space"]) + " |",
+             "| trial | distance | " + " | ".join(k.replace("mia", "MIA") for k in summary.get("metrics", metric_keys("image"))) + " | seconds | " + " | ".join(summary["space"]) + " |",
              "|---|---|---|---|---|---|" + "---|" * len(summary["space"])]
     for trial in sorted(summary["trials"], key=lambda t: (t["distance"] is None, t["distance"] or 0)):
         cells = [str(trial["number"]), "failed" if trial["distance"] is None else f"{trial['distance']:.4f}",
-                 *[f"{trial[k]:.3f}" if isinstance(trial.get(k), float) else "–" for k in ("forget", "val", "mia")],
+                 *[f"{trial[k]:.3f}" if isinstance(trial.get(k), float) else "–" for k in summary.get("metrics", metric_keys("image"))],
                  f"{trial['seconds']:.0f}" if "seconds" in trial else "–",
                  *[f"{trial['params'][k]:.4g}" if k in trial["params"] else "–" for k in summary["space"]]]
         lines.append("| " + " | ".join(cells) + " |")

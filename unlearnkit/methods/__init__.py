@@ -57,6 +57,7 @@ class Task:
     cache_dir: Path | None = None
     data_key: str = ""
     checkpoint: Checkpoint | None = None
+    refusals: Source | None = None  # text tasks: the forget rows with each personal value replaced by a refusal
 
     @classmethod
     def from_split(cls, dataset, split, original: nn.Module, recipe: Recipe, seed: int, *, cache_dir: Path | None = None) -> "Task":
@@ -80,9 +81,13 @@ class Method:
     fn: Callable[[nn.Module, Task, MethodConfig], nn.Module]
     config: type[MethodConfig]
     summary: str
+    modality: str = "image"
 
 
-_REGISTRY: dict[str, Method] = {}
+# modality ("image": classifiers; "text": language models) → name → method. The same name may
+# mean different things for a classifier and a language model (finetune, gradient-ascent, kl).
+_REGISTRY: dict[str, dict[str, Method]] = {"image": {}, "text": {}}
+MODALITIES = tuple(_REGISTRY)
 
 
 def first_paragraph(doc: str | None) -> str:
@@ -90,11 +95,16 @@ def first_paragraph(doc: str | None) -> str:
     return " ".join((doc or "").strip().split("\n\n")[0].split())
 
 
-def register_method(name: str, config: type[MethodConfig]):
+def register_method(name: str, config: type[MethodConfig], modality: str = "image"):
+    """Register `unlearn(model, task, config)` as method `name` for `modality` ("image" for
+    classifiers, "text" for language models)."""
+    if modality not in _REGISTRY:
+        raise UnlearnkitError(f"method '{name}': unknown modality '{modality}'; choose from {', '.join(_REGISTRY)}")
+
     def decorate(fn):
-        if name in _REGISTRY:
-            refuse_clash("method", name, _REGISTRY[name].fn.__module__, fn.__module__)
-        _REGISTRY[name] = Method(name, fn, config, first_paragraph(fn.__doc__))
+        if name in _REGISTRY[modality]:
+            refuse_clash("method", name, _REGISTRY[modality][name].fn.__module__, fn.__module__)
+        _REGISTRY[modality][name] = Method(name, fn, config, first_paragraph(fn.__doc__), modality)
         return fn
 
     return decorate
@@ -103,23 +113,26 @@ def register_method(name: str, config: type[MethodConfig]):
 def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
+    import unlearnkit.text.methods  # noqa: F401  (registers the language-model methods)
+
     load_plugins("unlearnkit.methods")
 
 
-def list_methods(pattern: str = "*") -> list[str]:
+def list_methods(pattern: str = "*", modality: str = "image") -> list[str]:
     _load_all()
-    return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
+    return [name for name in _REGISTRY[modality] if fnmatch.fnmatch(name, pattern)]
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str, modality: str = "image") -> Method:
     _load_all()
-    if name not in _REGISTRY:
-        raise UnlearnkitError(f"unknown method '{name}'; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    if name not in _REGISTRY[modality]:
+        kind = "" if modality == "image" else f"{modality} "
+        raise UnlearnkitError(f"unknown {kind}method '{name}'; choose from {', '.join(_REGISTRY[modality])}")
+    return _REGISTRY[modality][name]
 
 
-def make_config(name: str, values: dict | None = None) -> MethodConfig:
-    method = get_method(name)
+def make_config(name: str, values: dict | None = None, modality: str = "image") -> MethodConfig:
+    method = get_method(name, modality)
     try:
         return method.config(**(values or {}))
     except ValidationError as error:
@@ -128,13 +141,13 @@ def make_config(name: str, values: dict | None = None) -> MethodConfig:
         raise UnlearnkitError(f"method '{name}' config field '{field}': {first['msg']} (got {first.get('input')!r})") from None
 
 
-def split_setting(item: str, methods: list[str] | None, example: str = "VALUE", scope: str = "run") -> tuple[str, str, str]:
+def split_setting(item: str, methods: list[str] | None, example: str = "VALUE", scope: str = "run", modality: str = "image") -> tuple[str, str, str]:
     """`METHOD.FIELD=TEXT` → (method, field, text), the method known and among `methods`."""
     target, equals, text = item.partition("=")
     name, dot, field = target.rpartition(".")
     if not equals or not dot or not name or not field:
         raise UnlearnkitError(f"--set '{item}' is not METHOD.FIELD={example}, e.g. --set finetune.lr={'0.1,0.2' if example != 'VALUE' else '0.1'}")
-    get_method(name)
+    get_method(name, modality)
     if methods is not None and name not in methods:
         raise UnlearnkitError(f"--set '{item}' names method '{name}', which this {scope} does not include ({', '.join(methods)})")
     return name, field, text
@@ -148,16 +161,16 @@ def parse_value(text: str):
         return text
 
 
-def parse_overrides(items: list[str] | None, methods: list[str] | None = None) -> dict[str, dict]:
+def parse_overrides(items: list[str] | None, methods: list[str] | None = None, modality: str = "image") -> dict[str, dict]:
     """`METHOD.FIELD=VALUE` strings (from `--set`) → {method: {field: value}}. Values are read
     as JSON where they parse (numbers, true/false), else kept as text; the method's config
     then validates them."""
     overrides: dict[str, dict] = {}
     for item in items or []:
-        name, field, text = split_setting(item, methods)
+        name, field, text = split_setting(item, methods, modality=modality)
         overrides.setdefault(name, {})[field] = parse_value(text)
     for name, values in overrides.items():
-        make_config(name, values)  # a bad field or value fails here, before any training
+        make_config(name, values, modality)  # a bad field or value fails here, before any training
     return overrides
 
 
@@ -168,7 +181,7 @@ def run_identity(name: str, model: nn.Module, task: Task, config: MethodConfig) 
     return sha256_json({
         "method": name, "config": config.model_dump(), "seed": task.seed,
         "weights": {k: sha256_arrays(tensor_bytes(v)) for k, v in model.state_dict().items()},
-        "data": {part: s.digest() for part, s in (("retain", task.retain), ("forget", task.forget), ("val", task.val))},
+        "data": {part: s.digest() for part, s in (("retain", task.retain), ("forget", task.forget), ("val", task.val), ("refusals", task.refusals)) if s is not None},
     })
 
 
@@ -181,12 +194,13 @@ class MethodResult:
 
 
 def run_method(
-    name: str, model: nn.Module, task: Task, config: MethodConfig | dict | None = None, checkpoint: Path | Checkpoint | None = None
+    name: str, model: nn.Module, task: Task, config: MethodConfig | dict | None = None, checkpoint: Path | Checkpoint | None = None,
+    modality: str = "image",
 ) -> MethodResult:
     """Run a registered method on a copy of `model`; the input model is left untouched. With
     `checkpoint` (a file path), a run killed part-way resumes there when started again."""
-    method = get_method(name)
-    config = config if isinstance(config, MethodConfig) else make_config(name, config)
+    method = get_method(name, modality)
+    config = config if isinstance(config, MethodConfig) else make_config(name, config, modality)
     if isinstance(checkpoint, Path):
         checkpoint = Checkpoint(checkpoint, key=run_identity(name, model, task, config), every=25)
     if checkpoint is not None:

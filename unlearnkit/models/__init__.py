@@ -57,4 +57,4 @@ def create_model_for(name: str, dataset, **kwargs) -> nn.Module:
     return create_model(name, **{**{k: v for k, v in fitted.items() if k in accepted}, **kwargs})
 
 
-from unlearnkit.models import resnet, vgg, vit  # noqa: E402,F401  (registers the models)
+from unlearnkit.models import gpt, resnet, vgg, vit  # noqa: E402,F401  (registers the models)

@@ -1,0 +1,99 @@
+"""What a text run shows: the terminal table and the figures (QA, attacks, losses)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from unlearnkit.report import plt, save_figure
+
+COLUMNS = (("QA forget", "qa_forget", "%"), ("QA retain", "qa_retain", "%"), ("QA test", "qa_test", "%"), ("extraction", "extraction_forget", "%"),
+           ("perplexity", "perplexity", "f"), ("ε score", "neurips_score", "f"), ("KLoM", "klom_forget", "f"), ("seconds", "seconds", "s"),
+           ("× retrain", "time_ratio", "f"))
+
+
+def cell(row: dict, key: str, kind: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, (int, float)):
+        return ""
+    return f"{100 * value:.1f}" if kind == "%" else f"{value:.0f}" if kind == "s" else f"{value:.3f}"
+
+
+def text_table(results: dict) -> Table:
+    rows, control = results["rows"], results["positive_control"]
+    attack = control.get("headline_attack")
+    title = (f"QA exact match and extraction in %; held-out people's majority-answer rate {100 * results['majority_answer_rate']:.1f}%; "
+             + (f"AUC: the {attack} attack, forgotten people's rows vs test people's [95% CI], compare with retrain" if attack else f"attacks: {control['note']}"))
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    for header, _, _ in COLUMNS[:5]:
+        table.add_column(header, justify="right")
+    table.add_column("attack AUC", justify="right")
+    for header, _, _ in COLUMNS[5:]:
+        table.add_column(header, justify="right")
+    for row in rows:
+        auc = f"{row['attack_auc']:.3f} [{row['attack_auc_ci'][0]:.3f}, {row['attack_auc_ci'][1]:.3f}]" if "attack_auc" in row else ""
+        cells = [cell(row, key, kind) for _, key, kind in COLUMNS]
+        table.add_row(row["name"], *cells[:5], auc, *cells[5:])
+    return table
+
+
+def qa_bars(results: dict, path: Path) -> Path:
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.8))
+    x = np.arange(len(rows))
+    for offset, (label, key) in zip((-0.3, -0.1, 0.1, 0.3), (("QA forget", "qa_forget"), ("QA retain", "qa_retain"), ("QA test", "qa_test"), ("extraction", "extraction_forget"))):
+        ax.bar(x + offset, [100 * r[key] for r in rows], width=0.2, label=label)
+    ax.axhline(100 * results["majority_answer_rate"], color="grey", linestyle=":", label="majority answer (held out)")
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("%")
+    ax.set_title("What each model still knows (compare with retrain)")
+    ax.legend(fontsize=7, ncol=3)
+    return save_figure(fig, path)
+
+
+def attack_bars(results: dict, attacks: dict, path: Path) -> Path:
+    rows = results["rows"]
+    names = list(next(iter(attacks.values())))
+    fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.8))
+    x = np.arange(len(rows))
+    for i, attack in enumerate(names):
+        values = np.array([attacks[r["name"]][attack].values["auc"] for r in rows])
+        low = np.array([attacks[r["name"]][attack].intervals["auc"][0] for r in rows])
+        high = np.array([attacks[r["name"]][attack].intervals["auc"][1] for r in rows])
+        ax.errorbar(x + (i - 1) * 0.2, values, yerr=[values - low, high - values], fmt="o", capsize=3, label=attack + ("" if results["positive_control"]["signal"][attack] else " (no signal)"))
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("AUC, forget vs test rows (95% CI)")
+    ax.set_title("Membership attacks (retrain is the target, not 0.5)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def loss_grid(outputs: dict, path: Path) -> Path:
+    names = list(outputs)
+    cols = min(len(names), 4)
+    fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(3.4 * cols, 2.6 * ((len(names) + cols - 1) // cols)), squeeze=False)
+    split = next(iter(outputs.values())).split
+    everything = np.concatenate([-o.mean_logprob(np.r_[split.forget, split.test]) for o in outputs.values()])
+    bins = np.linspace(0, np.percentile(everything, 99), 40)
+    for ax, name in zip(axes.flat, names):
+        for label, rows in (("test people", split.test), ("forgotten people", split.forget)):
+            ax.hist(-outputs[name].mean_logprob(rows), bins=bins, alpha=0.6, label=label, weights=np.full(len(rows), 1 / len(rows)))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("row loss (nats/byte)", fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_text_report(out: Path, results: dict, outputs: dict, attacks: dict) -> list[Path]:
+    Console(width=None if sys.stdout.isatty() else 200).print(text_table(results))
+    folder = out / "figures"
+    return [qa_bars(results, folder / "qa.png"), attack_bars(results, attacks, folder / "attacks.png"), loss_grid(outputs, folder / "losses.png")]
