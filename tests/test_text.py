@@ -118,7 +118,9 @@ def test_the_text_methods_are_registered_apart_from_the_image_ones():
 
 
 def short(name: str) -> dict:
-    return {"epochs": 4.0} if name != "finetune" else {"epochs": 10.0}
+    """Enough training for each method to forget the smoke people (measured: finetune 10 epochs
+    100% → 35% QA on them, rmu 6 epochs → 35%)."""
+    return {"finetune": {"epochs": 10.0}, "rmu": {"epochs": 6.0}}.get(name, {"epochs": 4.0})
 
 
 @pytest.mark.parametrize("name", TEXT_METHODS)
@@ -193,6 +195,11 @@ def test_run_on_facts_smoke_then_forget_a_request(tmp_path):
         assert rows[name]["attacks"]["min-k"]["auc"]["ci95"][0] <= rows[name]["attacks"]["min-k"]["auc"]["value"]
     assert {"qa.png", "attacks.png", "losses.png"} <= {p.name for p in (out / "figures").iterdir()}
     assert "ε score" in done.stdout and "simnpo" in (out / "report.html").read_text()
+
+    again = run_cli("evaluate", str(out), "--cache", str(cache), "--resamples", "200")
+    assert again.returncode == 0, again.stderr[-2000:]
+    evaluated = {row["name"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
+    assert evaluated["idk"]["qa_forget"] == rows["idk"]["qa_forget"] and evaluated["idk"]["seconds"] == rows["idk"]["seconds"]
 
     requests = tmp_path / "requests.csv"
     person = results["split"]["forget_people"][0]

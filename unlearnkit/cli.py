@@ -335,12 +335,14 @@ def verify(folder: str = typer.Argument(..., help="a folder written by `unlearnk
 
 
 @app.command("methods")
-def methods_list():
+def methods_list(modality: str = typer.Option("image", help="image (classifier methods) or text (language-model methods, for the facts presets)")):
     """List the registered unlearning methods and their hyperparameters."""
-    from unlearnkit.methods import get_method, list_methods
+    from unlearnkit.methods import MODALITIES, get_method, list_methods
 
-    for name in list_methods():
-        method = get_method(name)
+    if modality not in MODALITIES:
+        raise UnlearnkitError(f"--modality {modality!r} is unknown; choose from {', '.join(MODALITIES)}")
+    for name in list_methods(modality=modality):
+        method = get_method(name, modality)
         def shown(key, field) -> str:
             search = (field.json_schema_extra or {}).get("search") if isinstance(field.json_schema_extra, dict) else None
             tuned = f" (tune: {search['low']:g}–{search['high']:g}{', log' if search['log'] else ''})" if search else ""

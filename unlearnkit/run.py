@@ -180,6 +180,10 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
     if "runs" in results:
         runs = [evaluate_run(run_dir / Path(rel).parent, data=data, cache=cache, evidence=evidence) for rel in results["runs"]]
         return write_aggregate(run_dir, runs, results["seeds"])
+    if results.get("modality") == "text":
+        from unlearnkit.text.run import evaluate_text_run
+
+        return evaluate_text_run(run_dir, results, cache=cache, evidence=evidence)
     started = time.perf_counter()
     remove_temporaries(run_dir)
     split = Split.load(run_dir / "split.npz")

@@ -282,6 +282,8 @@ def sweep(
     from unlearnkit.run import resolve_methods
 
     chosen = get_preset(preset)
+    if chosen.modality == "text":
+        raise UnlearnkitError(f"unlearnkit sweep runs image presets; for {chosen.name} use `unlearnkit run --preset {chosen.name} --seeds 0,1,2` and `unlearnkit tune METHOD --preset {chosen.name}`")
     names = resolve_methods(methods)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
     forgets = (split_forget_specs(forget) if isinstance(forget, str) else list(forget)) if forget else [f"random:{chosen.forget:g}"]

@@ -298,6 +298,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, to
 
 
 Batch = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+IGNORE_INDEX = -100  # a sequence position without a target (padding)
 LossFn = Callable[[nn.Module, Batch, TrainState], torch.Tensor]
 
 
@@ -369,9 +370,6 @@ def lr_factor(schedule: str, warmup: float, step: int, total: int) -> float:
     return max(1 - rest, 0.0)
 
 
-IGNORE_INDEX = -100  # a sequence position without a target (padding)
-
-
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     """Cross-entropy of (batch, classes) logits, or of (batch, time, vocab) logits of a language
     model against (batch, time) next-token targets, positions marked IGNORE_INDEX left out."""
@@ -429,7 +427,18 @@ class Orders:
         for name, source in self.sources.items():
             x, y = source.batch(self.next(name))
             batch[name] = (to_float(augment(x, self.generator) if augment_images else x), y)
+        return trim_padding(batch)
+
+
+def trim_padding(batch: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Token rows with (batch, time) targets: cut the trailing positions where no row of any
+    source has a target. A causal model's outputs before them do not depend on them, so the loss
+    is the same, for a fifth less compute on the facts corpus (rows of 45 bytes on average,
+    padded to 71). Image batches pass unchanged."""
+    if not all(x.ndim == 2 and x.dtype in (torch.int32, torch.int64) and y.shape == x.shape for x, y in batch.values()):
         return batch
+    used = max((y != IGNORE_INDEX).any(dim=0).nonzero().max().item() + 1 if (y != IGNORE_INDEX).any() else 1 for _, y in batch.values())
+    return {name: (x[:, :used], y[:, :used]) for name, (x, y) in batch.items()}
 
 
 def masked(mask: Mapping[str, torch.Tensor], params: Mapping[str, nn.Parameter], description: str):

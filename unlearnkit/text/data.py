@@ -117,6 +117,15 @@ class TextSplit:
                  spec=np.array(self.spec), fingerprint=np.array(self.fingerprint))
         atomic_write_bytes(path, buffer.getvalue())
 
+    @classmethod
+    def load(cls, path: Path) -> "TextSplit":
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return cls(**{k: saved[k] for k in ("forget_people", "test_people", "val_people", "forget", "retain", "test", "val", "filler_test")},
+                           spec=str(saved["spec"]), fingerprint=str(saved["fingerprint"]))
+        except (OSError, KeyError, ValueError) as error:
+            raise UnlearnkitError(f"{path} is not the split of a text run ({error}); give a folder written by `unlearnkit run --preset facts-…`") from None
+
 
 def person_ids(data: TextData, subjects: list[str]) -> np.ndarray:
     """People named by a request: each line a person's index or full name."""

@@ -155,8 +155,6 @@ def run_text_experiment(
     *, preset: Preset, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None, configs: dict | None = None,
     forget: str | float | None = None, subjects: list[str] | None = None, evidence: EvidenceOptions | None = None,
 ) -> dict:
-    from unlearnkit.text.report import write_text_report
-
     names = resolve_text_methods(methods)
     out = Path(out)
     remove_temporaries(out)
@@ -187,6 +185,16 @@ def run_text_experiment(
                           data_fingerprint=setup.data.fingerprint, split_fingerprint=split.fingerprint, timings={"unlearn_seconds": result.seconds})
         evaluate(name, result.model, result.seconds, path, result.config.model_dump())
 
+    return report_text_run(out, setup, seed, original, retrain, rows, outputs, chosen, evidence, started)
+
+
+def report_text_run(out: Path, setup: TextSetup, seed: int, original: Reference, retrain: Reference, rows: list[dict], outputs: dict[str, TextOutputs],
+                    chosen: dict[str, MethodConfig], evidence: EvidenceOptions | None, started: float) -> dict:
+    """Attacks, positive control, ensembles (with `--evidence full`), table, results.json, figures
+    and report of a text run whose models are evaluated."""
+    from unlearnkit.text.report import write_text_report
+
+    preset, split = setup.preset, setup.split
     options = evidence or EvidenceOptions()
     attacks = {name: membership_attacks(o, seed, options.resamples) for name, o in outputs.items()}
     signal = positive_controls(attacks["original"], attacks["retrain"])
@@ -227,3 +235,29 @@ def run_text_experiment(
     write_manifest(out)
     say(f"wrote {out / 'results.json'}, {out / 'report.html'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
     return results
+
+
+def evaluate_text_run(run_dir: Path, results: dict, *, cache=None, evidence: EvidenceOptions | None = None) -> dict:
+    """`unlearnkit evaluate` on a text run: its models measured again (with `--evidence full`,
+    say) on the same split, rewriting results.json, the figures and the report."""
+    from unlearnkit.presets import get_preset
+
+    started = time.perf_counter()
+    remove_temporaries(run_dir)
+    preset, seed = get_preset(results["preset_config"]), int(results["seed"])
+    setup = prepare_text(preset, seed, cache)
+    setup = TextSetup(setup.data, preset, TextSplit.load(run_dir / "split.npz"), setup.store)
+    if setup.data.fingerprint != results.get("data_fingerprint"):
+        raise UnlearnkitError(f"{run_dir} was run on a corpus with fingerprint {str(results.get('data_fingerprint'))[:12]}…, which its preset no longer generates")
+    say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {preset.name}, seed {seed}, {len(results['rows']) - 2} methods")
+    original, retrain = train_language_model("original", setup, seed), train_language_model("retrain", setup, seed)
+    rows, outputs, configs = [], {}, {}
+    for old in results["rows"]:
+        name = old["name"]
+        model = {"original": original.model, "retrain": retrain.model}.get(name)
+        if model is None:
+            model = load_model(old["model"], next(original.model.parameters()).device)
+            configs[name] = make_config(name, old.get("config"), "text")
+        outputs[name] = lm_outputs(model, setup.data, setup.split)
+        rows.append({"name": name, **text_metrics(outputs[name]), **{k: old[k] for k in ("seconds", "time_ratio", "model", "config") if k in old}})
+    return report_text_run(run_dir, setup, seed, original, retrain, rows, outputs, configs, evidence, started)
