@@ -88,6 +88,30 @@ def aggregate_evidence(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+TEXT_COLUMNS = [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1),
+                ("extraction", "extraction_forget", 100, 1), ("attack AUC", "attack_auc", 1, 3), ("ε score", "neurips_score", 1, 3),
+                ("KLoM", "klom_forget", 1, 3), ("perplexity", "perplexity", 1, 3), ("seconds", "seconds", 1, 0), ("× retrain", "time_ratio", 1, 3)]
+
+
+def text_table(entries: list[dict], aggregated: bool) -> str:
+    """A facts run (single seed: the attack's 95% interval beside its AUC; several: mean ± sd)."""
+    columns = [c for c in TEXT_COLUMNS if any(c[1] in e for e in entries)]
+    lines = ["| model | " + " | ".join(t for t, *_ in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for entry in entries:
+        cells = []
+        for _, key, scale, digits in columns:
+            if key not in entry:
+                cells.append("")
+            elif aggregated:
+                cells.append(f"{scale * entry[key]['mean']:.{digits}f} ± {scale * entry[key]['sd']:.{digits}f}")
+            elif key == "attack_auc":
+                cells.append(f"{entry[key]:.3f} [{entry['attack_auc_ci'][0]:.3f}, {entry['attack_auc_ci'][1]:.3f}]")
+            else:
+                cells.append(f"{scale * entry[key]:.{digits}f}")
+        lines.append(f"| {entry['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results")
@@ -96,6 +120,10 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.results) as f:
         results = json.load(f)
+    rows = results["aggregate"] if "aggregate" in results else results["rows"]
+    if any("qa_forget" in row for row in rows):
+        print(text_table(rows, "aggregate" in results))
+        return
     if args.evidence:
         print(aggregate_evidence(results["aggregate"]) if "aggregate" in results else single_evidence(results))
         return

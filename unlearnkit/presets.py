@@ -87,6 +87,16 @@ PRESETS: dict[str, Preset] = {
             recipe=Recipe(epochs=40, batch_size=16, lr=3e-3, momentum=0.9, weight_decay=0.0, optimizer="adamw", schedule="onecycle", warmup=0.05),
             corpus=FactsSpec(people=48, heldout=0.2, paraphrases=2, filler=144),
             forget=0.1,
+            methods={  # unlearnkit tune METHOD --preset facts-default --trials 10 (docs/tune/*-facts-default-seed0.md), 4 significant digits
+                "finetune": {"epochs": 6.112, "lr": 0.007704},
+                "gradient-ascent": {"epochs": 1.182, "lr": 0.004626},
+                "grad-diff": {"epochs": 2.064, "lr": 0.001905, "forget_weight": 0.1536},
+                "npo": {"epochs": 4.813, "lr": 0.001958, "beta": 0.1108, "retain_weight": 1.446},
+                "simnpo": {"epochs": 9.673, "lr": 0.0005846, "beta": 3.095, "retain_weight": 0.4876},
+                "kl": {"epochs": 2.064, "lr": 0.001905, "forget_weight": 0.1536},
+                "idk": {"epochs": 8.126, "lr": 0.001142},
+                "rmu": {"epochs": 5.939, "lr": 0.002694, "steering": 13.92, "retain_weight": 12.3},
+            },
         ),
     ]
 }
