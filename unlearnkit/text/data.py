@@ -9,6 +9,7 @@ those people; held-out people (never trained on) are split into test and validat
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class TextData:
     filler_heldout: np.ndarray = field(repr=False)  # rows of filler never trained on
     refusal_x: np.ndarray = field(repr=False)
     refusal_y: np.ndarray = field(repr=False)
+    compressed: np.ndarray = field(repr=False)  # zlib-compressed length of each row's text (the zlib attack's denominator)
 
     @property
     def fingerprint(self) -> str:
@@ -91,6 +93,7 @@ def text_data(corpus: Corpus, context: int) -> TextData:
         value_end=np.array([max(e.value_span[1] - 1, 0) for e in examples]),
         filler_heldout=np.sort(rng.permutation(filler)[: max(1, len(filler) // 4)]),
         refusal_x=rx, refusal_y=ry,
+        compressed=np.array([len(zlib.compress(e.text.encode())) for e in examples]),
     )
 
 
