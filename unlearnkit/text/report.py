@@ -52,7 +52,7 @@ def qa_bars(results: dict, path: Path) -> Path:
     ax.set_xticks(x, [r["name"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("%")
     ax.set_title("What each model still knows (compare with retrain)")
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 100% in every column
     return save_figure(fig, path)
 
 
