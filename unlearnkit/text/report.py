@@ -79,13 +79,17 @@ def loss_grid(outputs: dict, path: Path) -> Path:
     cols = min(len(names), 4)
     fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(3.4 * cols, 2.6 * ((len(names) + cols - 1) // cols)), squeeze=False)
     split = next(iter(outputs.values())).split
-    everything = np.concatenate([-o.mean_logprob(np.r_[split.forget, split.test]) for o in outputs.values()])
-    bins = np.linspace(0, np.percentile(everything, 99), 40)
+    # The scale is the retrained model's (twice its 99th percentile), so that a destroyed model's
+    # losses (gradient ascent: 25 nats/byte) do not squash every other panel into one bar;
+    # larger losses are counted in the last bin.
+    reference = outputs.get("retrain", next(iter(outputs.values())))
+    upper = 2 * np.percentile(-reference.mean_logprob(np.r_[split.forget, split.test]), 99)
+    bins = np.linspace(0, upper, 40)
     for ax, name in zip(axes.flat, names):
         for label, rows in (("test people", split.test), ("forgotten people", split.forget)):
-            ax.hist(-outputs[name].mean_logprob(rows), bins=bins, alpha=0.6, label=label, weights=np.full(len(rows), 1 / len(rows)))
+            ax.hist(np.minimum(-outputs[name].mean_logprob(rows), upper), bins=bins, alpha=0.6, label=label, weights=np.full(len(rows), 1 / len(rows)))
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("row loss (nats/byte)", fontsize=8)
+        ax.set_xlabel(f"row loss (nats/byte; last bin ≥ {upper:.1f})", fontsize=8)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
