@@ -49,19 +49,18 @@ def adversarial_examples(model, forget: Source, config: AMUNConfig, precision: s
     for start in range(0, len(forget), batch_size):
         x = to_float(forget.x[start : start + batch_size].to(device))
         y = forget.y[start : start + batch_size].to(device)
-        found, pending, radius = x.clone(), torch.arange(len(x), device=device), config.epsilon
+        found, predicted = x.clone(), y.clone()
+        pending, radius = torch.arange(len(x), device=device), config.epsilon
         for _ in range(config.doublings + 1):
             attempt = pgd_l2(model, x[pending], y[pending], radius, config.pgd_steps, bounds, precision)
-            found[pending] = attempt
             with torch.no_grad(), autocast(device, precision):
-                flipped = model(attempt).argmax(1) != y[pending]
-            pending = pending[~flipped]
+                found[pending], predicted[pending] = attempt, model(attempt).argmax(1)
+            pending = pending[predicted[pending] == y[pending]]
             if len(pending) == 0:
                 break
             radius *= 2
-        with torch.no_grad(), autocast(device, precision):
-            labels.append(model(found).argmax(1))
         xs.append(found)
+        labels.append(predicted)
     return torch.cat(xs), torch.cat(labels)
 
 

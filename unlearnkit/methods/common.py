@@ -35,6 +35,13 @@ class FitConfig(MethodConfig):
         )
 
 
+def reset(module: torch.nn.Module, seed: int) -> None:
+    """Re-initialize a layer as its constructor would, from `seed`, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module.reset_parameters()
+
+
 def kl_to_teacher(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """KL(teacher ‖ student), averaged over the batch, on temperature-softened outputs."""
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)

@@ -5,7 +5,7 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, searched, teacher_probs
+from unlearnkit.methods.common import FitConfig, kl_to_teacher, reset, searched, teacher_probs
 from unlearnkit.models.interface import head
 from unlearnkit.train import fit
 
@@ -19,12 +19,6 @@ class KDEConfig(FitConfig):
     lr: float = Field(0.2, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay) of both phases")
     val_epochs: float = Field(3.0, json_schema_extra=searched(0.5, 6.0), ge=0, description="passes of distillation over the validation images (0: none; none either when there are no validation images)")
     temperature: float = Field(5.0, json_schema_extra=searched(1.0, 10.0, log=True), gt=0, description="softening of the original's outputs")
-
-
-def reset(module: nn.Module, seed: int) -> None:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module.reset_parameters()
 
 
 @register_method("kde", KDEConfig)

@@ -3,8 +3,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, searched
-from unlearnkit.methods.kde import reset
+from unlearnkit.methods.common import FitConfig, reset, searched
 from unlearnkit.models.interface import head
 from unlearnkit.train import fit
 
