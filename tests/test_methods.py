@@ -374,3 +374,34 @@ def test_every_method_works_on_every_model(memorized_any, name):
         assert accuracy(result.model, task.forget) < accuracy(model, task.forget) - 0.2
     again = run_method(name, model, task, tiny_config(name)).model.state_dict()
     assert all(torch.equal(again[k], v) for k, v in result.model.state_dict().items()), "not deterministic"
+
+
+def test_erase_repair_redraws_exactly_the_weights_only_the_forget_set_uses():
+    """Forget images light one pixel that no retain image lights: the weights reading that pixel
+    have forget importance and no retain importance, so they are the ones the erasure re-draws;
+    with nothing to re-draw, no shrink and no noise, the erasure changes nothing."""
+    from unlearnkit.methods.erase_repair import EraseRepairConfig, erase, forget_specific_mask
+
+    rng = np.random.default_rng(0)
+    retain_x = rng.integers(0, 256, size=(64, 3, 8, 8)).astype(np.uint8)
+    retain_x[:, :, 0, 0] = 0
+    forget_x = rng.integers(0, 256, size=(16, 3, 8, 8)).astype(np.uint8)
+    forget_x[:, :, 0, 0] = 255
+    retain, forget = (Source(torch.from_numpy(x), torch.from_numpy(rng.integers(0, 10, len(x)))) for x in (retain_x, forget_x))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    task = Task(retain=retain, forget=forget, val=retain, original=copy.deepcopy(model).eval(), num_classes=10, recipe=RECIPE, seed=0)
+    pixel = np.zeros((3, 8, 8), bool)
+    pixel[:, 0, 0] = True
+    reads_the_pixel = torch.from_numpy(np.broadcast_to(pixel.reshape(-1), (10, 3 * 8 * 8)).copy())
+    config = EraseRepairConfig(reset=reads_the_pixel.float().mean().item(), forget_batch=8)
+    masks = forget_specific_mask(model, task, config)
+    assert set(masks) == {"1.weight"} and torch.equal(masks["1.weight"], reads_the_pixel)
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    erase(model, masks, config.model_copy(update={"shrink": 1.0, "noise": 0.0}), seed=0)
+    after = {k: v.clone() for k, v in model.state_dict().items()}
+    assert torch.equal(after["1.weight"][~reads_the_pixel], before["1.weight"][~reads_the_pixel])
+    assert not torch.isclose(after["1.weight"][reads_the_pixel], before["1.weight"][reads_the_pixel]).any()
+    erase(model, {}, config.model_copy(update={"shrink": 0.5, "noise": 0.0}), seed=0)
+    assert torch.allclose(model.state_dict()["1.weight"], after["1.weight"] * 0.5) and torch.equal(model.state_dict()["1.bias"], before["1.bias"])

@@ -1,7 +1,7 @@
 """The public Python API for people who bring their own model and data.
 
     import unlearnkit
-    new_model = unlearnkit.unlearn(model, forget=F, retain=R, val=V, method="finetune",
+    new_model = unlearnkit.unlearn(model, forget=F, retain=R, val=V, method="erase-repair",
                                    config={"epochs": 1}, seed=0)          # model untouched
     report = unlearnkit.audit(new_model, forget=F, test=T, retain=R,
                               original=model, reference=retrained)        # the last three optional
@@ -209,7 +209,7 @@ def stream_source(data: Data, classes: int, device: torch.device, prefetch: int,
 
 
 def unlearn(
-    model: nn.Module, *, forget: Data, retain: Data, val: Data | None = None, method: str = "finetune",
+    model: nn.Module, *, forget: Data, retain: Data, val: Data | None = None, method: str = "erase-repair",
     config: dict | None = None, seed: int = 0, batch_size: int = 256, precision: str = "fp32",
     stream: bool | None = None, prefetch: int = 4, workers: int = 0,
 ) -> nn.Module:

@@ -247,7 +247,7 @@ def forget(
     model_factory: Optional[str] = typer.Option(None, help="package.module:function that builds the model's architecture (for a model unlearnkit did not save)"),
     model_kwargs: Optional[str] = typer.Option(None, help="--model-factory's keyword arguments as a JSON object, e.g. '{\"num_classes\": 10}'"),
     requests: str = typer.Option(..., help="deletion-request CSV: a sample_id column, or subject_id with --subjects"),
-    method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`)"),
+    method: str = typer.Option("erase-repair", help="unlearning method (see `unlearnkit methods`); default erase-repair, unlearnkit's own"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a hyperparameter of the method: METHOD.FIELD=VALUE (repeatable)"),
     subjects: Optional[str] = typer.Option(None, help=SUBJECTS_HELP),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
