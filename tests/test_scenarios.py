@@ -345,10 +345,10 @@ def test_forget_serves_a_request_on_a_model_unlearnkit_did_not_save(tmp_path):
     requests = write(tmp_path / "req.csv", "sample_id\n" + "\n".join(map(str, range(0, 300, 10))) + "\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "UNLEARNKIT_QUIET": "1"}
     command = [sys.executable, "-m", "unlearnkit", "forget", "--model", str(weights), "--model-factory", "foreign:build_rgb", "--model-kwargs", '{"classes": 10}',
-               "--requests", str(requests), "--data", str(data), "--out", str(tmp_path / "out"), "--set", "finetune.epochs=1"]
+               "--requests", str(requests), "--data", str(data), "--out", str(tmp_path / "out"), "--set", "erase-repair.epochs=1"]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert "30 images forgotten with finetune" in done.stdout and "svc-entropy" in done.stdout
+    assert "30 images forgotten with erase-repair" in done.stdout and "svc-entropy" in done.stdout
     side = json.loads((tmp_path / "out" / "model.json").read_text())
     assert side["model"] == {"factory": "foreign:build_rgb", "kwargs": {"classes": 10}}
     from unlearnkit import load_model
@@ -407,24 +407,6 @@ def test_the_backdoor_scenario_poisons_the_forget_set_and_measures_attack_succes
     assert with_backdoor["backdoor_clean_rate"] == 0.0 and with_backdoor["test_acc"] == 1.0
     without = metrics(model_outputs(PlantedBackdoor(centres, truck, backdoored=False), dataset, split))
     assert without["backdoor_asr"] == 0.0 and without["backdoor_asr_ci"][1] < 0.05
-
-
-@pytest.mark.slow
-def test_run_reports_the_backdoor_the_original_learned_and_the_retrain_never_did(tmp_path):
-    """The planted effect, learned rather than built in: through `run`, the original answers
-    the target class for triggered test images, the retrained model (which never saw the
-    poisoned rows) does not, and every method's row carries its attack success rate."""
-    from unlearnkit.run import run_experiment
-
-    data = write_binary(tmp_path / "data", *synthetic_arrays(n_train=400, n_test=200, noise=10))
-    preset = Path(__file__).resolve().parents[1] / "examples" / "presets" / "backdoor-smoke.toml"
-    result = run_experiment(preset=str(preset), data=data, methods=["finetune"], forget="backdoor:0.1:truck", out=tmp_path / "run",
-                            cache=tmp_path / "store", configs={"finetune": {"epochs": 1}})
-    rows = {row["method"]: row for row in result["rows"]}
-    assert rows["original"]["forget_acc"] > 0.95 and rows["original"]["backdoor_asr_ci"][0] > 0.9, rows["original"]
-    assert rows["original"]["backdoor_clean_rate"] < 0.05  # the trigger, not the images, makes it answer "truck"
-    assert rows["retrain"]["backdoor_asr_ci"][1] < 0.1, rows["retrain"]
-    assert 0 <= rows["finetune"]["backdoor_asr"] <= 1 and len(rows["finetune"]["backdoor_asr_ci"]) == 2
 
 
 def test_the_confusion_scenario_swaps_labels_and_measures_the_confusion(tmp_path):
