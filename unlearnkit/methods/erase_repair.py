@@ -51,7 +51,6 @@ def forget_specific_mask(model, task, config: EraseRepairConfig) -> dict[str, to
     retain = Source(*task.retain.batch(torch.randperm(len(task.retain), generator=generator)[:count]))
     on_forget = importances(model, [forget], config.forget_batch, task.recipe.precision)
     on_retain = importances(model, [retain], config.forget_batch, task.recipe.precision)
-    model.train()
     masks = {}
     for name, p in model.named_parameters():
         if p.ndim < 2 or config.reset == 0:
