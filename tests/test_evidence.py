@@ -63,6 +63,28 @@ def test_bootstrap_interval_covers_the_true_auc_at_least_90_percent_of_the_time(
     assert covered >= 90, f"the 95% interval covered the true AUC in {covered}/{repetitions} repetitions"
 
 
+def test_with_clustered_examples_only_resampling_whole_groups_keeps_the_coverage():
+    """Eight members' and eight non-members' groups of 20 near-copies each (a person's rows in
+    the text corpus), drawn from one distribution, so the true AUC is 0.5: drawing rows one by
+    one treats 160 copies as 160 witnesses and the interval misses 0.5 most of the time."""
+    def covered(grouped: bool) -> int:
+        hits = 0
+        for rep in range(80):
+            rng = np.random.default_rng(rep)
+            members, nonmembers = (np.concatenate([rng.normal(0, 1) + rng.normal(0, 0.1, 20) for _ in range(8)]) for _ in range(2))
+            low, high = score_attack(members, nonmembers, resamples=300, seed=rep, groups=np.repeat(np.arange(16), 20) if grouped else None).intervals["auc"]
+            hits += low <= 0.5 <= high
+        return hits
+
+    assert covered(grouped=True) >= 70 and covered(grouped=False) <= 45
+    rng = np.random.default_rng(0)
+    members, nonmembers = rng.normal(1, 1, 50), rng.normal(0, 1, 60)
+    singletons = score_attack(members, nonmembers, resamples=200, groups=np.arange(110))
+    assert singletons.intervals == score_attack(members, nonmembers, resamples=200).intervals  # a group per example: the plain bootstrap
+    with pytest.raises(UnlearnkitError, match="groups has 3 labels for 110 examples"):
+        score_attack(members, nonmembers, groups=[0, 1, 2])
+
+
 def test_paired_comparison_finds_a_real_difference_and_not_a_fake_one():
     rng = np.random.default_rng(3)
     nonmembers = rng.normal(0, 1, 800)

@@ -70,23 +70,29 @@ def _metrics(scores, is_member, predicted, weights) -> dict[str, np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def bootstrap_weights(members: int, nonmembers: int, resamples: int, seed: int) -> np.ndarray:
+def bootstrap_weights(members: int, nonmembers: int, resamples: int, seed: int, groups: tuple[int, ...] | None = None) -> np.ndarray:
     """Counts (resamples × examples) of a stratified bootstrap; row 0 is the sample itself.
-    Shared (read-only) by every attack on groups of the same sizes."""
+    With `groups` (a label per example, members first), whole groups are drawn: examples about
+    one person are not independent evidence, and drawing them one by one makes the interval too
+    narrow. Shared (read-only) by every attack on the same examples."""
     rng = np.random.default_rng([seed, members, nonmembers])
     weights = np.ones((resamples + 1, members + nonmembers), dtype=np.float32)
     for start, size in ((0, members), (members, nonmembers)):
-        rows = np.arange(resamples)[:, None] * size
-        counts = np.bincount((rng.integers(0, size, (resamples, size)) + rows).ravel(), minlength=resamples * size)
-        weights[1:, start : start + size] = counts.reshape(resamples, size)
+        label = np.arange(size) if groups is None else np.unique(groups[start : start + size], return_inverse=True)[1]
+        count = int(label.max()) + 1
+        rows = np.arange(resamples)[:, None] * count
+        drawn = np.bincount((rng.integers(0, count, (resamples, count)) + rows).ravel(), minlength=resamples * count)
+        weights[1:, start : start + size] = drawn.reshape(resamples, count)[:, label]
     weights.flags.writeable = False
     return weights
 
 
-def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmember_predicted=None, *, resamples: int = 1000, seed: int = 0) -> AttackScore:
+def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmember_predicted=None, *, resamples: int = 1000, seed: int = 0,
+                 groups=None) -> AttackScore:
     """Evaluate membership scores (higher = more likely a member) and, when given, the attack's
     yes/no predictions (else: the threshold that the ROC's best balanced accuracy picks — only
-    for attacks without a fitted threshold)."""
+    for attacks without a fitted threshold). `groups`: who each example is about (members, then
+    non-members), when several examples share a subject; the intervals then resample subjects."""
     member_scores, nonmember_scores = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
     if min(len(member_scores), len(nonmember_scores)) < 2:
         raise UnlearnkitError(f"an attack needs at least 2 members and 2 non-members (got {len(member_scores)} and {len(nonmember_scores)})")
@@ -102,7 +108,9 @@ def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmemb
         predicted = scores >= threshold
     else:
         predicted = np.concatenate([np.asarray(member_predicted, bool), np.asarray(nonmember_predicted, bool)])
-    weights = bootstrap_weights(len(member_scores), len(nonmember_scores), resamples, seed)
+    if groups is not None and len(groups) != len(scores):
+        raise UnlearnkitError(f"groups has {len(groups)} labels for {len(scores)} examples; give one per member, then one per non-member")
+    weights = bootstrap_weights(len(member_scores), len(nonmember_scores), resamples, seed, None if groups is None else tuple(int(g) for g in groups))
     draws_all = _metrics(scores, is_member, predicted, weights)
     values = {name: float(draws[0]) for name, draws in draws_all.items()}
     draws = {name: d[1:] for name, d in draws_all.items()}

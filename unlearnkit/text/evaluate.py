@@ -126,9 +126,12 @@ def text_metrics(outputs: TextOutputs) -> dict[str, float]:
 
 def membership_attacks(outputs: TextOutputs, seed: int = 0, resamples: int = 1000) -> dict[str, AttackScore]:
     """Each attack: forget rows (members of the original's training set) against rows of test
-    people (never trained on)."""
-    members, nonmembers = outputs.attack_scores(outputs.split.forget), outputs.attack_scores(outputs.split.test)
-    return {name: score_attack(members[name], nonmembers[name], resamples=resamples, seed=seed) for name in ATTACKS}
+    people (never trained on). The intervals resample people, not rows: a person's rows share
+    the name and stand or fall together."""
+    forget, test = outputs.split.forget, outputs.split.test
+    members, nonmembers = outputs.attack_scores(forget), outputs.attack_scores(test)
+    people = np.concatenate([outputs.data.person[forget], outputs.data.person[test]])
+    return {name: score_attack(members[name], nonmembers[name], resamples=resamples, seed=seed, groups=people) for name in ATTACKS}
 
 
 def positive_controls(original: dict[str, AttackScore], retrain: dict[str, AttackScore]) -> dict[str, bool]:
