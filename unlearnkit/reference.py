@@ -78,13 +78,25 @@ def train_reference(
         recipe={**preset.recipe.model_dump(), "precision": resolve_precision(preset.recipe.precision, device)},
         seed=seed,
     )
-    def train(checkpoint: Checkpoint) -> tuple[nn.Module, Path]:
+    if path := store.find(key):
+        say(f"[dim]{role}: loaded from the cache ({path})[/dim]")
+        return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
+    with store.lock(key):  # another process making the same model: wait for it, then load it
+        if path := store.find(key):
+            say(f"[dim]{role}: made by another process while this one waited ({path})[/dim]")
+            return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
+        if store.stale(key):
+            say(f"[yellow]{role}: the cached model was trained by an older engine (the training code changed since); training again[/yellow]")
+
         torch.manual_seed(seed)
         model = make_net().to(device, memory_format=torch.channels_last)
         if factory:  # copies of it (unlearned models) are saved with the same recipe for rebuilding
             model.unlearnkit_factory = {"factory": factory, "kwargs": preset.model.kwargs if factory == preset.model.factory else {}}
         source = Source.take(dataset.train_x, dataset.train_y, indices, device)
+        # a killed run leaves its checkpoint beside where the model will go; the same command resumes it
+        checkpoint = Checkpoint(store.path(key).parent / "checkpoint.safetensors", key=key)
         report = fit(model, source, preset.recipe, seed=seed, description=f"{role} ({preset.name})", checkpoint=checkpoint)
+        seconds = report.seconds  # training time, including the part before any crash
         metrics = {
             "train_acc": accuracy(model, dataset.train_x[indices], dataset.train_y[indices]),
             "test_acc": accuracy(model, dataset.test_x[split.test], dataset.test_y[split.test]),
@@ -100,27 +112,6 @@ def train_reference(
             split_fingerprint=split.fingerprint,
             trained_on=int(indices.size),
             metrics=metrics,
-            # report.seconds: the training time, including the part before any crash
-            timings={"train_seconds": report.seconds, "images_per_second": report.images_per_second, "device": str(device)},
+            timings={"train_seconds": seconds, "images_per_second": report.images_per_second, "device": str(device)},
         )
-        return model, path
-
-    return stored_or_trained(role, store, key, device, train)
-
-
-def stored_or_trained(role: Role, store: Store, key: str, device: torch.device, train: Callable[[Checkpoint], tuple[nn.Module, Path]]) -> Reference:
-    """The model under `key` from the store when the same inputs made it before; otherwise
-    `train(checkpoint)` makes and saves it, under the entry's lock so that two processes asking
-    for it train it once. A killed run leaves its checkpoint beside where the model will go, and
-    the same command resumes it."""
-    if path := store.find(key):
-        say(f"[dim]{role}: loaded from the cache ({path})[/dim]")
-        return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
-    with store.lock(key):  # another process making the same model: wait for it, then load it
-        if path := store.find(key):
-            say(f"[dim]{role}: made by another process while this one waited ({path})[/dim]")
-            return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
-        if store.stale(key):
-            say(f"[yellow]{role}: the cached model was trained by an older engine (the training code changed since); training again[/yellow]")
-        model, path = train(Checkpoint(store.path(key).parent / "checkpoint.safetensors", key=key))
     return Reference(role, model, path, read_sidecar(path), cached=False)

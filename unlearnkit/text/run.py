@@ -23,8 +23,8 @@ from unlearnkit.methods import MethodConfig, Task, get_method, list_methods, mak
 from unlearnkit.models import create_model
 from unlearnkit.presets import Preset
 from unlearnkit.progress import say
-from unlearnkit.reference import Reference, stored_or_trained
-from unlearnkit.store import Store, load_model, save_model
+from unlearnkit.reference import Reference
+from unlearnkit.store import Store, load_model, read_sidecar, save_model
 from unlearnkit.text.data import TextData, TextSplit, split_people, text_data
 from unlearnkit.text.evaluate import TextOutputs, lm_outputs, membership_attacks, positive_controls, text_metrics
 from unlearnkit.text.facts import generate
@@ -87,17 +87,20 @@ def train_language_model(role: str, setup: TextSetup, seed: int, device: torch.d
     rows = np.sort(np.concatenate([split.forget, split.retain])) if role == "original" else split.retain
     key = store.key(data=data.fingerprint, train_indices=sha256_arrays(rows), model=preset.model.model_dump(),
                     recipe={**preset.recipe.model_dump(), "precision": resolve_precision(preset.recipe.precision, device)}, seed=seed)
-    def train(checkpoint: Checkpoint) -> tuple[torch.nn.Module, Path]:
+    if path := store.find(key):
+        return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
+    with store.lock(key):
+        if path := store.find(key):
+            return Reference(role, load_model(path, device), path, read_sidecar(path), cached=True)
         torch.manual_seed(seed)
         model = create_model(preset.model.name, **preset.model.kwargs).to(device)
         source = Source(torch.from_numpy(data.x[rows]).to(device), torch.from_numpy(data.y[rows]).to(device))
+        checkpoint = Checkpoint(store.path(key).parent / "checkpoint.safetensors", key=key)
         report = fit(model, source, preset.recipe, seed=seed, description=f"{role} ({preset.name}, seed {seed})", checkpoint=checkpoint)
         path = save_model(model, store.path(key), role=role, modality="text", preset=preset.name, preset_config=preset.model_dump(), recipe=preset.recipe.model_dump(), seed=seed,
                           data_fingerprint=data.fingerprint, split_fingerprint=split.fingerprint, trained_on=int(rows.size),
                           timings={"train_seconds": report.seconds, "rows_per_second": report.images_per_second, "device": str(device)})
-        return model, path
-
-    return stored_or_trained(role, store, key, device, train)
+    return Reference(role, model, path, read_sidecar(path), cached=False)
 
 
 def text_task(setup: TextSetup, original: torch.nn.Module, seed: int) -> Task:
