@@ -98,6 +98,8 @@ def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmemb
         raise UnlearnkitError(f"an attack needs at least 2 members and 2 non-members (got {len(member_scores)} and {len(nonmember_scores)})")
     if not (np.isfinite(member_scores).all() and np.isfinite(nonmember_scores).all()):
         raise UnlearnkitError("attack scores hold NaN or inf; the model's outputs are not finite")
+    if groups is not None and len(groups) != len(member_scores) + len(nonmember_scores):
+        raise UnlearnkitError(f"groups has {len(groups)} labels for {len(member_scores) + len(nonmember_scores)} examples; give one per member, then one per non-member")
     scores = np.concatenate([member_scores, nonmember_scores])
     is_member = np.r_[np.ones(len(member_scores), bool), np.zeros(len(nonmember_scores), bool)]
     tp, fp = _curves(scores, is_member, np.ones((1, len(scores)), dtype=np.float32))
@@ -108,8 +110,6 @@ def score_attack(member_scores, nonmember_scores, member_predicted=None, nonmemb
         predicted = scores >= threshold
     else:
         predicted = np.concatenate([np.asarray(member_predicted, bool), np.asarray(nonmember_predicted, bool)])
-    if groups is not None and len(groups) != len(scores):
-        raise UnlearnkitError(f"groups has {len(groups)} labels for {len(scores)} examples; give one per member, then one per non-member")
     weights = bootstrap_weights(len(member_scores), len(nonmember_scores), resamples, seed, None if groups is None else tuple(int(g) for g in groups))
     draws_all = _metrics(scores, is_member, predicted, weights)
     values = {name: float(draws[0]) for name, draws in draws_all.items()}
