@@ -82,10 +82,27 @@ def test_tune_searches_on_val_resumes_its_budget_and_writes_a_preset_that_run_us
     assert row["config"]["lr"] == best["params"]["lr"] and row["config"]["epochs"] == best["params"]["epochs"]
 
 
+def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(binary_dir, cache, tmp_path):
+    """The first trial of a new study is the method's defaults; a held field is never searched,
+    is in the best config at its held value, and names the study."""
+    from unlearnkit.methods import make_config
+    from unlearnkit.tune import tune
+
+    summary = tune("finetune", preset="smoke", data=binary_dir, trials=2, storage=f"sqlite:///{tmp_path / 's.db'}", export=tmp_path / "export", hold={"epochs": 0.5})
+    assert summary["study"] == "finetune-smoke-seed0-epochs0.5"
+    assert summary["trials"][0]["params"] == {"lr": make_config("finetune").lr}
+    assert all(set(t["params"]) == {"lr"} for t in summary["trials"]) and len(summary["trials"]) == 2
+    assert summary["best"]["config"]["epochs"] == 0.5
+    assert "Held out of the search: epochs=0.5" in (tmp_path / "export" / "finetune-smoke-seed0-epochs0.5.md").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["tune", "magic"], "unknown method 'magic'"),
     (["tune", "finetune", "--trials", "0"], "--trials 0 is invalid"),
     (["tune", "dummy-labels", "--trials", "1", "--storage", "nosuchdb://x"], "cannot open the study database nosuchdb://x"),
+    (["tune", "finetune", "--set", "finetune.epochs=1", "--set", "finetune.lr=0.1"], "--set holds every field that finetune searches"),
+    (["tune", "finetune", "--set", "finetune.colour=1"], "colour"),
+    (["tune", "finetune", "--set", "kl.lr=0.1"], "names method 'kl'"),
 ])
 def test_bad_tune_input_is_one_line(binary_dir, env, tmp_path, args, message):
     import subprocess

@@ -57,3 +57,26 @@ def test_cached_logits_are_reused_for_their_split_and_recomputed_when_damaged(ar
         assert str(saved["split"]) == other.fingerprint
     cache.write_bytes(cache.read_bytes()[:50])  # a truncated file is computed again, not a crash
     np.testing.assert_allclose(model_outputs(model, dataset, other, cache).heldout, model_outputs(model, dataset, other).heldout)
+
+
+def test_outputs_of_some_parts_match_the_full_pass_there_and_predict_nothing_else(arrays, monkeypatch):
+    from unlearnkit import evaluate
+    from unlearnkit.data import Dataset
+    from unlearnkit.data.splits import make_split
+    from unlearnkit.evaluate import model_outputs
+    from unlearnkit.models import create_model
+
+    train_x, train_y, test_x, test_y = arrays
+    dataset = Dataset(train_x, train_y, test_x, test_y, classes=tuple(str(c) for c in range(10)))
+    split = make_split(train_y, len(test_y), forget=0.2, seed=0)
+    model = create_model("resnet18", num_classes=10, width=4).eval()
+    full = model_outputs(model, dataset, split)
+    predicted_rows = []
+    real_predict = evaluate.predict_logits
+    monkeypatch.setattr(evaluate, "predict_logits", lambda model, x, **k: predicted_rows.append(len(x)) or real_predict(model, x, **k))
+    some = model_outputs(model, dataset, split, parts=("forget", "val"))
+    assert predicted_rows == [split.forget.size + split.val.size]
+    for part in ("forget", "val"):
+        assert some.accuracy(part) == full.accuracy(part)
+        np.testing.assert_allclose(some.losses(part), full.losses(part), rtol=1e-5)
+    assert np.isnan(some.losses("retain")).all() and np.isnan(some.losses("test")).all()

@@ -205,6 +205,7 @@ def tune(
     storage: Optional[str] = typer.Option(None, help="study database URL: sqlite:///PATH.db or postgresql://... (default: sqlite:///runs/tune/studies.db)"),
     export: str = typer.Option("docs/tune", help="folder for the study's JSON and Markdown"),
     write_preset: Optional[str] = typer.Option(None, help="write the preset with the best config under [methods.METHOD] to this .toml file"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="hold a field out of the search: METHOD.FIELD=VALUE (repeatable), e.g. --set finetune.epochs=1 for an equal-compute comparison"),
     cache: Optional[str] = typer.Option(None, help="model store folder, shared by every worker (default: $UNLEARNKIT_CACHE/store)"),
     workers: Optional[int] = WORKERS_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
@@ -212,12 +213,15 @@ def tune(
 ):
     """Search a method's hyperparameters with Optuna (TPE) on the validation split, resumable; trials as Ray jobs with --workers/--address."""
     from unlearnkit.cluster import Executor
+    from unlearnkit.methods import parse_overrides
+    from unlearnkit.presets import get_preset
     from unlearnkit.tune import format_params
     from unlearnkit.tune import tune as run_tune
 
+    hold = parse_overrides(set_, [method], get_preset(preset).modality).get(method, {})
     executor = Executor(workers=workers, address=address, cpus_per_task=cpus_per_task)
     summary = run_tune(method, preset=preset, data=data, seed=seed, forget=forget, cache=cache, trials=trials, storage=storage,
-                       export=export, write_preset=write_preset, executor=executor)
+                       export=export, write_preset=write_preset, executor=executor, hold=hold)
     best = summary["best"]
     out.print(f"best of {len(summary['trials'])} trials: {format_params(best['config'])} (val distance {best['distance']:.4f}; exported to {export}/{summary['study']}.json)")
 

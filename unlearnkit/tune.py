@@ -105,7 +105,7 @@ def evaluate_trial(*, preset: dict, data, seed: int, forget: str | None, cache: 
     reference = val_metrics(model_outputs(retrain.model, setup.dataset, setup.split, retrain.logits_cache(setup.split)))
     task = Task.from_split(setup.dataset, setup.split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent)
     result = run_method(method, original.model, task, config)
-    found = val_metrics(model_outputs(result.model, setup.dataset, setup.split))
+    found = val_metrics(model_outputs(result.model, setup.dataset, setup.split, parts=("forget", "val")))
     return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9)}
 
 
@@ -140,10 +140,13 @@ def finished(study) -> list:
 def tune(
     method: str, *, preset: str = "default", data=None, seed: int = 0, forget: str | None = None, cache: str | None = None,
     trials: int = 20, storage: str | None = None, export: str | Path | None = "docs/tune", write_preset: str | Path | None = None,
-    executor: Executor | None = None,
+    executor: Executor | None = None, hold: dict | None = None,
 ) -> dict:
     """Run the search until `trials` trials have finished (counting those of earlier runs of
-    the same study), then export it and return the best config."""
+    the same study), then export it and return the best config. `hold` (field → value) keeps
+    fields out of the search at those values, e.g. `{"epochs": 1}` for an equal-compute
+    comparison; the study's name records them. A new study's first trial is the method's
+    defaults (where they lie in the ranges), so the best found is never worse than them on val."""
     try:
         import optuna
     except ImportError:
@@ -152,9 +155,13 @@ def tune(
         raise UnlearnkitError(f"--trials {trials} is invalid; give 1 or more")
     chosen = get_preset(preset)
     modality = chosen.modality
-    space = search_space(method, modality)
+    hold = dict(hold or {})
+    make_config(method, hold, modality)  # an unknown field or bad value fails here, before any work
+    space = {k: v for k, v in search_space(method, modality).items() if k not in hold}
+    if not space:
+        raise UnlearnkitError(f"--set holds every field that {method} searches ({', '.join(hold)}); leave at least one free")
     executor = executor or Executor()
-    name = f"{method}-{chosen.name}-seed{seed}" + (f"-{forget}" if forget else "")
+    name = f"{method}-{chosen.name}-seed{seed}" + (f"-{forget}" if forget else "") + "".join(f"-{k}{v}" for k, v in sorted(hold.items()))
     if storage is None:
         Path("runs/tune").mkdir(parents=True, exist_ok=True)
         storage = "sqlite:///runs/tune/studies.db"
@@ -166,7 +173,9 @@ def tune(
     say(f"[bold]unlearnkit tune[/bold] {method}: {trials} trials over {', '.join(space)} ({executor.describe()}); study '{name}' in {storage}")
     reference = make_text_reference if modality == "text" else make_reference
     executor.map([Job(f"{role} seed {seed}", reference, {**common, "role": role, "model_seed": seed}) for role in ("original", "retrain")], "reference models")
-    fixed = get_preset(common["preset"]).methods.get(method, {})
+    fixed = {**chosen.methods.get(method, {}), **hold}
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial(default_params(method, fixed, space, modality), user_attrs={"defaults": True})
     while (left := trials - len(finished(study))) > 0:
         asked = [study.ask(distributions(space)) for _ in range(min(executor.slots, left))]
         configs = [{**fixed, **trial.params} for trial in asked]
@@ -185,7 +194,7 @@ def tune(
             study.tell(trial, outcome["distance"])
             shown = ", ".join(f"{key} {outcome[key]:.3f}" for key in metric_keys(modality))
             say(f"trial {trial.number} {format_params(trial.params)}: distance {outcome['distance']:.3f} ({shown}, {outcome['seconds']:.0f}s)")
-    summary = summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed, modality)
+    summary = {**summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed, modality), "held": hold}
     if export is not None:
         export_study(summary, Path(export))
     if write_preset is not None:
@@ -201,6 +210,12 @@ OBJECTIVES = {
 
 def metric_keys(modality: str) -> tuple[str, ...]:
     return ("forget", "retain", "mia") if modality == "text" else ("forget", "val", "mia")
+
+
+def default_params(method: str, fixed: dict, space: dict[str, dict], modality: str) -> dict:
+    """The method's default value of each searched field that lies inside its range."""
+    default = make_config(method, fixed, modality).model_dump()
+    return {k: default[k] for k, spec in space.items() if default[k] is not None and spec["low"] <= default[k] <= spec["high"]}
 
 
 def format_params(params: dict) -> str:
@@ -229,7 +244,8 @@ def export_study(summary: dict, folder: Path) -> None:
     atomic_write_json(folder / f"{summary['study']}.json", summary)
     best = summary["best"]
     lines = [f"# Tuning {summary['method']} ({summary['study']})", "",
-             f"Objective: {summary['objective']}. TPE, budget {summary['budget']} finished trials; {summary['where']}.", "",
+             f"Objective: {summary['objective']}. TPE, budget {summary['budget']} finished trials (the first at the defaults); {summary['where']}."
+             + (f" Held out of the search: {format_params(summary['held'])}." if summary.get("held") else ""), "",
              f"Best (trial {best['trial']}): distance {best['distance']:.4f} with {format_params(best['config'])}; "
              f"the defaults before: {format_params(summary['defaults_before'])}.", "",
              "| trial | distance | " + " | ".join(k.replace("mia", "MIA") for k in summary.get("metrics", metric_keys("image"))) + " | seconds | " + " | ".join(summary["space"]) + " |",

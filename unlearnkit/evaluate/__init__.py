@@ -78,9 +78,13 @@ def cached_outputs(dataset: Dataset, split: Split, cache: Path) -> Outputs | Non
     return _outputs(everything, dataset, split, pool)
 
 
-def model_outputs(model: nn.Module | None, dataset: Dataset, split: Split, cache: Path | None = None) -> Outputs:
+def model_outputs(model: nn.Module | None, dataset: Dataset, split: Split, cache: Path | None = None, parts: tuple[str, ...] | None = None) -> Outputs:
     """Logits from one forward pass over the pool and the held-out set. With `cache`, they are
-    read from that .npz when it was written for the same split, and written there otherwise."""
+    read from that .npz when it was written for the same split, and written there otherwise.
+    With `parts` (e.g. `("forget", "val")`), only those sets' images are predicted and every
+    other row is NaN: for a score that reads nothing else, at a fraction of the cost."""
+    if parts is not None:
+        return partial_outputs(model, dataset, split, parts)
     if cache is not None and (found := cached_outputs(dataset, split, cache)) is not None:
         return found
     pool = np.union1d(split.forget, split.retain)
@@ -88,6 +92,20 @@ def model_outputs(model: nn.Module | None, dataset: Dataset, split: Split, cache
     if cache is not None:
         atomic_save_npz(cache, logits=everything, split=np.str_(split.fingerprint))
     return _outputs(everything, dataset, split, pool)
+
+
+def partial_outputs(model: nn.Module, dataset: Dataset, split: Split, parts: tuple[str, ...]) -> Outputs:
+    unknown = set(parts) - {"forget", "retain", "test", "val"}
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; give forget, retain, test or val")
+    rows = {side: np.unique(np.concatenate([getattr(split, p) for p in parts if p in names] or [np.empty(0, dtype=np.int64)]))
+            for side, names in (("train", ("forget", "retain")), ("heldout", ("test", "val")))}
+    predicted = predict_logits(model, np.concatenate([dataset.train_x[rows["train"]], dataset.test_x[rows["heldout"]]])).numpy()
+    train = np.full((len(dataset.train_y), dataset.num_classes), np.nan, dtype=np.float32)
+    heldout = np.full((len(dataset.test_y), dataset.num_classes), np.nan, dtype=np.float32)
+    train[rows["train"]] = predicted[: len(rows["train"])]
+    heldout[rows["heldout"]] = predicted[len(rows["train"]) :]
+    return Outputs(train, heldout, dataset, split)
 
 
 def _outputs(everything: np.ndarray, dataset: Dataset, split: Split, pool: np.ndarray) -> Outputs:
