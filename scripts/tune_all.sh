@@ -13,6 +13,7 @@
 # where it stopped. Each study is exported to docs/tune/<method>-default-seed0[-epochs1].{json,md}.
 set -euo pipefail
 trials=${TRIALS:-6}
+threads=${THREADS:-$(nproc)}  # as `unlearnkit run` trains, so that a trial's seconds compare with the retrain's
 python=${PYTHON:-.venv/bin/python}
 methods=("$@")
 if [ ${#methods[@]} -eq 0 ]; then
@@ -23,5 +24,5 @@ for method in "${methods[@]}"; do
   if "$python" -c "import sys; from unlearnkit.tune import search_space; sys.exit('epochs' not in search_space('$method'))" && [ "$method" != gradient-ascent ]; then
     hold=(--set "$method.epochs=1")
   fi
-  "$python" -m unlearnkit tune "$method" --preset default --seed 0 --trials "$trials" "${hold[@]}"
+  "$python" -m unlearnkit tune "$method" --preset default --seed 0 --trials "$trials" --cpus-per-task "$threads" "${hold[@]}"
 done
