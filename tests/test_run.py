@@ -271,3 +271,19 @@ def test_the_run_report_renders_in_a_browser(finished_run):
         assert len(widths) == sum(p.endswith(".png") for p in results["figures"]) and min(widths) > 100
         assert all(url.startswith(("file:", "data:")) for url in requested)
         screenshot(page, "run-report")
+
+
+def test_the_built_in_presets_tuned_configs_validate_and_reach_the_run():
+    """The values `unlearnkit tune` wrote into a built-in preset's `methods` table are valid
+    configs of their methods, and `run` hands them to the method (`--set` still wins)."""
+    from unlearnkit.methods import make_config
+    from unlearnkit.presets import PRESETS
+    from unlearnkit.run import method_settings
+
+    for preset in PRESETS.values():
+        for name, values in preset.methods.items():
+            config = make_config(name, values, preset.modality).model_dump()
+            assert {k: config[k] for k in values} == values
+    chosen = method_settings(PRESETS["default"], ["kl", "finetune"], {"kl": {"lr": 0.5}})
+    assert chosen["kl"]["temperature"] == PRESETS["default"].methods["kl"]["temperature"] and chosen["kl"]["lr"] == 0.5
+    assert "finetune" not in chosen  # no tuned values: the method's own defaults

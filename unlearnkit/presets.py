@@ -61,6 +61,15 @@ PRESETS: dict[str, Preset] = {
             model=ModelSpec(kwargs={"width": 16}),
             recipe=Recipe(epochs=9, batch_size=256, lr=0.2, weight_decay=5e-4, schedule="onecycle", warmup=0.2),
             train_pool=25_000,
+            methods={  # scripts/tune_all.sh: the best of 6 trials on val where it beat the defaults (docs/tune/*-default-seed0*.md), exact values
+                "amun": {"lr": 0.06148035553662854, "epsilon": 0.23861097124304623, "pgd_steps": 14},
+                "gradient-ascent": {"epochs": 13.755880309860505, "lr": 0.002923163060821706},
+                "kl": {"lr": 0.06260326907499733, "forget_weight": 0.6994332504138304, "temperature": 2.659312838729078},
+                "msg": {"lr": 0.4337446433452351, "reset": 0.26089283535417773},
+                "rni": {"lr": 0.08558894657793088, "tensors": 15, "noise": 0.7768811685516965},
+                "scrub": {"lr": 0.0037316899400505047, "max_fraction": 0.4389238394711238, "alpha": 0.008663279761354562},
+                "ssd": {"select": 0.09347271781114277},
+            },
         ),
         Preset(
             name="paper",
