@@ -31,7 +31,7 @@ def changed(study: dict) -> str:
 
 def row(study: dict) -> list[str]:
     trials = study["trials"]
-    at_defaults = next((t for t in trials if t.get("defaults")), None)
+    at_defaults = next((t for t in trials if t.get("defaults") or t["params"] == {k: study["defaults_before"][k] for k in t["params"]}), None)
     best = study["best"]["metrics"]
     held = ", ".join(f"{k} {v}" for k, v in study.get("held", {}).items()) or "–"
     return [study["method"], str(len(trials)), "–" if at_defaults is None or at_defaults["distance"] is None else f"{at_defaults['distance']:.3f}",

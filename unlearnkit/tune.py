@@ -127,7 +127,7 @@ def recover(study) -> int:
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in orphans:
         study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=True)
+        study.enqueue_trial(trial.params, user_attrs={**trial.user_attrs, "retry_of": trial.number}, skip_if_exists=True)
     return len(orphans)
 
 
