@@ -12,13 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
+from unlearnkit.tune import study_name
+
 
 def studies(folder: Path, preset: str, seed: int) -> list[dict]:
     found = []
     for path in sorted(folder.glob(f"*-{preset}-seed{seed}*.json")):
         study = json.loads(path.read_text())
-        held = "".join(f"-{k}{v}" for k, v in sorted(study.get("held", {}).items()))
-        if study.get("modality", "image") == "image" and study["study"] == f"{study['method']}-{preset}-seed{seed}{held}":
+        if study.get("modality", "image") == "image" and study["study"] == study_name(study["method"], preset, seed, hold=study.get("held")):
             found.append(study)
     return found
 
@@ -31,7 +32,7 @@ def changed(study: dict) -> str:
 
 def row(study: dict) -> list[str]:
     trials = study["trials"]
-    at_defaults = next((t for t in trials if t.get("defaults") or t["params"] == {k: study["defaults_before"][k] for k in t["params"]}), None)
+    at_defaults = next((t for t in trials if t.get("defaults")), None)
     best = study["best"]["metrics"]
     held = ", ".join(f"{k} {v}" for k, v in study.get("held", {}).items()) or "–"
     return [study["method"], str(len(trials)), "–" if at_defaults is None or at_defaults["distance"] is None else f"{at_defaults['distance']:.3f}",

@@ -161,7 +161,7 @@ def tune(
     if not space:
         raise UnlearnkitError(f"--set holds every field that {method} searches ({', '.join(hold)}); leave at least one free")
     executor = executor or Executor()
-    name = f"{method}-{chosen.name}-seed{seed}" + (f"-{forget}" if forget else "") + "".join(f"-{k}{v}" for k, v in sorted(hold.items()))
+    name = study_name(method, chosen.name, seed, forget, hold)
     if storage is None:
         Path("runs/tune").mkdir(parents=True, exist_ok=True)
         storage = "sqlite:///runs/tune/studies.db"
@@ -210,6 +210,11 @@ OBJECTIVES = {
 
 def metric_keys(modality: str) -> tuple[str, ...]:
     return ("forget", "retain", "mia") if modality == "text" else ("forget", "val", "mia")
+
+
+def study_name(method: str, preset: str, seed: int, forget: str | None = None, hold: dict | None = None) -> str:
+    """`finetune-default-seed0`, then the forget scenario and each held field, e.g. `-epochs1`."""
+    return f"{method}-{preset}-seed{seed}" + (f"-{forget}" if forget else "") + "".join(f"-{k}{v}" for k, v in sorted((hold or {}).items()))
 
 
 def default_params(method: str, fixed: dict, space: dict[str, dict], modality: str) -> dict:
