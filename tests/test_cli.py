@@ -86,6 +86,7 @@ def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(bina
     """The first trial of a new study is the method's defaults; a held field is never searched,
     is in the best config at its held value, and names the study."""
     from unlearnkit.methods import make_config
+    from unlearnkit.train import machine_description
     from unlearnkit.tune import tune
 
     summary = tune("finetune", preset="smoke", data=binary_dir, trials=2, storage=f"sqlite:///{tmp_path / 's.db'}", export=tmp_path / "export", hold={"epochs": 0.5})
@@ -94,6 +95,7 @@ def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(bina
     assert all(set(t["params"]) == {"lr"} for t in summary["trials"]) and len(summary["trials"]) == 2
     assert summary["best"]["config"]["epochs"] == 0.5
     assert "Held out of the search: epochs=0.5" in (tmp_path / "export" / "finetune-smoke-seed0-epochs0.5.md").read_text()
+    assert all(t["machine"] == machine_description() for t in summary["trials"])  # which CPU kind and precision scored it
 
 
 @pytest.mark.parametrize("args, message", [

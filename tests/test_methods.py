@@ -325,6 +325,11 @@ UNSTABLE_FORGETTING = {
 }
 
 
+# (method, model) cells whose method documents another setting for that kind of model (see its
+# description): the forgetting bar is still asserted there, at that setting.
+MATRIX_OVERRIDES = {("erase-repair", "foreign"): {"lr": 0.03}}
+
+
 @pytest.fixture(scope="module", params=list(MATRIX_MODELS))
 def memorized_any(request):
     if request.param == "foreign":
@@ -355,13 +360,14 @@ def test_every_method_works_on_every_model(memorized_any, name):
     model_name, model, task = memorized_any
     assert accuracy(model, task.forget) >= 0.9, f"{model_name} did not memorize the forget set"
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = tiny_config(name, **MATRIX_OVERRIDES.get((name, model_name), {}))
     if (name, model_name) in EXPECTED_REFUSALS:
         with pytest.raises(UnlearnkitError) as refused:
             run_method(name, model, task, tiny_config(name))
         assert "\n" not in str(refused.value)
         return
     try:
-        result = run_method(name, model, task, tiny_config(name))
+        result = run_method(name, model, task, config)
     except UnlearnkitError as error:
         assert (name, model_name) in UNSTABLE_FORGETTING, f"{name} refused on {model_name}: {error}"
         assert "\n" not in str(error)
@@ -372,7 +378,7 @@ def test_every_method_works_on_every_model(memorized_any, name):
     assert all(torch.isfinite(v).all() for v in result.model.state_dict().values() if v.is_floating_point())
     if (name, model_name) not in UNSTABLE_FORGETTING:
         assert accuracy(result.model, task.forget) < accuracy(model, task.forget) - 0.2
-    again = run_method(name, model, task, tiny_config(name)).model.state_dict()
+    again = run_method(name, model, task, config).model.state_dict()
     assert all(torch.equal(again[k], v) for k, v in result.model.state_dict().items()), "not deterministic"
 
 

@@ -17,7 +17,9 @@ from unlearnkit.text.facts import REFUSAL, SECRETS, FactsSpec, generate as gener
 from unlearnkit.text.run import TEXT_METHODS, prepare_text, text_task, train_language_model
 from unlearnkit.train import Checkpoint
 
-SMOKE = get_preset("facts-smoke")
+# fp32: bf16 kernels round differently on the Intel and AMD CPUs we run on (measured: in bf16 on
+# the Intel kind, idk's 10 epochs did not teach the refusal), and no test may hinge on that
+SMOKE = get_preset("facts-smoke").model_copy(update={"recipe": get_preset("facts-smoke").recipe.model_copy(update={"precision": "fp32"})})
 
 
 def test_the_generator_is_deterministic_and_seeded():

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import json
 import math
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,6 +331,24 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def processor_name() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor", "AMD EPYC 9R45 ..."), for records."""
+    try:
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+
+
+def machine_description(precision: str = "auto", device: torch.device | None = None) -> str:
+    """Where a measurement ran, e.g. "Intel(R) Xeon(R) Processor, bf16": results computed on
+    the two CPU kinds differ (their bf16 kernels round differently), so records say which."""
+    device = device or default_device()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name()
+    return f"{where}, {resolve_precision(precision, device)}"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

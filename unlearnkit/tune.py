@@ -81,7 +81,8 @@ def evaluate_text_trial(*, preset: dict, seed: int, forget: str | None, cache: s
     reference = text_val_metrics(lm_outputs(retrain.model, setup.data, setup.split))
     result = run_method(method, original.model, text_task(setup, original.model, seed), config, modality="text")
     found = text_val_metrics(lm_outputs(result.model, setup.data, setup.split))
-    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9)}
+    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9),
+            "machine": machine_description(setup.preset.recipe.precision)}
 
 
 def make_text_reference(*, preset: dict, seed: int, forget: str | None, cache: str | None, role: str, **_) -> dict:
@@ -99,6 +100,7 @@ def evaluate_trial(*, preset: dict, data, seed: int, forget: str | None, cache: 
     from unlearnkit.experiment import prepare
     from unlearnkit.methods import Task, run_method
     from unlearnkit.reference import train_reference
+    from unlearnkit.train import machine_description
 
     setup = prepare(data=data, preset=get_preset(preset), seed=seed, cache=cache, forget=forget)
     original, retrain = (train_reference(role, setup.dataset, setup.split, setup.preset, seed, setup.store) for role in ("original", "retrain"))

@@ -33,7 +33,7 @@ class EraseRepairConfig(FitConfig):
     validation accuracy from 74% to 63-64%. `unlearnkit tune erase-repair` searches around it."""
 
     epochs: float = Field(1.0, gt=0, description="passes of repair over the retain set (not searched: more would break the 0.2× budget)")
-    lr: float = Field(0.2, json_schema_extra=searched(0.05, 0.3, log=True), gt=0, description="peak learning rate of the repair (cosine decay)")
+    lr: float = Field(0.2, json_schema_extra=searched(0.05, 0.3, log=True), gt=0, description="peak learning rate of the repair (cosine decay). On a small plain CNN (no residual connections) with small batches (32 retain images a step, as in the contract's foreign model) 0.03: at 0.2 its first steps diverged to NaN at 2 threads on the Intel CPU kind; a ResNet there still needs 0.2 to forget")
     reset: float = Field(0.02, json_schema_extra=searched(0.0, 0.05), ge=0, lt=1, description="share of each weight tensor re-drawn: the entries most important to the forget set relative to the retain set")
     shrink: float = Field(1.0, json_schema_extra=searched(0.8, 1.0), gt=0, le=1, description="every weight is multiplied by this before the noise is added")
     noise: float = Field(0.2, json_schema_extra=searched(0.0, 0.4), ge=0, description="std of the Gaussian noise added to every weight tensor, in units of that tensor's own std")
