@@ -71,6 +71,15 @@ def text_val_metrics(outputs) -> dict[str, float]:
     return {"forget": metrics["qa_forget"], "retain": metrics["qa_retain"], "mia": auc}
 
 
+def trial_outcome(found: dict[str, float], reference: dict[str, float], seconds: float, retrain_seconds: float, precision: str) -> dict:
+    """What a trial records: its distance and measures, the retrained model's, its time, and the
+    machine and precision it ran with (results differ between CPU kinds)."""
+    from unlearnkit.train import machine_description
+
+    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": seconds, "time_ratio": seconds / max(retrain_seconds, 1e-9),
+            "machine": machine_description(precision)}
+
+
 def evaluate_text_trial(*, preset: dict, seed: int, forget: str | None, cache: str | None, method: str, config: dict) -> dict:
     from unlearnkit.methods import run_method
     from unlearnkit.text.evaluate import lm_outputs
@@ -81,8 +90,7 @@ def evaluate_text_trial(*, preset: dict, seed: int, forget: str | None, cache: s
     reference = text_val_metrics(lm_outputs(retrain.model, setup.data, setup.split))
     result = run_method(method, original.model, text_task(setup, original.model, seed), config, modality="text")
     found = text_val_metrics(lm_outputs(result.model, setup.data, setup.split))
-    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9),
-            "machine": machine_description(setup.preset.recipe.precision)}
+    return trial_outcome(found, reference, result.seconds, retrain.seconds, setup.preset.recipe.precision)
 
 
 def make_text_reference(*, preset: dict, seed: int, forget: str | None, cache: str | None, role: str, **_) -> dict:
@@ -100,7 +108,6 @@ def evaluate_trial(*, preset: dict, data, seed: int, forget: str | None, cache: 
     from unlearnkit.experiment import prepare
     from unlearnkit.methods import Task, run_method
     from unlearnkit.reference import train_reference
-    from unlearnkit.train import machine_description
 
     setup = prepare(data=data, preset=get_preset(preset), seed=seed, cache=cache, forget=forget)
     original, retrain = (train_reference(role, setup.dataset, setup.split, setup.preset, seed, setup.store) for role in ("original", "retrain"))
@@ -108,7 +115,7 @@ def evaluate_trial(*, preset: dict, data, seed: int, forget: str | None, cache: 
     task = Task.from_split(setup.dataset, setup.split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent)
     result = run_method(method, original.model, task, config)
     found = val_metrics(model_outputs(result.model, setup.dataset, setup.split, parts=("forget", "val")))
-    return {"distance": distance(found, reference), **found, "retrain": reference, "seconds": result.seconds, "time_ratio": result.seconds / max(retrain.seconds, 1e-9)}
+    return trial_outcome(found, reference, result.seconds, retrain.seconds, setup.preset.recipe.precision)
 
 
 def open_study(name: str, storage: str, seed: int):
