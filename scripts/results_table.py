@@ -3,7 +3,12 @@ retrained model (single seed), or mean ± sd per column (a `--seeds` run). With 
 the evidence of forgetting instead (attacks with 95% intervals, divergences, and with
 `--evidence full` the NeurIPS score and U-LiRA).
 
-    python scripts/results_table.py runs/default-seed0/results.json [--sort] [--evidence]
+    python scripts/results_table.py runs/default-seed0/results.json [--sort] [--evidence | --goals]
+
+`--goals`: each method against issue 15's goals for unlearnkit's own method, seed by seed:
+|Δtest| ≤ 1 point, each attack's forget AUC inside the retrained model's 95% interval, the
+backdoor's success rate inside the retrained model's interval (a backdoor run), and the NeurIPS
+score against the finetune baseline's (an `--evidence full` run).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
+from statistics import fmean
 
 COLUMNS = [("train", "train_acc"), ("test", "test_acc"), ("retain", "retain_acc"), ("forget", "forget_acc"), ("val", "val_acc")]
 CLASSWISE = [("test, forgotten classes", "forget_class_test_acc"), ("test, other classes", "other_class_test_acc")]
@@ -88,6 +95,43 @@ def aggregate_evidence(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def inside(value: float, bounds: list[float]) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
+def goals(runs: list[dict]) -> str:
+    """Per method: the mean Δtest over the seeds, and on how many seeds each goal holds."""
+    attacks = list(runs[0]["rows"][0]["evidence"]["attacks"])
+    backdoor = "backdoor_asr" in runs[0]["rows"][0]
+    neurips = all("neurips" in row["evidence"] for row in runs[0]["rows"][2:])
+    head = ["method", "Δtest (mean)", "|Δtest| ≤ 1", *(f"{a} AUC in retrain's 95%" for a in attacks)]
+    head += ["ASR in retrain's 95%"] * backdoor + ["NeurIPS score (mean)", "× finetune's"] * neurips
+    methods = [row["name"] for row in runs[0]["rows"][2:]]
+    deltas, checks, scores = ({m: [] for m in methods} for _ in range(3))
+    for run in runs:
+        rows = {row["name"]: row for row in run["rows"]}
+        retrain = rows["retrain"]
+        for m in methods:
+            row = rows[m]
+            deltas[m].append(row["test_acc"] - retrain["test_acc"])
+            held = [abs(deltas[m][-1]) <= 0.01]
+            held += [inside(row["evidence"]["attacks"][a]["forget"]["auc"]["value"], retrain["evidence"]["attacks"][a]["forget"]["auc"]["ci95"]) for a in attacks]
+            if backdoor:
+                held.append(inside(row["backdoor_asr"], retrain["backdoor_asr_ci"]))
+            checks[m].append(held)
+            if neurips:
+                scores[m].append(row["evidence"]["neurips"]["score"])
+    order = sorted(methods, key=lambda m: -fmean(scores[m]) if neurips else abs(fmean(deltas[m])))
+    lines = [f"{len(runs)} seed(s); each goal's cell counts the seeds on which it holds", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in order:
+        cells = [m, f"{100 * fmean(deltas[m]):+.1f}", *(f"{sum(seed[i] for seed in checks[m])}/{len(runs)}" for i in range(len(checks[m][0])))]
+        if neurips:
+            cells += [f"{fmean(scores[m]):.3f}", f"{fmean(scores[m]) / fmean(scores['finetune']):.2f}" if "finetune" in scores else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 TEXT_COLUMNS = [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1),
                 ("extraction", "extraction_forget", 100, 1), ("attack AUC", "attack_auc", 1, 3), ("ε score", "neurips_score", 1, 3),
                 ("KLoM", "klom_forget", 1, 3), ("perplexity", "perplexity", 1, 3), ("seconds", "seconds", 1, 0), ("× retrain", "time_ratio", 1, 3)]
@@ -117,9 +161,14 @@ def main() -> None:
     parser.add_argument("results")
     parser.add_argument("--sort", action="store_true", help="methods by average gap to retrain")
     parser.add_argument("--evidence", action="store_true", help="the evidence of forgetting instead of accuracies")
+    parser.add_argument("--goals", action="store_true", help="each method against the goals of unlearnkit's own method, seed by seed")
     args = parser.parse_args()
     with open(args.results) as f:
         results = json.load(f)
+    if args.goals:
+        folder = Path(args.results).parent
+        print(goals([json.loads((folder / run).read_text()) for run in results["runs"]] if "runs" in results else [results]))
+        return
     rows = results["aggregate"] if "aggregate" in results else results["rows"]
     if any("qa_forget" in row for row in rows):
         print(text_table(rows, "aggregate" in results))

@@ -131,8 +131,8 @@ def accuracy_bars(rows: list[dict], path: Path) -> Path:
     ax.set_xticks(x, [row["name"] for row in rows], rotation=20, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_title("accuracy per model and set")
-    ax.legend(ncol=5, fontsize=8, loc="lower center")
+    ax.set_title("accuracy per model and set", pad=22)
+    ax.legend(ncol=5, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)  # above the axes: inside, it hid the middle models' bars
     return save_figure(fig, path)
 
 

@@ -1,0 +1,47 @@
+"""scripts/results_table.py --goals: each method checked against the retrained model's intervals."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "results_table.py"
+
+
+def row(name: str, test_acc: float, auc: float, asr: float, score: float | None = None) -> dict:
+    evidence = {"attacks": {"svc-entropy": {"forget": {"auc": {"value": auc, "ci95": [auc - 0.01, auc + 0.01]}}}}}
+    if score is not None:
+        evidence["neurips"] = {"score": score}
+    return {"name": name, "test_acc": test_acc, "evidence": evidence, "backdoor_asr": asr, "backdoor_asr_ci": [asr - 0.02, asr + 0.02]}
+
+
+def seed_run(close_auc: float, score_scale: float = 1.0) -> dict:
+    return {"rows": [row("original", 0.76, 0.70, 0.99), row("retrain", 0.74, 0.50, 0.08),
+                     row("close", 0.745, close_auc, 0.09, 0.12 * score_scale), row("finetune", 0.70, 0.56, 0.30, 0.06 * score_scale)]}
+
+
+def test_goals_count_the_seeds_on_which_each_goal_holds(tmp_path):
+    runs = [seed_run(0.505), seed_run(0.52)]  # the second seed's AUC falls outside the retrain's [0.49, 0.51]
+    for seed, run in enumerate(runs):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "results.json").write_text(json.dumps(run))
+    (tmp_path / "results.json").write_text(json.dumps({"runs": ["seed0/results.json", "seed1/results.json"], "aggregate": []}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "results.json"), "--goals"], capture_output=True, text=True, check=True).stdout
+    lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert lines["close"] == "| close | +0.5 | 2/2 | 1/2 | 2/2 | 0.120 | 2.00 |"
+    assert lines["finetune"] == "| finetune | -4.0 | 0/2 | 0/2 | 0/2 | 0.060 | 1.00 |"
+    assert out.index("| close |") < out.index("| finetune |")  # sorted by the NeurIPS score
+
+
+def test_goals_without_the_full_evidence_sort_by_the_test_gap():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = seed_run(0.50)
+    for entry in run["rows"]:
+        entry["evidence"].pop("neurips", None)
+        del entry["backdoor_asr"]
+    table = module.goals([run])
+    assert "NeurIPS" not in table and "ASR" not in table
+    assert table.index("| close | +0.5 | 1/1 | 1/1 |") < table.index("| finetune | -4.0 | 0/1 | 0/1 |")
