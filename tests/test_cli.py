@@ -73,8 +73,10 @@ def test_tune_searches_on_val_resumes_its_budget_and_writes_a_preset_that_run_us
     study = json.loads((tmp_path / "export" / "finetune-smoke-seed0.json").read_text())
     assert [t["number"] for t in study["trials"]] == [0, 1, 2]  # one more trial, not three more
     assert all(0.01 <= t["params"]["lr"] <= 0.5 and 0.25 <= t["params"]["epochs"] <= 3 for t in study["trials"])
-    best = min(study["trials"], key=lambda t: t["distance"])
-    assert study["best"]["config"] == best["params"] and "| trial | distance |" in (tmp_path / "export" / "finetune-smoke-seed0.md").read_text()
+    within = [t for t in study["trials"] if t["time_ratio"] <= 0.2]  # the default time budget
+    best = min(within or study["trials"], key=lambda t: t["distance"])
+    assert study["best"]["config"] == best["params"] and study["best"]["within_budget"] == bool(within)
+    assert "| trial | distance |" in (tmp_path / "export" / "finetune-smoke-seed0.md").read_text()
     ran = subprocess.run([sys.executable, "-m", "unlearnkit", "run", "--preset", str(tmp_path / "tuned.toml"), "--methods", "finetune",
                           "--data", str(binary_dir), "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert ran.returncode == 0, ran.stderr
@@ -96,11 +98,27 @@ def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(bina
     assert summary["best"]["config"]["epochs"] == 0.5
     assert "Held out of the search: epochs=0.5" in (tmp_path / "export" / "finetune-smoke-seed0-epochs0.5.md").read_text()
     assert all(t["machine"] == machine_description() for t in summary["trials"])  # which CPU kind and precision scored it
+    import optuna
+
+    recorded = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path / 's.db'}").trials
+    assert [t.constraints for t in recorded] == [{"time_ratio": t["time_ratio"] - 0.2} for t in summary["trials"]]  # what TPE steers by
+
+
+def test_tune_chooses_the_best_trial_within_the_time_budget():
+    from types import SimpleNamespace
+
+    from unlearnkit.tune import pick_best
+
+    fast, slow_but_closer = SimpleNamespace(value=0.3, user_attrs={"time_ratio": 0.15}), SimpleNamespace(value=0.1, user_attrs={"time_ratio": 0.35})
+    assert pick_best([slow_but_closer, fast], 0.2) == (fast, True)
+    assert pick_best([slow_but_closer, fast], None) == (slow_but_closer, True)
+    assert pick_best([slow_but_closer], 0.2) == (slow_but_closer, False)  # none kept to it: the best of all, flagged
 
 
 @pytest.mark.parametrize("args, message", [
     (["tune", "magic"], "unknown method 'magic'"),
     (["tune", "finetune", "--trials", "0"], "--trials 0 is invalid"),
+    (["tune", "finetune", "--max-time-ratio", "0"], "--max-time-ratio 0.0 is invalid"),
     (["tune", "dummy-labels", "--trials", "1", "--storage", "nosuchdb://x"], "cannot open the study database nosuchdb://x"),
     (["tune", "finetune", "--set", "finetune.epochs=1", "--set", "finetune.lr=0.1"], "--set holds every field that finetune searches"),
     (["tune", "finetune", "--set", "finetune.colour=1"], "colour"),

@@ -202,6 +202,7 @@ def tune(
     seed: int = typer.Option(0, help="seed of the split and the reference models (and of the sampler)"),
     forget: Optional[str] = typer.Option(None, help=FORGET_HELP),
     trials: int = typer.Option(20, help="finished trials in all (earlier runs of the same study count): the same budget for every method"),
+    max_time_ratio: float = typer.Option(0.2, help="time budget of a trial, × the retrained model's training time: a trial over it is infeasible to the sampler and not chosen while any kept to it"),
     storage: Optional[str] = typer.Option(None, help="study database URL: sqlite:///PATH.db or postgresql://... (default: sqlite:///runs/tune/studies.db)"),
     export: str = typer.Option("docs/tune", help="folder for the study's JSON and Markdown"),
     write_preset: Optional[str] = typer.Option(None, help="write the preset with the best config under [methods.METHOD] to this .toml file"),
@@ -221,7 +222,7 @@ def tune(
     hold = parse_overrides(set_, [method], get_preset(preset).modality).get(method, {})
     executor = Executor(workers=workers, address=address, cpus_per_task=cpus_per_task)
     summary = run_tune(method, preset=preset, data=data, seed=seed, forget=forget, cache=cache, trials=trials, storage=storage,
-                       export=export, write_preset=write_preset, executor=executor, hold=hold)
+                       export=export, write_preset=write_preset, executor=executor, hold=hold, max_time_ratio=max_time_ratio)
     best = summary["best"]
     out.print(f"best of {len(summary['trials'])} trials: {format_params(best['config'])} (val distance {best['distance']:.4f}; exported to {export}/{summary['study']}.json)")
 

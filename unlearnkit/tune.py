@@ -2,7 +2,10 @@
 declares on its fields (`methods.common.searched`), with the same trial budget for every
 method, scored on the validation split only (never test): the distance to the retrained model,
 |Δ forget accuracy| + |Δ val accuracy| + |Δ MIA|, where the attack compares forget losses
-with validation losses.
+with validation losses. A trial that takes longer than the time budget (by default 0.2× the
+retrained model's training time, the budget the methods are compared at) is infeasible: TPE
+steers away from it (an Optuna constraint) and it is never chosen as the best while any trial
+kept to the budget.
 
 The study lives in a database (SQLite by default, any SQLAlchemy URL such as PostgreSQL
 works), so a killed search started again goes on where it stopped: trials that were running
@@ -149,19 +152,22 @@ def finished(study) -> list:
 def tune(
     method: str, *, preset: str = "default", data=None, seed: int = 0, forget: str | None = None, cache: str | None = None,
     trials: int = 20, storage: str | None = None, export: str | Path | None = "docs/tune", write_preset: str | Path | None = None,
-    executor: Executor | None = None, hold: dict | None = None,
+    executor: Executor | None = None, hold: dict | None = None, max_time_ratio: float | None = 0.2,
 ) -> dict:
     """Run the search until `trials` trials have finished (counting those of earlier runs of
     the same study), then export it and return the best config. `hold` (field → value) keeps
     fields out of the search at those values, e.g. `{"epochs": 1}` for an equal-compute
     comparison; the study's name records them. A new study's first trial is the method's
-    defaults (where they lie in the ranges), so the best found is never worse than them on val."""
+    defaults (where they lie in the ranges), so the best found is never worse than them on val
+    (among the trials within `max_time_ratio` × the retrained model's time; None: no limit)."""
     try:
         import optuna
     except ImportError:
         raise UnlearnkitError(f"unlearnkit tune needs Optuna, which is not installed; {OPTUNA_HINT}") from None
     if trials < 1:
         raise UnlearnkitError(f"--trials {trials} is invalid; give 1 or more")
+    if max_time_ratio is not None and not max_time_ratio > 0:
+        raise UnlearnkitError(f"--max-time-ratio {max_time_ratio} is invalid; give a positive share of the retrained model's training time, e.g. 0.2")
     chosen = get_preset(preset)
     modality = chosen.modality
     hold = dict(hold or {})
@@ -200,10 +206,14 @@ def tune(
                 continue
             for key, value in outcome.items():
                 trial.set_user_attr(key, value)
+            if max_time_ratio is not None:
+                trial.set_constraint("time_ratio", outcome["time_ratio"] - max_time_ratio)
             study.tell(trial, outcome["distance"])
             shown = ", ".join(f"{key} {outcome[key]:.3f}" for key in metric_keys(modality))
             say(f"trial {trial.number} {format_params(trial.params)}: distance {outcome['distance']:.3f} ({shown}, {outcome['seconds']:.0f}s)")
-    summary = {**summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed, modality), "held": hold}
+    summary = {**summarize(study, method, space, trials, storage, time.perf_counter() - started, executor.describe(), fixed, modality, max_time_ratio), "held": hold}
+    if not summary["best"]["within_budget"]:
+        say(f"[yellow]no trial of {method} kept within {max_time_ratio}× the retrained model's time; the best is over that budget[/yellow]")
     if export is not None:
         export_study(summary, Path(export))
     if write_preset is not None:
@@ -236,18 +246,26 @@ def format_params(params: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def summarize(study, method: str, space: dict, budget: int, storage: str, seconds: float, where: str, fixed: dict, modality: str = "image") -> dict:
+def pick_best(complete: list, max_time_ratio: float | None) -> tuple:
+    """The trial with the smallest distance among those within the time budget, and whether
+    any was; where none was, the smallest distance of all."""
+    within = [t for t in complete if max_time_ratio is None or t.user_attrs.get("time_ratio", 0.0) <= max_time_ratio]
+    return min(within or complete, key=lambda t: t.value), bool(within)
+
+
+def summarize(study, method: str, space: dict, budget: int, storage: str, seconds: float, where: str, fixed: dict, modality: str = "image",
+              max_time_ratio: float | None = None) -> dict:
     done = finished(study)
     complete = [t for t in done if t.value is not None]
     if not complete:
         raise UnlearnkitError(f"every trial of {method} failed (first: {done[0].user_attrs.get('error') if done else 'none ran'}); narrow the search ranges")
-    best = min(complete, key=lambda t: t.value)
+    best, within_budget = pick_best(complete, max_time_ratio)
     default = make_config(method, fixed, modality).model_dump()
     return {
         "study": study.study_name, "method": method, "budget": budget, "storage": storage, "where": where, "seconds_this_run": seconds,
         "objective": OBJECTIVES[modality], "modality": modality, "metrics": list(metric_keys(modality)),
-        "space": space, "defaults_before": {k: default[k] for k in space},
-        "best": {"trial": best.number, "distance": best.value, "config": {**fixed, **best.params}, "metrics": dict(best.user_attrs)},
+        "space": space, "defaults_before": {k: default[k] for k in space}, "max_time_ratio": max_time_ratio,
+        "best": {"trial": best.number, "distance": best.value, "config": {**fixed, **best.params}, "metrics": dict(best.user_attrs), "within_budget": within_budget},
         "trials": [{"number": t.number, "params": t.params, "distance": t.value, "state": t.state.name, **{k: v for k, v in t.user_attrs.items() if k != "retrain"}} for t in done],
     }
 
@@ -259,15 +277,18 @@ def export_study(summary: dict, folder: Path) -> None:
     best = summary["best"]
     lines = [f"# Tuning {summary['method']} ({summary['study']})", "",
              f"Objective: {summary['objective']}. TPE, budget {summary['budget']} finished trials (the first at the defaults); {summary['where']}."
-             + (f" Held out of the search: {format_params(summary['held'])}." if summary.get("held") else ""), "",
+             + (f" Held out of the search: {format_params(summary['held'])}." if summary.get("held") else "")
+             + (f" Time budget: {summary['max_time_ratio']}× the retrained model's training time; a trial over it is chosen only if none kept to it."
+                if summary.get("max_time_ratio") else ""), "",
              f"Best (trial {best['trial']}): distance {best['distance']:.4f} with {format_params(best['config'])}; "
-             f"the defaults before: {format_params(summary['defaults_before'])}.", "",
-             "| trial | distance | " + " | ".join(k.replace("mia", "MIA") for k in summary.get("metrics", metric_keys("image"))) + " | seconds | " + " | ".join(summary["space"]) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(summary["space"])]
+             f"the defaults before: {format_params(summary['defaults_before'])}"
+             + ("" if best.get("within_budget", True) else "; **no trial kept to the time budget**") + ".", "",
+             "| trial | distance | " + " | ".join(k.replace("mia", "MIA") for k in summary.get("metrics", metric_keys("image"))) + " | seconds | × retrain | " + " | ".join(summary["space"]) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(summary["space"])]
     for trial in sorted(summary["trials"], key=lambda t: (t["distance"] is None, t["distance"] or 0)):
         cells = [str(trial["number"]), "failed" if trial["distance"] is None else f"{trial['distance']:.4f}",
                  *[f"{trial[k]:.3f}" if isinstance(trial.get(k), float) else "–" for k in summary.get("metrics", metric_keys("image"))],
-                 f"{trial['seconds']:.0f}" if "seconds" in trial else "–",
+                 f"{trial['seconds']:.0f}" if "seconds" in trial else "–", f"{trial['time_ratio']:.3f}" if "time_ratio" in trial else "–",
                  *[f"{trial['params'][k]:.4g}" if k in trial["params"] else "–" for k in summary["space"]]]
         lines.append("| " + " | ".join(cells) + " |")
     atomic_write_bytes(folder / f"{summary['study']}.md", ("\n".join(lines) + "\n").encode())
