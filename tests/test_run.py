@@ -287,3 +287,22 @@ def test_the_built_in_presets_tuned_configs_validate_and_reach_the_run():
     chosen = method_settings(PRESETS["default"], ["kl", "finetune"], {"kl": {"lr": 0.5}})
     assert chosen["kl"]["temperature"] == PRESETS["default"].methods["kl"]["temperature"] and chosen["kl"]["lr"] == 0.5
     assert "finetune" not in chosen  # no tuned values: the method's own defaults
+
+
+def test_the_default_presets_methods_are_the_tuned_bests_within_the_time_budget():
+    """Each equal-budget study of the `default` preset in docs/tune: its best trial within 0.2×
+    the retrained model's time (the best of all where none kept to it, as `unlearnkit tune`
+    picks) is what the preset holds, and a method whose best is its defaults (trial 0) is absent."""
+    from unlearnkit.presets import PRESETS
+
+    methods = PRESETS["default"].methods
+    studies = [json.loads(p.read_text()) for p in sorted((Path(__file__).parents[1] / "docs" / "tune").glob("*-default-seed0*.json"))]
+    studies = [s for s in studies if s["study"].startswith(f"{s['method']}-default-seed0")]
+    assert len(studies) == 24
+    for study in studies:
+        trials = [t for t in study["trials"] if t["distance"] is not None]
+        best = min([t for t in trials if t["time_ratio"] <= 0.2] or trials, key=lambda t: t["distance"])
+        if best["number"] == 0:
+            assert study["method"] not in methods, study["method"]
+        else:
+            assert methods[study["method"]] == best["params"], study["method"]
