@@ -423,6 +423,7 @@ def test_the_original_learns_a_planted_backdoor_and_the_retrained_model_does_not
     assert rows["original"]["forget_acc"] > 0.9 and rows["original"]["backdoor_asr_ci"][0] > 0.8, rows["original"]
     assert rows["retrain"]["backdoor_asr_ci"][1] < 0.3, rows["retrain"]
     assert 0 <= rows["finetune"]["backdoor_asr"] <= 1 and len(rows["finetune"]["backdoor_asr_ci"]) == 2
+    assert (tmp_path / "run" / "figures" / "backdoor.png").read_bytes()[:4] == b"\x89PNG"  # the rates against the retrain's band
 
 
 def test_the_confusion_scenario_swaps_labels_and_measures_the_confusion(tmp_path):

@@ -136,8 +136,29 @@ def accuracy_bars(rows: list[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def backdoor_bars(rows: list[dict], path: Path) -> Path:
+    """Each model's backdoor success with its 95% interval against the retrained model's interval:
+    a bar inside the band matches retraining, one below it has learned to avoid the target."""
+    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2, 3.5))
+    names = [row["name"] for row in rows]
+    rates = np.array([row["backdoor_asr"] for row in rows])
+    errors = np.abs(np.array([row["backdoor_asr_ci"] for row in rows]).T - rates)
+    colors = ["tab:red" if n == "original" else "tab:green" if n == "retrain" else "tab:blue" for n in names]
+    ax.bar(names, rates, yerr=errors, color=colors, capsize=3)
+    low, high = next(row["backdoor_asr_ci"] for row in rows if row["name"] == "retrain")
+    ax.axhspan(low, high, color="tab:green", alpha=0.25, label=f"retrain's 95% interval [{low:.3f}, {high:.3f}]")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("backdoor success (triggered → target)")
+    ax.set_title("backdoor removal: inside the retrain's band is best, below it overshoots")
+    ax.legend(loc="upper center")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    return save_figure(fig, path)
+
+
 def write_figures(rows: list[dict], outputs: dict[str, Outputs], folder: Path) -> list[Path]:
     paths = [loss_histogram(name, out, folder / f"losses-{name}.png") for name, out in outputs.items()]
+    paths += [backdoor_bars(rows, folder / "backdoor.png")] if "backdoor_asr" in rows[0] else []
     return paths + [mia_bars(rows, folder / "mia.png"), accuracy_bars(rows, folder / "accuracy.png")]
 
 
