@@ -105,11 +105,16 @@ def loss_histogram(name: str, outputs: Outputs, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def role_colors(names: list[str]) -> list[str]:
+    """The original red, the retrained model green, every method blue."""
+    return ["tab:red" if n == "original" else "tab:green" if n == "retrain" else "tab:blue" for n in names]
+
+
 def mia_bars(rows: list[dict], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2, 3.5))
     names = [row["name"] for row in rows]
     values = [row["mia"] for row in rows]
-    colors = ["tab:red" if n == "original" else "tab:green" if n == "retrain" else "tab:blue" for n in names]
+    colors = role_colors(names)
     ax.bar(names, values, color=colors)
     retrain = next(row["mia"] for row in rows if row["name"] == "retrain")
     ax.axhline(retrain, color="tab:green", linestyle="--", label=f"retrain {retrain:.3f}")
@@ -143,7 +148,7 @@ def backdoor_bars(rows: list[dict], path: Path) -> Path:
     names = [row["name"] for row in rows]
     rates = np.array([row["backdoor_asr"] for row in rows])
     errors = np.abs(np.array([row["backdoor_asr_ci"] for row in rows]).T - rates)
-    colors = ["tab:red" if n == "original" else "tab:green" if n == "retrain" else "tab:blue" for n in names]
+    colors = role_colors(names)
     ax.bar(names, rates, yerr=errors, color=colors, capsize=3)
     low, high = next(row["backdoor_asr_ci"] for row in rows if row["name"] == "retrain")
     ax.axhspan(low, high, color="tab:green", alpha=0.25, label=f"retrain's 95% interval [{low:.3f}, {high:.3f}]")
