@@ -227,8 +227,11 @@ def test_bad_preset_files_are_one_line(tmp_path, content, message):
 def test_the_shipped_preset_files_validate_and_name_themselves(path):
     from unlearnkit.presets import get_preset
 
+    from unlearnkit.run import method_settings
+
     preset = get_preset(str(path))
     assert preset.name == path.stem and preset.description
+    assert method_settings(preset, list(preset.methods), None) == preset.methods  # each [methods.NAME] table fits its config
 
 
 def test_a_preset_can_name_its_own_network_by_factory(finished_run, tmp_path):
