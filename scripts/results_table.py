@@ -3,12 +3,15 @@ retrained model (single seed), or mean ± sd per column (a `--seeds` run). With 
 the evidence of forgetting instead (attacks with 95% intervals, divergences, and with
 `--evidence full` the NeurIPS score and U-LiRA).
 
-    python scripts/results_table.py runs/default-seed0/results.json [--sort] [--evidence | --goals]
+    python scripts/results_table.py runs/default-seed0/results.json [--sort] [--evidence | --goals | --scenario]
 
 `--goals`: each method against issue 15's goals for unlearnkit's own method, seed by seed:
 |Δtest| ≤ 1 point, each attack's forget AUC inside the retrained model's 95% interval, the
 backdoor's success rate inside the retrained model's interval (a backdoor run), and the NeurIPS
 score against the finetune baseline's (an `--evidence full` run).
+
+`--scenario`: a `--forget backdoor:...` or `confusion:...` run, sorted by the backdoor's success
+rate or the two classes' confusion rate, each against the retrained model's 95% interval.
 """
 
 from __future__ import annotations
@@ -95,6 +98,31 @@ def aggregate_evidence(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SCENARIO_RATES = {"backdoor_asr": "backdoor success", "confusion_test": "confusion rate"}
+
+
+def scenario(rows: list[dict]) -> str:
+    """A backdoor or confusion run: each model's rate with its 95% interval, whether it lies in
+    the retrained model's interval, and the strongest population attack, sorted by the rate."""
+    key = next((k for k in SCENARIO_RATES if k in rows[0]), None)
+    if key is None:
+        raise SystemExit("--scenario wants a run made with --forget backdoor:... or confusion:...")
+    retrain = next(r for r in rows if r["name"] == "retrain")
+    attack = list(retrain["evidence"]["attacks"])[-1]
+    clean = key == "backdoor_asr"
+    head = ["model", "test", "retain", "forget", f"{SCENARIO_RATES[key]} [95%]", "in retrain's 95%"] + ["clean rate to target"] * clean + [f"{attack} AUC", "× retrain"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows[:2] + sorted(rows[2:], key=lambda r: r[key]):
+        low, high = row[f"{key}_ci"]
+        cells = [f"{100 * row[k]:.1f}" for k in ("test_acc", "retain_acc", "forget_acc")]
+        cells += [f"{row[key]:.3f} [{low:.3f}, {high:.3f}]", "" if row["name"] in ("original", "retrain") else ("yes" if inside(row[key], retrain[f"{key}_ci"]) else "no")]
+        cells += [f"{row['backdoor_clean_rate']:.3f}"] if clean else []
+        cells += [f"{row['evidence']['attacks'][attack]['forget']['auc']['value']:.3f}", f"{row['time_ratio']:.3f}"]
+        name = "**retrain (reference)**" if row["name"] == "retrain" else row["name"]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def inside(value: float, bounds: list[float]) -> bool:
     return bounds[0] <= value <= bounds[1]
 
@@ -162,9 +190,13 @@ def main() -> None:
     parser.add_argument("--sort", action="store_true", help="methods by average gap to retrain")
     parser.add_argument("--evidence", action="store_true", help="the evidence of forgetting instead of accuracies")
     parser.add_argument("--goals", action="store_true", help="each method against the goals of unlearnkit's own method, seed by seed")
+    parser.add_argument("--scenario", action="store_true", help="a backdoor or confusion run: each model's rate against the retrained model's interval")
     args = parser.parse_args()
     with open(args.results) as f:
         results = json.load(f)
+    if args.scenario:
+        print(scenario(results["rows"]))
+        return
     if args.goals:
         folder = Path(args.results).parent
         print(goals([json.loads((folder / run).read_text()) for run in results["runs"]] if "runs" in results else [results]))

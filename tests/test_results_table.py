@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "scripts" / "results_table.py"
 
 
@@ -45,3 +47,23 @@ def test_goals_without_the_full_evidence_sort_by_the_test_gap():
     table = module.goals([run])
     assert "NeurIPS" not in table and "ASR" not in table
     assert table.index("| close | +0.5 | 1/1 | 1/1 |") < table.index("| finetune | -4.0 | 0/1 | 0/1 |")
+
+
+def test_the_scenario_table_sorts_by_the_rate_and_checks_it_against_the_retrains_interval():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def confusion_row(name: str, rate: float, width: float) -> dict:
+        return {"name": name, "test_acc": 0.75, "retain_acc": 0.99, "forget_acc": 0.5, "time_ratio": 0.1,
+                "confusion_test": rate, "confusion_test_ci": [rate - width, rate + width],
+                "evidence": {"attacks": {"svc-entropy": {"forget": {"auc": {"value": 0.6}}}}}}
+
+    rows = [confusion_row("original", 0.30, 0.03), confusion_row("retrain", 0.10, 0.02), confusion_row("left-in", 0.25, 0.03), confusion_row("close", 0.11, 0.02)]
+    table = module.scenario(rows)
+    assert "| confusion rate [95%] | in retrain's 95% | svc-entropy AUC |" in table and "clean rate" not in table
+    assert "| close | 75.0 | 99.0 | 50.0 | 0.110 [0.090, 0.130] | yes | 0.600 | 0.100 |" in table
+    assert "| left-in | 75.0 | 99.0 | 50.0 | 0.250 [0.220, 0.280] | no |" in table
+    assert table.index("| close |") < table.index("| left-in |")  # sorted by the rate
+    with pytest.raises(SystemExit, match="--scenario wants"):
+        module.scenario([{"name": "original"}])

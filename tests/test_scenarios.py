@@ -443,7 +443,8 @@ def test_the_confusion_scenario_swaps_labels_and_measures_the_confusion(tmp_path
 
     centres = np.random.default_rng(0).integers(30, 225, size=(10, 3, 1, 1))
     honest = PlantedBackdoor(centres, 0, backdoored=False)
-    assert metrics(model_outputs(honest, dataset, split))["confusion_test"] == 0.0
+    honest_metrics = metrics(model_outputs(honest, dataset, split))
+    assert honest_metrics["confusion_test"] == 0.0 and 0 < honest_metrics["confusion_test_ci"][1] < 0.2  # Wilson: above 0 at 0 hits, shrinking with the pair's count
 
     class Confused(torch.nn.Module):
         def __init__(self):
@@ -453,7 +454,8 @@ def test_the_confusion_scenario_swaps_labels_and_measures_the_confusion(tmp_path
         def forward(self, x):
             return self.inner(x)[:, [dog if c == cat else cat if c == dog else c for c in range(10)]]
 
-    assert metrics(model_outputs(Confused(), dataset, split))["confusion_test"] == 1.0
+    confused = metrics(model_outputs(Confused(), dataset, split))
+    assert confused["confusion_test"] == 1.0 and 0.8 < confused["confusion_test_ci"][0] < 1.0
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -44,7 +44,10 @@ def evidence_cell(column: str, row: dict, evidence: dict | None) -> str:
         low, high = row["backdoor_asr_ci"]
         return f"{row['backdoor_asr']:.3f} [{low:.3f}, {high:.3f}]"
     if column == "confusion":
-        return f"{100 * row['confusion_test']:.1f}%" if "confusion_test" in row else ""
+        if "confusion_test" not in row:
+            return ""
+        interval = row.get("confusion_test_ci")  # runs made before it was recorded have none
+        return f"{100 * row['confusion_test']:.1f}%" + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
     if column == "KLoM":
         return f"{row['klom_forget']:.3f}" if "klom_forget" in row else ""
     return f"{row['neurips_score']:.3f}" if "neurips_score" in row else ""

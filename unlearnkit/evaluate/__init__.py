@@ -146,7 +146,7 @@ def poison_metrics(outputs: Outputs) -> dict:
     """Backdoor: the attack success rate (triggered held-out images of the other classes that the
     model assigns to the target) with its Wilson 95% interval, beside the rate at which it
     assigns the same kind of test images without the trigger to the target. Confusion: the share of the two
-    classes' test images predicted as the other of the two."""
+    classes' test images predicted as the other of the two, with its Wilson 95% interval."""
     from unlearnkit.data.scenarios import scenario_of
     from unlearnkit.evaluate.stats import wilson_interval
 
@@ -165,4 +165,5 @@ def poison_metrics(outputs: Outputs) -> dict:
     labels, predicted = dataset.test_y[split.test], outputs.heldout[split.test].argmax(1)
     pair = np.isin(labels, (a, b))
     swapped = ((labels == a) & (predicted == b)) | ((labels == b) & (predicted == a))
-    return {"confusion_test": float(swapped[pair].mean())}
+    hits = int(swapped[pair].sum())
+    return {"confusion_test": hits / int(pair.sum()), "confusion_test_ci": list(wilson_interval(hits, int(pair.sum())))}
