@@ -470,3 +470,11 @@ def test_bad_poison_specs_are_one_line(spec, message):
 
     with pytest.raises(UnlearnkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_forget(spec, CLASSES)
+
+
+def test_the_run_table_shows_the_confusion_rate_with_its_interval():
+    from unlearnkit.report import evidence_cell
+
+    assert evidence_cell("confusion", {"confusion_test": 0.125, "confusion_test_ci": [0.1, 0.155]}, None) == "12.5% [10.0, 15.5]"
+    assert evidence_cell("confusion", {"confusion_test": 0.125}, None) == "12.5%"  # a results.json from before the interval
+    assert evidence_cell("confusion", {"backdoor_asr": 0.5}, None) == ""
