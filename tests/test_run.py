@@ -226,7 +226,6 @@ def test_bad_preset_files_are_one_line(tmp_path, content, message):
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples" / "presets").glob("*.toml")), ids=lambda p: p.stem)
 def test_the_shipped_preset_files_validate_and_name_themselves(path):
     from unlearnkit.presets import get_preset
-
     from unlearnkit.run import method_settings
 
     preset = get_preset(str(path))

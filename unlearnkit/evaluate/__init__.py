@@ -165,5 +165,5 @@ def poison_metrics(outputs: Outputs) -> dict:
     labels, predicted = dataset.test_y[split.test], outputs.heldout[split.test].argmax(1)
     pair = np.isin(labels, (a, b))
     swapped = ((labels == a) & (predicted == b)) | ((labels == b) & (predicted == a))
-    hits = int(swapped[pair].sum())
-    return {"confusion_test": hits / int(pair.sum()), "confusion_test_ci": list(wilson_interval(hits, int(pair.sum())))}
+    hits, count = int(swapped[pair].sum()), int(pair.sum())
+    return {"confusion_test": hits / count, "confusion_test_ci": list(wilson_interval(hits, count))}
