@@ -4,6 +4,10 @@ the evidence of forgetting instead (attacks with 95% intervals, divergences, and
 `--evidence full` the NeurIPS score, KLoM and U-LiRA; `--sort` ranks them by the NeurIPS score).
 
     python scripts/results_table.py runs/default-seed0/results.json [--sort] [--evidence | --goals | --scenario]
+    python scripts/results_table.py runs/part-a/results.json runs/part-b/results.json --evidence --sort
+
+Several single-seed runs of the same original and retrained model (methods run in parts) are
+merged into one table; the evidence options must match.
 
 `--goals`: each method against issue 15's goals for unlearnkit's own method, seed by seed:
 |Δtest| ≤ 1 point, each attack's forget AUC inside the retrained model's 95% interval, the
@@ -195,21 +199,42 @@ def text_table(entries: list[dict], aggregated: bool) -> str:
     return "\n".join(lines)
 
 
+def merged(paths: list[str]) -> dict:
+    """Single-seed runs of the same original and retrained model (methods run in parts, say)
+    as one run: the first run's reference rows and evidence summary, then every run's methods."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    if len(runs) == 1:
+        return runs[0]
+    if any("aggregate" in run for run in runs):
+        raise SystemExit("only single-seed runs can be merged; give one --seeds run at a time")
+    first = runs[0]
+    same = ("n", "k", "shadow_width", "level")
+    for path, run in zip(paths[1:], runs[1:]):
+        if [r["model"] for r in run["rows"][:2]] != [r["model"] for r in first["rows"][:2]]:
+            raise SystemExit(f"{path}: its original or retrained model differs from {paths[0]}'s; merge only runs of the same models")
+        if any(run["evidence"].get(key) != first["evidence"].get(key) for key in same):
+            raise SystemExit(f"{path}: its evidence options ({', '.join(same)}) differ from {paths[0]}'s")
+    rows = first["rows"][:2] + [row for run in runs for row in run["rows"][2:]]
+    names = [row["name"] for row in rows]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise SystemExit(f"{', '.join(twice)} in more than one run; give each method once")
+    return {**first, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results")
+    parser.add_argument("results", nargs="+", help="a results.json; several single-seed runs of the same models are merged into one table")
     parser.add_argument("--sort", action="store_true", help="methods by average gap to retrain (with --evidence: by the NeurIPS score, best first)")
     parser.add_argument("--evidence", action="store_true", help="the evidence of forgetting instead of accuracies")
     parser.add_argument("--goals", action="store_true", help="each method against the goals of unlearnkit's own method, seed by seed")
     parser.add_argument("--scenario", action="store_true", help="a backdoor or confusion run: each model's rate against the retrained model's interval")
     args = parser.parse_args()
-    with open(args.results) as f:
-        results = json.load(f)
+    results = merged(args.results)
     if args.scenario:
         print(scenario(results["rows"]))
         return
     if args.goals:
-        folder = Path(args.results).parent
+        folder = Path(args.results[0]).parent
         print(goals([json.loads((folder / run).read_text()) for run in results["runs"]] if "runs" in results else [results]))
         return
     rows = results["aggregate"] if "aggregate" in results else results["rows"]

@@ -93,3 +93,25 @@ def test_the_full_evidence_table_ranks_by_the_neurips_score_with_klom_and_the_fl
     assert unsorted.index("| weak |") < unsorted.index("| strong |")
     assert ranked.index("| strong |") < ranked.index("| weak |") and ranked.index("| original |") < ranked.index("| strong |")
     assert "N = 8 per side" in ranked and "F = 0.259" in ranked and "KLoM = 0.310" in ranked
+
+
+def test_runs_of_the_same_models_merge_into_one_table_and_others_are_refused(tmp_path):
+    def part(methods: list[str], retrain_model: str = "store/retrain", n: int = 8) -> dict:
+        rows = [{"name": "original", "model": "store/original"}, {"name": "retrain", "model": retrain_model}]
+        return {"rows": rows + [{"name": m, "model": f"runs/{m}"} for m in methods], "evidence": {"level": "full", "n": n, "k": 4, "shadow_width": 8}}
+
+    def write(name: str, run: dict) -> str:
+        (tmp_path / name).write_text(json.dumps(run))
+        return str(tmp_path / name)
+
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    a, b = write("a.json", part(["erase-repair", "finetune"])), write("b.json", part(["msg"]))
+    assert [row["name"] for row in module.merged([a, b])["rows"]] == ["original", "retrain", "erase-repair", "finetune", "msg"]
+    with pytest.raises(SystemExit, match="original or retrained model differs"):
+        module.merged([a, write("c.json", part(["ct"], retrain_model="store/other"))])
+    with pytest.raises(SystemExit, match="evidence options"):
+        module.merged([a, write("d.json", part(["ct"], n=16))])
+    with pytest.raises(SystemExit, match="finetune in more than one run"):
+        module.merged([a, write("e.json", part(["finetune"]))])
