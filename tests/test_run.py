@@ -74,6 +74,26 @@ def test_second_run_reuses_reference_models(finished_run):
     assert [row["name"] for row in again["rows"]] == ["original", "retrain", "finetune"]
 
 
+def test_a_run_started_again_in_its_folder_skips_the_methods_it_finished(finished_run, tmp_path, monkeypatch):
+    import shutil
+
+    import unlearnkit.run as run_module
+
+    results, out, data, root = finished_run
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    ran = []
+    real_run_method = run_module.run_method
+    monkeypatch.setattr(run_module, "run_method", lambda name, *args, **kwargs: ran.append(name) or real_run_method(name, *args, **kwargs))
+    kl_lr = results["rows"][[r["name"] for r in results["rows"]].index("kl")]["config"]["lr"] / 2
+    rerun = run_experiment(preset="smoke", data=data, out=again, cache=root / "cache", seed=0, methods="finetune,kl", configs={"kl": {"lr": kl_lr}})
+    assert ran == ["kl"]  # finetune is the same method, config, seed and model: loaded; kl's config changed: run again
+    before, after = ({row["name"]: row for row in r["rows"]} for r in (results, rerun))
+    assert after["finetune"]["seconds"] == before["finetune"]["seconds"]
+    assert after["finetune"]["forget_acc"] == before["finetune"]["forget_acc"] and after["finetune"]["test_acc"] == before["finetune"]["test_acc"]
+    assert json.loads((again / "models" / "kl.json").read_text())["config"]["lr"] == kl_lr
+
+
 def test_unknown_method_fails_before_training(tmp_path):
     with pytest.raises(UnlearnkitError, match="unknown method 'magic'"):
         run_experiment(preset="smoke", data=tmp_path, methods="finetune,magic", out=tmp_path / "o")

@@ -27,7 +27,7 @@ from unlearnkit.evaluate.summary import add_average_gaps, aggregate_rows, positi
 from unlearnkit.data.scenarios import apply_scenario
 from unlearnkit.pages import run_report
 from unlearnkit.report import aggregate_table, evidence_figures, results_table, write_figures
-from unlearnkit.store import Store, load_model, save_model
+from unlearnkit.store import Store, load_model, read_sidecar, save_model, sidecar_path, versions
 
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
 
@@ -45,6 +45,16 @@ def resolve_methods(methods: str | list[str] | None, modality: str = "image") ->
     for name in names:
         get_method(name)  # one-line error for an unknown name, before any training
     return names
+
+
+def finished_model(path: Path, identity: dict) -> dict | None:
+    """The sidecar of a method's model that an earlier run into the same folder finished with
+    the same method, config, seed, input model, data, split and code versions (a killed run
+    started again skips it), or None."""
+    if not sidecar_path(path).exists():
+        return None
+    sidecar = read_sidecar(path)
+    return sidecar if all(sidecar.get(key) == value for key, value in identity.items()) else None
 
 
 def method_settings(preset, names: list[str], overrides: dict | None) -> dict[str, dict]:
@@ -91,16 +101,20 @@ def run_experiment(
     for ref in (original, retrain):
         evaluate(ref.role, ref.model, ref.seconds, ref.path, cache=ref.logits_cache(split))
     for name in names:
-        say(f"[bold]{name}[/bold]: unlearning …")
-        result = run_method(name, original.model, task, (configs or {}).get(name), checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
-        path = save_model(
-            result.model, out / "models" / f"{name}.safetensors", role="unlearned", method=name,
-            config=result.config.model_dump(), seed=seed, input_model=str(original.path),
-            data_fingerprint=dataset.fingerprint, split_fingerprint=split.fingerprint,
-            timings={"unlearn_seconds": result.seconds},
-        )
-        evaluate(name, result.model, result.seconds, path, result.config.model_dump())
-        method_configs[name] = result.config
+        config = make_config(name, (configs or {}).get(name))
+        path = out / "models" / f"{name}.safetensors"
+        identity = {"role": "unlearned", "method": name, "config": config.model_dump(mode="json"), "seed": seed, "input_model": str(original.path),
+                    "data_fingerprint": dataset.fingerprint, "split_fingerprint": split.fingerprint, "versions": versions()}
+        if (finished := finished_model(path, identity)) is not None:
+            say(f"[bold]{name}[/bold]: finished by an earlier run into {out}, loaded")
+            model, seconds = load_model(path, next(original.model.parameters()).device), finished["timings"]["unlearn_seconds"]
+        else:
+            say(f"[bold]{name}[/bold]: unlearning …")
+            result = run_method(name, original.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
+            model, seconds = result.model, result.seconds
+            save_model(model, path, **{key: value for key, value in identity.items() if key != "versions"}, timings={"unlearn_seconds": seconds})
+        evaluate(name, model, seconds, path, config.model_dump())
+        method_configs[name] = config
     return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started)
 
 
