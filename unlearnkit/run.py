@@ -49,8 +49,9 @@ def resolve_methods(methods: str | list[str] | None, modality: str = "image") ->
 
 def finished_model(path: Path, identity: dict) -> dict | None:
     """The sidecar of a method's model that an earlier run into the same folder finished with
-    the same method, config, seed, input model, data, split and code versions (a killed run
-    started again skips it), or None."""
+    the same method, config, seed, input model, data, split and versions (unlearnkit, its
+    training engine, torch, Python) — a killed run started again skips it — or None. A method's
+    own code is not in the versions: after editing one, run into a fresh folder."""
     if not sidecar_path(path).exists():
         return None
     sidecar = read_sidecar(path)
@@ -104,15 +105,15 @@ def run_experiment(
         config = make_config(name, (configs or {}).get(name))
         path = out / "models" / f"{name}.safetensors"
         identity = {"role": "unlearned", "method": name, "config": config.model_dump(mode="json"), "seed": seed, "input_model": str(original.path),
-                    "data_fingerprint": dataset.fingerprint, "split_fingerprint": split.fingerprint, "versions": versions()}
-        if (finished := finished_model(path, identity)) is not None:
+                    "data_fingerprint": dataset.fingerprint, "split_fingerprint": split.fingerprint}
+        if (finished := finished_model(path, {**identity, "versions": versions()})) is not None:
             say(f"[bold]{name}[/bold]: finished by an earlier run into {out}, loaded")
             model, seconds = load_model(path, next(original.model.parameters()).device), finished["timings"]["unlearn_seconds"]
         else:
             say(f"[bold]{name}[/bold]: unlearning …")
             result = run_method(name, original.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
             model, seconds = result.model, result.seconds
-            save_model(model, path, **{key: value for key, value in identity.items() if key != "versions"}, timings={"unlearn_seconds": seconds})
+            save_model(model, path, **identity, timings={"unlearn_seconds": seconds})
         evaluate(name, model, seconds, path, config.model_dump())
         method_configs[name] = config
     return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started)
