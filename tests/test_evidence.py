@@ -355,3 +355,22 @@ def test_klom_refuses_mismatched_ensembles():
         klom(np.zeros((4, 3)), np.zeros((4, 5)))
     with pytest.raises(UnlearnkitError, match="at least 2 models"):
         klom(np.zeros((1, 3)), np.zeros((4, 3)))
+
+
+def test_ensemble_shape_tells_an_off_centre_ensemble_from_a_narrow_one():
+    from unlearnkit.evaluate.epsilon import ensemble_shape
+
+    rng = np.random.default_rng(0)
+    retrained = rng.normal(0, 2, size=(16, 300))
+    same = ensemble_shape(rng.normal(0, 2, size=(16, 300)), retrained)
+    assert abs(same["offset_median"]) < 0.3 and 0.7 < same["spread_ratio_median"] < 1.3
+    assert 0.3 < same["above_share"] < 0.7 and 0.3 < same["narrower_share"] < 0.7
+    higher = ensemble_shape(rng.normal(3, 2, size=(16, 300)), retrained)  # still remembers: 1.5 sd too confident
+    assert 1.2 < higher["offset_median"] < 1.8 and higher["above_share"] > 0.95
+    assert 0.7 < higher["spread_ratio_median"] < 1.3
+    narrow = ensemble_shape(rng.normal(0, 0.2, size=(16, 300)), retrained)  # the right centre, a tenth of the spread
+    assert abs(narrow["offset_median"]) < 0.3 and narrow["spread_ratio_median"] < 0.2 and narrow["narrower_share"] == 1.0
+    # the score agrees: a narrow ensemble at the right centre is told apart more easily than a matched one
+    matched_eps = epsilons(rng.normal(0, 2, size=(16, 300)), retrained)
+    narrow_eps = epsilons(rng.normal(0, 0.2, size=(16, 300)), retrained)
+    assert np.median(narrow_eps) > np.median(matched_eps) + 0.5

@@ -59,3 +59,35 @@ def test_a_plugin_that_takes_a_built_in_name_is_refused(isolated):
     isolated("plugin_clash")
     with pytest.raises(UnlearnkitError, match=r"method 'finetune' from plugin_clash clashes with the one from unlearnkit.methods.finetune; give it another name"):
         unlearnkit.list_methods()
+
+
+def test_a_methods_code_digest_follows_its_code_and_its_helpers_not_their_comments(isolated, tmp_path, monkeypatch):
+    """The store keys unlearned models by this digest, so an edited method never reuses the
+    models its older code made; a comment or a blank line changes nothing."""
+    import importlib
+
+    from unlearnkit import methods
+
+    package = tmp_path / "digested"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    helper = package / "helper.py"
+    helper.write_text("def scale():\n    return 0.5\n")
+    (package / "method.py").write_text(
+        "from digested.helper import scale\nfrom unlearnkit.methods import MethodConfig, register_method\n\n\n"
+        "@register_method('digested', MethodConfig)\ndef digested(model, task, config):\n    return model\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("digested.method")
+    methods.method_digest.cache_clear()
+    first = methods.method_digest("digested")
+    assert first != methods.method_digest("finetune")
+
+    helper.write_text("# a comment\n\ndef scale():\n    return 0.5  # the same code\n")
+    methods.method_digest.cache_clear()
+    assert methods.method_digest("digested") == first
+
+    helper.write_text("def scale():\n    return 0.25\n")
+    methods.method_digest.cache_clear()
+    assert methods.method_digest("digested") != first
+    methods.method_digest.cache_clear()

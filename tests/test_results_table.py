@@ -93,6 +93,13 @@ def test_the_full_evidence_table_ranks_by_the_neurips_score_with_klom_and_the_fl
     assert unsorted.index("| weak |") < unsorted.index("| strong |")
     assert ranked.index("| strong |") < ranked.index("| weak |") and ranked.index("| original |") < ranked.index("| strong |")
     assert "N = 8 per side" in ranked and "F = 0.259" in ranked and "KLoM = 0.310" in ranked
+    assert "Why each scores as it does" not in ranked  # results from before the shape was recorded: no empty table
+
+    shape = {"offset_median": 0.8, "abs_offset_median": 0.9, "above_share": 0.75, "spread_ratio_median": 0.4, "narrower_share": 0.9}
+    results["rows"][2]["evidence"]["neurips"].update(at_cap_share=0.032, epsilon_median=1.79, shape=shape)
+    shaped = module.single_evidence(results, sort=True)
+    assert "| weak | 3.2% | 1.79 | +0.80 | 75% | 0.40 | 90% |" in shaped
+    assert "| strong | " not in shaped.split("Why each scores")[1]
 
 
 def test_runs_of_the_same_models_merge_into_one_table_and_others_are_refused(tmp_path):

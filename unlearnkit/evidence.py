@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from unlearnkit.evaluate import Outputs, cached_outputs, mia_skip_reason, model_outputs
-from unlearnkit.evaluate.epsilon import neurips_score
+from unlearnkit.evaluate.epsilon import EPSILON_CAP, ensemble_shape, neurips_score
 from unlearnkit.evaluate.features import logit_scaled_confidence
 from unlearnkit.evaluate.klom import default_bins, klom, klom_summary
 from unlearnkit.evaluate.population import (
@@ -32,7 +32,7 @@ from unlearnkit.evaluate.stats import AttackScore, has_signal
 from unlearnkit.evaluate.ulira import ulira
 from unlearnkit.experiment import Setup
 from unlearnkit.fileio import atomic_save_npz
-from unlearnkit.methods import MethodConfig, Task, run_method
+from unlearnkit.methods import MethodConfig, Task, method_digest, run_method
 from unlearnkit.presets import ModelSpec, Preset
 from unlearnkit.progress import say
 from unlearnkit.reference import Reference, train_reference
@@ -122,9 +122,10 @@ def reference_outputs(role: str, setup: Setup, preset: Preset, seed: int, ledger
 
 
 def unlearned_outputs(method: str, config: MethodConfig, original: Reference, setup: Setup, preset: Preset, seed: int, ledger: Ledger) -> Outputs:
-    """The method's output on `original` with `seed`, through the store (only its logits are kept)."""
+    """The method's output on `original` with `seed`, through the store (only its logits are kept),
+    under a key that holds the method's code digest: editing a method makes its models anew."""
     split = setup.split
-    key = setup.store.key(kind="unlearned", original=original.path.parent.name, method=method, config=config.model_dump(), seed=seed, split=split.fingerprint)
+    key = setup.store.key(kind="unlearned", original=original.path.parent.name, method=method, code=method_digest(method), config=config.model_dump(), seed=seed, split=split.fingerprint)
     logits_path = setup.store.path(key).parent / "logits.npz"
     started = time.perf_counter()
     if (found := cached_outputs(setup.dataset, split, logits_path)) is not None:
@@ -227,7 +228,11 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
             forget_confidence(unlearned_outputs(name, configs[name], ref, setup, shadow, seed + 1 + i, ledger)) for i, (ref, _) in enumerate(shadow_originals)
         ])
         u_lira(name, forget_confidence(out), shadow_unlearned)
-        evidence.per_model[name]["neurips"] = {**score, "epsilon_mean": float(evidence.epsilons[name].mean())}
+        evidence.per_model[name]["neurips"] = {
+            **score, "epsilon_mean": float(evidence.epsilons[name].mean()), "epsilon_median": float(np.median(evidence.epsilons[name])),
+            "at_cap_share": float(np.mean(evidence.epsilons[name] >= EPSILON_CAP)),
+            "shape": ensemble_shape(unlearned.forget_confidence, retrained.forget_confidence),
+        }
         evidence.per_model[name]["klom"] = klom_summary(klom(unlearned.forget_confidence, retrained.forget_confidence))
         evidence.per_model[name]["evidence_seconds"] = time.perf_counter() - method_started
 

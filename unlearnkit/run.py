@@ -19,7 +19,7 @@ from unlearnkit.evidence import EvidenceOptions, gather, save_epsilons
 from unlearnkit.experiment import Setup, prepare
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, read_json, remove_temporaries, write_manifest
-from unlearnkit.methods import Task, get_method, list_methods, make_config, run_method
+from unlearnkit.methods import Task, get_method, list_methods, make_config, method_digest, run_method
 from unlearnkit.presets import get_preset
 from unlearnkit.progress import console, say
 from unlearnkit.reference import train_reference
@@ -49,9 +49,9 @@ def resolve_methods(methods: str | list[str] | None, modality: str = "image") ->
 
 def finished_model(path: Path, identity: dict) -> dict | None:
     """The sidecar of a method's model that an earlier run into the same folder finished with
-    the same method, config, seed, input model, data, split and versions (unlearnkit, its
-    training engine, torch, Python) — a killed run started again skips it — or None. A method's
-    own code is not in the versions: after editing one, run into a fresh folder."""
+    the same method, config, seed, input model, data, split, method code (its digest) and
+    versions (unlearnkit, its training engine, torch, Python) — a killed run started again skips
+    it — or None. After a method's code changes, it runs again."""
     if not sidecar_path(path).exists():
         return None
     sidecar = read_sidecar(path)
@@ -104,7 +104,7 @@ def run_experiment(
     for name in names:
         config = make_config(name, (configs or {}).get(name))
         path = out / "models" / f"{name}.safetensors"
-        identity = {"role": "unlearned", "method": name, "config": config.model_dump(mode="json"), "seed": seed, "input_model": str(original.path),
+        identity = {"role": "unlearned", "method": name, "method_code": method_digest(name)[:16], "config": config.model_dump(mode="json"), "seed": seed, "input_model": str(original.path),
                     "data_fingerprint": dataset.fingerprint, "split_fingerprint": split.fingerprint}
         if (finished := finished_model(path, {**identity, "versions": versions()})) is not None:
             say(f"[bold]{name}[/bold]: finished by an earlier run into {out}, loaded")

@@ -116,3 +116,23 @@ def neurips_score(unlearned_conf, retrained_conf, *, retain_acc: tuple[float, fl
     quality = float(points(eps).mean())
     score = quality * (retain_acc[0] / retain_acc[1]) * (test_acc[0] / test_acc[1])
     return {"score": score, "forgetting_quality": quality, "epsilon": eps, "models_per_side": [len(unlearned_conf), len(retrained_conf)]}
+
+
+def ensemble_shape(unlearned_conf, retrained_conf) -> dict:
+    """Why an ensemble scores as it does, per forget example: where its N unlearned confidences sit
+    against the N retrained ones (the offset of their means, in the retrained models' sd) and how
+    widely they spread (the ratio of the two sds). An example is told apart when the unlearned
+    sample sits off-centre, or when it is far narrower than the retrained one: the two-threshold
+    rule then boxes it in. Medians and shares over the forget examples."""
+    unlearned, retrained = np.asarray(unlearned_conf, float), np.asarray(retrained_conf, float)
+    spread_u, spread_r = unlearned.std(0, ddof=1), retrained.std(0, ddof=1)
+    floor = max(float(np.median(spread_r)) * 1e-3, 1e-12)  # an example every retrained model agrees on
+    offset = (unlearned.mean(0) - retrained.mean(0)) / np.maximum(spread_r, floor)
+    ratio = spread_u / np.maximum(spread_r, floor)
+    return {
+        "offset_median": float(np.median(offset)),
+        "abs_offset_median": float(np.median(np.abs(offset))),
+        "above_share": float(np.mean(offset > 0)),
+        "spread_ratio_median": float(np.median(ratio)),
+        "narrower_share": float(np.mean(ratio < 1)),
+    }

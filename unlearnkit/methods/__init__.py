@@ -7,10 +7,13 @@ train through `unlearnkit.train.fit` and its hooks; none writes a loop of its ow
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import fnmatch
+import functools
 import importlib
+import importlib.util
 import json
 import pkgutil
 import time
@@ -129,6 +132,46 @@ def get_method(name: str, modality: str = "image") -> Method:
         kind = "" if modality == "image" else f"{modality} "
         raise UnlearnkitError(f"unknown {kind}method '{name}'; choose from {', '.join(_REGISTRY[modality])}")
     return _REGISTRY[modality][name]
+
+
+def imported_modules(tree: ast.Module, package: str) -> set[str]:
+    """The absolute module names of `package` that `tree` imports (`from a.b import c` may name
+    a module `a.b.c` or a name in `a.b`: both are tried)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name.split(".")[0] == package}
+
+
+def module_source(module: str) -> Path | None:
+    """The .py file of `module`, or None where `module` is a name inside a module, not a module."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # `a.b.c` where `a.b` is a module and `c` a name in it
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+@functools.cache
+def method_digest(name: str, modality: str = "image") -> str:
+    """sha256 over the syntax trees of the module that defines method `name` and of every module
+    of its package that it imports, transitively: a change of the method's code (or of a helper
+    it uses) changes it, a change of comments or layout does not. The store and a resumed run
+    compare it, so a model made by a method's older code is never taken for the new one's."""
+    root = get_method(name, modality).fn.__module__
+    package, trees, pending = root.split(".")[0], {}, [root]
+    while pending:
+        module = pending.pop()
+        source = module_source(module) if module not in trees else None
+        if source is None:
+            continue
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        trees[module] = ast.dump(tree)
+        pending.extend(imported_modules(tree, package) - trees.keys())
+    return sha256_json(trees)
 
 
 def make_config(name: str, values: dict | None = None, modality: str = "image") -> MethodConfig:

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, searched, teacher_probs
+from unlearnkit.methods.common import FitConfig, kl_to_teacher, reset, searched, teacher_probs
 from unlearnkit.methods.ssd import importances
+from unlearnkit.models.interface import head
 from unlearnkit.train import Source, fit
 
 
@@ -40,6 +41,8 @@ class EraseRepairConfig(FitConfig):
     distill: float = Field(0.5, json_schema_extra=searched(0.0, 0.9), ge=0, le=1, description="share of the distillation from the original's outputs on retain images in the repair loss, the rest cross-entropy (0: cross-entropy only)")
     temperature: float = Field(2.0, gt=0, description="softening of the original's outputs in the distillation")
     score_sample: int = Field(1024, ge=1, description="forget images, and as many retain images, whose gradients rank the weights")
+    reset_head: bool = Field(False, description="also re-draw the whole classifier head from the seed (as kde does): the repair learns it anew on the features, so each seed reads them differently")
+    val_epochs: float = Field(0.0, ge=0, description="passes of distillation from the original on the validation images between the erasure and the repair (kde's phase): images the original never trained on, whose soft outputs carry what it learned without memorizing; 0: none")
 
 
 def forget_specific_mask(model, task, config: EraseRepairConfig) -> dict[str, torch.Tensor]:
@@ -86,17 +89,24 @@ def erase_repair(model, task, config: EraseRepairConfig):
     all weights with seed-dependent noise, then repair on the retain set with cross-entropy plus
     distillation from the original (retain images only)."""
     erase(model, forget_specific_mask(model, task, config), config, task.seed)
+    if config.reset_head:
+        reset(head(model), task.seed + 2)
     teacher = task.original.eval()
 
-    def repair(student, batch, state):
-        x, y = batch["data"]
-        logits = student(x)
-        state.correct += int((logits.argmax(1) == y).sum())
-        state.seen += len(y)
-        loss = (1 - config.distill) * F.cross_entropy(logits, y)
-        if config.distill > 0:  # a convex mix: added on top of the cross-entropy, its T-fold gradient acted as a far higher learning rate
-            loss = loss + config.distill * kl_to_teacher(logits, teacher_probs(teacher, x, config.temperature), config.temperature)
+    def repair(distill: float):
+        def loss(student, batch, state):
+            x, y = batch["data"]
+            logits = student(x)
+            state.correct += int((logits.argmax(1) == y).sum())
+            state.seen += len(y)
+            total = (1 - distill) * F.cross_entropy(logits, y)
+            if distill > 0:  # a convex mix: added on top of the cross-entropy, its T-fold gradient acted as a far higher learning rate
+                total = total + distill * kl_to_teacher(logits, teacher_probs(teacher, x, config.temperature), config.temperature)
+            return total
         return loss
 
-    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=repair, checkpoint=task.checkpoint, description="erase-repair")
+    if config.val_epochs > 0 and len(task.val.y) > 0:
+        phase = config.recipe(task).model_copy(update={"epochs": config.val_epochs})
+        fit(model, task.val, phase, seed=task.seed, loss=repair(1.0), description="erase-repair (val)")
+    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=repair(config.distill), checkpoint=task.checkpoint, description="erase-repair")
     return model
