@@ -26,6 +26,7 @@ from unlearnkit.evidence import Ledger, retrained_ensemble, unlearned_ensemble
 from unlearnkit.experiment import prepare
 from unlearnkit.fileio import atomic_write_json
 from unlearnkit.methods import make_config, parse_value
+from unlearnkit.presets import get_preset
 from unlearnkit.progress import say
 from unlearnkit.reference import train_reference
 from unlearnkit.run import method_settings
@@ -42,9 +43,10 @@ def parse_variant(text: str) -> dict:
 
 
 def screen(method: str, variants: list[str], *, n: int, seed: int, preset: str, data, cache, forget) -> list[dict]:
-    setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget)
-    base = method_settings(setup.preset, [method], None).get(method, {})
-    configs = [(text, make_config(method, {**base, **parse_variant(text)})) for text in variants]  # every variant validated before training
+    chosen = get_preset(preset)
+    base = method_settings(chosen, [method], None).get(method, {})
+    configs = [(text, make_config(method, {**base, **parse_variant(text)})) for text in variants]  # every variant validated before any data is read
+    setup = prepare(data=data, preset=chosen, seed=seed, cache=cache, forget=forget)
     original = train_reference("original", setup.dataset, setup.split, setup.preset, seed, setup.store)
     retrain_seconds = train_reference("retrain", setup.dataset, setup.split, setup.preset, seed, setup.store).seconds
     say(f"{n} retrained models …")
@@ -60,10 +62,14 @@ def screen(method: str, variants: list[str], *, n: int, seed: int, preset: str, 
             "variant": text, "config": config.model_dump(), "score": score["score"], "forgetting_quality": score["forgetting_quality"],
             "at_cap_share": float((eps >= EPSILON_CAP).mean()), "epsilon_median": float(sorted(eps)[len(eps) // 2]),
             **ensemble_shape(unlearned.forget_confidence, retrained.forget_confidence),
-            "retain_acc": unlearned.retain_acc, "test_acc": unlearned.test_acc, "retrained_test_acc": retrained.test_acc,
+            "retain_acc": unlearned.retain_acc, "test_acc": unlearned.test_acc,
+            "retrained_retain_acc": retrained.retain_acc, "retrained_test_acc": retrained.test_acc,
             "models_made": ledger.trained, "time_ratio": ledger.seconds / ledger.trained / retrain_seconds if ledger.trained else None,
             "seconds": time.perf_counter() - started,
         })
+        last = rows[-1]
+        say(f"  score {last['score']:.3f} (F {last['forgetting_quality']:.3f}), {100 * last['at_cap_share']:.1f}% at the ε cap, "
+            f"offset {last['offset_median']:+.2f} sd, spread ratio {last['spread_ratio_median']:.2f}, test {100 * last['test_acc']:.1f}%")
     return rows
 
 
