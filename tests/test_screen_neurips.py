@@ -25,7 +25,7 @@ def test_variants_are_scored_and_a_second_screen_trains_nothing(module, tmp_path
     from conftest import synthetic_arrays, write_binary
 
     data = write_binary(tmp_path / "cifar-10-batches-bin", *synthetic_arrays())
-    screen = lambda: module.screen("finetune", ["", "lr=0.002,epochs=0.5"], n=2, preset="smoke", data=data, cache=tmp_path / "cache", forget=None)  # noqa: E731
+    screen = lambda: module.screen("finetune", ["", "lr=0.002,epochs=0.5"], n=2, seed=0, preset="smoke", data=data, cache=tmp_path / "cache", forget=None)  # noqa: E731
     rows = screen()
     assert [row["variant"] for row in rows] == ["", "lr=0.002,epochs=0.5"]
     assert rows[1]["config"]["lr"] == 0.002 and rows[1]["config"]["epochs"] == 0.5 and rows[0]["config"]["lr"] != 0.002
