@@ -209,10 +209,20 @@ def text_table(entries: list[dict], aggregated: bool) -> str:
     return "\n".join(lines)
 
 
+def read_results(path: str | Path) -> dict:
+    """A run's results.json, or one line saying why it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no such file; give the results.json that `unlearnkit run` wrote in its --out folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as error:
+        raise SystemExit(f"{path}: not a results.json ({error})") from None
+
+
 def merged(paths: list[str]) -> dict:
     """Single-seed runs of the same original and retrained model (methods run in parts, say)
     as one run: the first run's reference rows and evidence summary, then every run's methods."""
-    runs = [json.loads(Path(path).read_text()) for path in paths]
+    runs = [read_results(path) for path in paths]
     if len(runs) == 1:
         return runs[0]
     if any("aggregate" in run for run in runs):
@@ -245,7 +255,7 @@ def main() -> None:
         return
     if args.goals:
         folder = Path(args.results[0]).parent
-        print(goals([json.loads((folder / run).read_text()) for run in results["runs"]] if "runs" in results else [results]))
+        print(goals([read_results(folder / run) for run in results["runs"]] if "runs" in results else [results]))
         return
     rows = results["aggregate"] if "aggregate" in results else results["rows"]
     if any("qa_forget" in row for row in rows):

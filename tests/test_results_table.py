@@ -122,3 +122,12 @@ def test_runs_of_the_same_models_merge_into_one_table_and_others_are_refused(tmp
         module.merged([a, write("d.json", part(["ct"], n=16))])
     with pytest.raises(SystemExit, match="finetune in more than one run"):
         module.merged([a, write("e.json", part(["finetune"]))])
+
+
+def test_a_missing_or_broken_results_file_is_one_line(tmp_path):
+    broken = tmp_path / "results.json"
+    broken.write_text("{not json")
+    for path, message in ((tmp_path / "absent.json", "no such file"), (broken, "not a results.json")):
+        done = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()] and message in done.stderr
