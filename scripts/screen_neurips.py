@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.evaluate.epsilon import EPSILON_CAP, ensemble_shape, neurips_score
+from unlearnkit.evaluate.epsilon import neurips_score, score_breakdown
 from unlearnkit.evidence import Ledger, retrained_ensemble, unlearned_ensemble
 from unlearnkit.experiment import prepare
 from unlearnkit.fileio import atomic_write_json
@@ -57,11 +57,10 @@ def screen(method: str, variants: list[str], *, n: int, seed: int, preset: str, 
         ledger, started = Ledger(), time.perf_counter()
         unlearned = unlearned_ensemble(method, config, original, setup, seed, n, ledger, first=None)
         score = neurips_score(unlearned.forget_confidence, retrained.forget_confidence, retain_acc=(unlearned.retain_acc, retrained.retain_acc), test_acc=(unlearned.test_acc, retrained.test_acc))
-        eps = score.pop("epsilon")
+        breakdown = score_breakdown(score.pop("epsilon"), unlearned.forget_confidence, retrained.forget_confidence)
         rows.append({
             "variant": text, "config": config.model_dump(), "score": score["score"], "forgetting_quality": score["forgetting_quality"],
-            "at_cap_share": float((eps >= EPSILON_CAP).mean()), "epsilon_median": float(sorted(eps)[len(eps) // 2]),
-            **ensemble_shape(unlearned.forget_confidence, retrained.forget_confidence),
+            "at_cap_share": breakdown["at_cap_share"], "epsilon_median": breakdown["epsilon_median"], **breakdown["shape"],
             "retain_acc": unlearned.retain_acc, "test_acc": unlearned.test_acc,
             "retrained_retain_acc": retrained.retain_acc, "retrained_test_acc": retrained.test_acc,
             "models_made": ledger.trained, "time_ratio": ledger.seconds / ledger.trained / retrain_seconds if ledger.trained else None,

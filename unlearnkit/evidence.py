@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from unlearnkit.evaluate import Outputs, cached_outputs, mia_skip_reason, model_outputs
-from unlearnkit.evaluate.epsilon import EPSILON_CAP, ensemble_shape, neurips_score
+from unlearnkit.evaluate.epsilon import neurips_score, score_breakdown
 from unlearnkit.evaluate.features import logit_scaled_confidence
 from unlearnkit.evaluate.klom import default_bins, klom, klom_summary
 from unlearnkit.evaluate.population import (
@@ -229,9 +229,8 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
         ])
         u_lira(name, forget_confidence(out), shadow_unlearned)
         evidence.per_model[name]["neurips"] = {
-            **score, "epsilon_mean": float(evidence.epsilons[name].mean()), "epsilon_median": float(np.median(evidence.epsilons[name])),
-            "at_cap_share": float(np.mean(evidence.epsilons[name] >= EPSILON_CAP)),
-            "shape": ensemble_shape(unlearned.forget_confidence, retrained.forget_confidence),
+            **score, "epsilon_mean": float(evidence.epsilons[name].mean()),
+            **score_breakdown(evidence.epsilons[name], unlearned.forget_confidence, retrained.forget_confidence),
         }
         evidence.per_model[name]["klom"] = klom_summary(klom(unlearned.forget_confidence, retrained.forget_confidence))
         evidence.per_model[name]["evidence_seconds"] = time.perf_counter() - method_started

@@ -136,3 +136,10 @@ def ensemble_shape(unlearned_conf, retrained_conf) -> dict:
         "spread_ratio_median": float(np.median(ratio)),
         "narrower_share": float(np.mean(ratio < 1)),
     }
+
+
+def score_breakdown(epsilon: np.ndarray, unlearned_conf, retrained_conf) -> dict:
+    """What lies under a score: the median ε, the share of forget examples at the cap (told apart
+    perfectly) and the ensembles' shape (`ensemble_shape`)."""
+    epsilon = np.asarray(epsilon, float)
+    return {"epsilon_median": float(np.median(epsilon)), "at_cap_share": float(np.mean(epsilon >= EPSILON_CAP)), "shape": ensemble_shape(unlearned_conf, retrained_conf)}
