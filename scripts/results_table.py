@@ -101,12 +101,13 @@ def single_evidence(results: dict, sort: bool = False) -> str:
     shaped = [row for row in rows if "shape" in row["evidence"].get("neurips", {})]
     if shaped:
         lines += ["", "Why each scores as it does, per forget example (medians and shares over the forget set): where the N unlearned "
-                  "confidences sit against the N retrained ones (offset of the means in retrained sds) and how wide they spread (ratio of sds).", "",
-                  "| model | at the ε cap | median ε | offset (sd) | above | spread ratio | narrower |", "|---|---|---|---|---|---|---|"]
+                  "confidences sit against the N retrained ones (offset of the means in retrained sds; signed, "
+                  "so opposite offsets cancel in its median, and its size) and how wide they spread (ratio of sds).", "",
+                  "| model | at the ε cap | median ε | offset (sd) | \\|offset\\| (sd) | above | spread ratio | narrower |", "|---|---|---|---|---|---|---|---|"]
         for row in shaped:
             neurips = row["evidence"]["neurips"]
             shape = neurips["shape"]
-            lines.append(f"| {row['name']} | {100 * neurips['at_cap_share']:.1f}% | {neurips['epsilon_median']:.2f} | {shape['offset_median']:+.2f} | "
+            lines.append(f"| {row['name']} | {100 * neurips['at_cap_share']:.1f}% | {neurips['epsilon_median']:.2f} | {shape['offset_median']:+.2f} | {shape['abs_offset_median']:.2f} | "
                          f"{100 * shape['above_share']:.0f}% | {shape['spread_ratio_median']:.2f} | {100 * shape['narrower_share']:.0f}% |")
     return "\n".join(lines)
 

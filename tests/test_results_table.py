@@ -98,7 +98,7 @@ def test_the_full_evidence_table_ranks_by_the_neurips_score_with_klom_and_the_fl
     shape = {"offset_median": 0.8, "abs_offset_median": 0.9, "above_share": 0.75, "spread_ratio_median": 0.4, "narrower_share": 0.9}
     results["rows"][2]["evidence"]["neurips"].update(at_cap_share=0.032, epsilon_median=1.79, shape=shape)
     shaped = module.single_evidence(results, sort=True)
-    assert "| weak | 3.2% | 1.79 | +0.80 | 75% | 0.40 | 90% |" in shaped
+    assert "| weak | 3.2% | 1.79 | +0.80 | 0.90 | 75% | 0.40 | 90% |" in shaped
     assert "| strong | " not in shaped.split("Why each scores")[1]
 
 
