@@ -53,6 +53,22 @@ def teacher_probs(teacher: torch.nn.Module, x: torch.Tensor, temperature: float 
     return F.softmax(teacher(x).float() / temperature, dim=1)
 
 
+def distillation_loss(teacher: torch.nn.Module, temperature: float, label_weight: float, distill_weight: float):
+    """A `fit` loss for the erase-then-repair methods: `label_weight` × cross-entropy plus
+    `distill_weight` × KL to the teacher's softened outputs on the same images (a term of weight 0
+    is not computed), counting accuracy for the progress line."""
+    def loss(student, batch, state):
+        x, y = batch["data"]
+        logits = student(x)
+        state.correct += int((logits.argmax(1) == y).sum())
+        state.seen += len(y)
+        total = label_weight * F.cross_entropy(logits, y) if label_weight > 0 else 0.0
+        if distill_weight > 0:
+            total = total + distill_weight * kl_to_teacher(logits, teacher_probs(teacher, x, temperature), temperature)
+        return total
+    return loss
+
+
 def kl_to_uniform(student_logits: torch.Tensor) -> torch.Tensor:
     """KL(uniform ‖ student): zero when the student is maximally unsure."""
     log_student = F.log_softmax(student_logits.float(), dim=1)

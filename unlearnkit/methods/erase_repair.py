@@ -20,11 +20,10 @@ models' centre but spread about two thirds as widely; more noise, less distillat
 head did not widen them, and the distillation on held-out images raised the NeurIPS score."""
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, reset, searched, teacher_probs
+from unlearnkit.methods.common import FitConfig, distillation_loss, reset, searched
 from unlearnkit.methods.ssd import importances
 from unlearnkit.models.interface import head
 from unlearnkit.train import Source, fit
@@ -100,20 +99,9 @@ def erase_repair(model, task, config: EraseRepairConfig):
         reset(head(model), task.seed + 2)
     teacher = task.original.eval()
 
-    def repair(distill: float):
-        def loss(student, batch, state):
-            x, y = batch["data"]
-            logits = student(x)
-            state.correct += int((logits.argmax(1) == y).sum())
-            state.seen += len(y)
-            total = (1 - distill) * F.cross_entropy(logits, y)
-            if distill > 0:  # a convex mix: added on top of the cross-entropy, its T-fold gradient acted as a far higher learning rate
-                total = total + distill * kl_to_teacher(logits, teacher_probs(teacher, x, config.temperature), config.temperature)
-            return total
-        return loss
-
     if config.val_epochs > 0 and len(task.val.y) > 0:
         phase = config.recipe(task).model_copy(update={"epochs": config.val_epochs})
-        fit(model, task.val, phase, seed=task.seed, loss=repair(1.0), description="erase-repair (val)")
-    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=repair(config.distill), checkpoint=task.checkpoint, description="erase-repair")
+        fit(model, task.val, phase, seed=task.seed, loss=distillation_loss(teacher, config.temperature, 0.0, 1.0), description="erase-repair (val)")
+    # a convex mix: added on top of the cross-entropy, the distillation's T-fold gradient acted as a far higher learning rate
+    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=distillation_loss(teacher, config.temperature, 1 - config.distill, config.distill), checkpoint=task.checkpoint, description="erase-repair")
     return model

@@ -1,11 +1,9 @@
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import register_method
-from unlearnkit.methods.common import FitConfig, kl_to_teacher, reset, searched, teacher_probs
+from unlearnkit.methods.common import FitConfig, distillation_loss, reset, searched
 from unlearnkit.models.interface import head
 from unlearnkit.train import fit
 
@@ -34,18 +32,8 @@ def knowledge_distillation_erase(model, task, config: KDEConfig):
     reset(head(model), task.seed + 1)
     teacher = task.original.eval()
 
-    def distilled(with_labels: bool):
-        def loss(student, batch, state):
-            x, y = batch["data"]
-            logits = student(x)
-            state.correct += int((logits.argmax(1) == y).sum())
-            state.seen += len(y)
-            term = kl_to_teacher(logits, teacher_probs(teacher, x, config.temperature), config.temperature)
-            return term + F.cross_entropy(logits, y) if with_labels else term
-        return loss
-
     if config.val_epochs > 0 and len(task.val.y) > 0:
         phase = config.recipe(task).model_copy(update={"epochs": config.val_epochs})
-        fit(model, task.val, phase, seed=task.seed, loss=distilled(False), description="kde (val)")
-    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=distilled(True), checkpoint=task.checkpoint, description="kde")
+        fit(model, task.val, phase, seed=task.seed, loss=distillation_loss(teacher, config.temperature, 0.0, 1.0), description="kde (val)")
+    fit(model, task.retain, config.recipe(task), seed=task.seed, loss=distillation_loss(teacher, config.temperature, 1.0, 1.0), checkpoint=task.checkpoint, description="kde")
     return model
