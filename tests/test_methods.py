@@ -405,12 +405,34 @@ def test_erase_repair_redraws_exactly_the_weights_only_the_forget_set_uses():
     assert set(masks) == {"1.weight"} and torch.equal(masks["1.weight"], reads_the_pixel)
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    erase(model, masks, config.model_copy(update={"shrink": 1.0, "noise": 0.0}), seed=0)
+    erase(model, masks, shrink=1.0, noise=0.0, seed=0)
     after = {k: v.clone() for k, v in model.state_dict().items()}
     assert torch.equal(after["1.weight"][~reads_the_pixel], before["1.weight"][~reads_the_pixel])
     assert not torch.isclose(after["1.weight"][reads_the_pixel], before["1.weight"][reads_the_pixel]).any()
-    erase(model, {}, config.model_copy(update={"shrink": 0.5, "noise": 0.0}), seed=0)
+    erase(model, {}, shrink=0.5, noise=0.0, seed=0)
     assert torch.allclose(model.state_dict()["1.weight"], after["1.weight"] * 0.5) and torch.equal(model.state_dict()["1.bias"], before["1.bias"])
+
+
+def test_erase_repair_final_noise_perturbs_only_the_head_and_by_seed(memorized):
+    """The noise after the repair moves the classifier head's weights alone, by the asked share
+    of their spread, and differently for each seed."""
+    from unlearnkit.models.interface import head
+
+    model, task = memorized
+    base = tiny_config("erase-repair", epochs=0.05, lr=0.05)
+    plain = run_method("erase-repair", model, task, {**base, "final_noise": 0.0}).model
+    noisy = run_method("erase-repair", model, task, {**base, "final_noise": 0.3}).model
+    other_seed = run_method("erase-repair", model, dataclasses.replace(task, seed=1), {**base, "final_noise": 0.3}).model
+    head_weight = {name for name, p in plain.named_parameters() if any(p is q for q in head(plain).parameters()) and p.ndim >= 2}
+    assert len(head_weight) == 1
+    plain_state, noisy_state = plain.state_dict(), noisy.state_dict()
+    changed = {k for k, v in plain_state.items() if not torch.equal(v, noisy_state[k])}
+    assert changed == head_weight
+    name = head_weight.pop()
+    shift = (noisy_state[name] - plain_state[name]).float()
+    assert 0.2 < (shift.std() / plain_state[name].float().std()).item() < 0.4
+    other_shift = other_seed.state_dict()[name].float() - run_method("erase-repair", model, dataclasses.replace(task, seed=1), {**base, "final_noise": 0.0}).model.state_dict()[name].float()
+    assert torch.corrcoef(torch.stack([shift.flatten(), other_shift.flatten()]))[0, 1].abs() < 0.5
 
 
 def test_erase_repair_distils_the_original_on_held_out_images_before_the_repair(memorized):
