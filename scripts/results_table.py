@@ -252,7 +252,9 @@ def main() -> None:
     args = parser.parse_args()
     results = merged(args.results)
     if args.scenario:
-        print(scenario(results["rows"]))
+        folder = Path(args.results[0]).parent
+        per_seed = [(f"seed {run['seed']}", run) for run in (read_results(folder / path) for path in results["runs"])] if "runs" in results else [("", results)]
+        print("\n\n".join(f"{title}\n\n{scenario(run['rows'])}" if title else scenario(run["rows"]) for title, run in per_seed))
         return
     if args.goals:
         folder = Path(args.results[0]).parent

@@ -131,3 +131,21 @@ def test_a_missing_or_broken_results_file_is_one_line(tmp_path):
         done = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True)
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines() == [done.stderr.strip()] and message in done.stderr
+
+
+def test_the_scenario_table_of_a_seeds_run_has_one_table_per_seed(tmp_path):
+    def backdoor_row(name: str, asr: float) -> dict:
+        return {"name": name, "test_acc": 0.75, "retain_acc": 0.99, "forget_acc": 0.5, "time_ratio": 0.1,
+                "backdoor_asr": asr, "backdoor_asr_ci": [asr - 0.005, asr + 0.005], "backdoor_clean_rate": 0.03,
+                "evidence": {"attacks": {"svc-entropy": {"forget": {"auc": {"value": 0.6}}}}}}
+
+    for seed, method_rate in enumerate((0.031, 0.12)):  # inside the retrain's [0.025, 0.035] on seed 0 only
+        (tmp_path / f"seed{seed}").mkdir()
+        rows = [backdoor_row("original", 0.99), backdoor_row("retrain", 0.03), backdoor_row("erase-repair", method_rate)]
+        (tmp_path / f"seed{seed}" / "results.json").write_text(json.dumps({"seed": seed, "rows": rows}))
+    (tmp_path / "results.json").write_text(json.dumps({"runs": ["seed0/results.json", "seed1/results.json"], "aggregate": []}))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "results.json"), "--scenario"], capture_output=True, text=True, check=True).stdout
+    first, second = out.split("seed 1\n")
+    assert first.startswith("seed 0\n")
+    assert "| erase-repair | 75.0 | 99.0 | 50.0 | 0.031 [0.026, 0.036] | yes |" in first
+    assert "| erase-repair | 75.0 | 99.0 | 50.0 | 0.120 [0.115, 0.125] | no |" in second
