@@ -251,14 +251,13 @@ def main() -> None:
     parser.add_argument("--scenario", action="store_true", help="a backdoor or confusion run: each model's rate against the retrained model's interval")
     args = parser.parse_args()
     results = merged(args.results)
-    if args.scenario:
+    if args.scenario or args.goals:
         folder = Path(args.results[0]).parent
-        per_seed = [(f"seed {run['seed']}", run) for run in (read_results(folder / path) for path in results["runs"])] if "runs" in results else [("", results)]
-        print("\n\n".join(f"{title}\n\n{scenario(run['rows'])}" if title else scenario(run["rows"]) for title, run in per_seed))
-        return
-    if args.goals:
-        folder = Path(args.results[0]).parent
-        print(goals([read_results(folder / run) for run in results["runs"]] if "runs" in results else [results]))
+        runs = [read_results(folder / run) for run in results["runs"]] if "runs" in results else [results]
+        if args.goals:
+            print(goals(runs))
+        else:
+            print("\n\n".join(f"seed {run['seed']}\n\n{scenario(run['rows'])}" if len(runs) > 1 else scenario(run["rows"]) for run in runs))
         return
     rows = results["aggregate"] if "aggregate" in results else results["rows"]
     if any("qa_forget" in row for row in rows):
