@@ -61,26 +61,26 @@ def screen(method: str, variants: list[str], *, n: int, seed: int, preset: str, 
         rows.append({
             "variant": text, "config": config.model_dump(), "score": score["score"], "forgetting_quality": score["forgetting_quality"],
             "at_cap_share": breakdown["at_cap_share"], "epsilon_median": breakdown["epsilon_median"], **breakdown["shape"],
-            "retain_acc": unlearned.retain_acc, "test_acc": unlearned.test_acc,
-            "retrained_retain_acc": retrained.retain_acc, "retrained_test_acc": retrained.test_acc,
+            "retain_acc": unlearned.retain_acc, "test_acc": unlearned.test_acc, "forget_acc": unlearned.forget_acc,
+            "retrained_retain_acc": retrained.retain_acc, "retrained_test_acc": retrained.test_acc, "retrained_forget_acc": retrained.forget_acc,
             "models_made": ledger.trained, "time_ratio": ledger.seconds / ledger.trained / retrain_seconds if ledger.trained else None,
             "seconds": time.perf_counter() - started,
         })
         last = rows[-1]
         say(f"  score {last['score']:.3f} (F {last['forgetting_quality']:.3f}), {100 * last['at_cap_share']:.1f}% at the ε cap, "
-            f"offset {last['offset_median']:+.2f} sd, spread ratio {last['spread_ratio_median']:.2f}, test {100 * last['test_acc']:.1f}%")
+            f"offset {last['offset_median']:+.2f} sd, spread ratio {last['spread_ratio_median']:.2f}, test {100 * last['test_acc']:.1f}%, forget {100 * last['forget_acc']:.1f}%")
     return rows
 
 
 def table(method: str, rows: list[dict]) -> str:
-    head = ["variant", "score", "F", "at ε cap", "median ε", "offset (sd)", "above", "spread ratio", "narrower", "retain", "test", "× retrain per model"]
+    head = ["variant", "score", "F", "at ε cap", "median ε", "offset (sd)", "above", "spread ratio", "narrower", "retain", "test", "forget", "× retrain per model"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ratio = f"{r['time_ratio']:.3f}" if r["time_ratio"] is not None else "stored"
         lines.append("| " + " | ".join([
             f"{method} {r['variant']}".strip(), f"{r['score']:.3f}", f"{r['forgetting_quality']:.3f}", f"{100 * r['at_cap_share']:.1f}%",
             f"{r['epsilon_median']:.2f}", f"{r['offset_median']:+.2f}", f"{100 * r['above_share']:.0f}%", f"{r['spread_ratio_median']:.2f}",
-            f"{100 * r['narrower_share']:.0f}%", f"{100 * r['retain_acc']:.1f}", f"{100 * r['test_acc']:.1f}", ratio,
+            f"{100 * r['narrower_share']:.0f}%", f"{100 * r['retain_acc']:.1f}", f"{100 * r['test_acc']:.1f}", f"{100 * r['forget_acc']:.1f}", ratio,
         ]) + " |")
     return "\n".join(lines)
 

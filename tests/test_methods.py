@@ -435,6 +435,21 @@ def test_erase_repair_final_noise_perturbs_only_the_head_and_by_seed(memorized):
     assert torch.corrcoef(torch.stack([shift.flatten(), other_shift.flatten()]))[0, 1].abs() < 0.5
 
 
+def test_erase_repair_match_prior_gives_the_originals_class_rates_on_val(memorized):
+    """With `match_prior`, the model's mean predicted probability of each class over the
+    validation images is the original's there; without it, the repair and the final noise move it."""
+    model, task = memorized
+    base = tiny_config("erase-repair", epochs=0.05, lr=0.05, final_noise=0.5)
+    original = torch.softmax(predict_logits(model, task.val.x, precision="fp32"), 1).mean(0)
+
+    def class_rates(match_prior: bool) -> torch.Tensor:
+        result = run_method("erase-repair", model, task, {**base, "match_prior": match_prior}).model
+        return torch.softmax(predict_logits(result, task.val.x, precision="fp32"), 1).mean(0)
+
+    assert (class_rates(True) - original).abs().max() < 2e-3
+    assert (class_rates(False) - original).abs().max() > 0.02
+
+
 def test_erase_repair_distils_the_original_on_held_out_images_before_the_repair(memorized):
     """The validation pass pulls the erased model back towards the original on images neither
     trained on: with it, the result agrees with the original on them more closely than without."""

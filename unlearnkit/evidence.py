@@ -66,10 +66,12 @@ class Ensemble:
     forget_confidence: np.ndarray  # [models, forget examples]
     retain_acc: float
     test_acc: float
+    forget_acc: float
 
     @classmethod
     def of(cls, outputs: list[Outputs]) -> "Ensemble":
-        return cls(np.stack([forget_confidence(o) for o in outputs]), np.mean([o.accuracy("retain") for o in outputs]), np.mean([o.accuracy("test") for o in outputs]))
+        mean = lambda part: float(np.mean([o.accuracy(part) for o in outputs]))  # noqa: E731
+        return cls(np.stack([forget_confidence(o) for o in outputs]), mean("retain"), mean("test"), mean("forget"))
 
 
 @dataclass

@@ -12,7 +12,8 @@ original on the held-out validation images, which it never trained on (kde's pha
 there are what it learned without memorizing; (4) repair on the retain set with a mix of
 cross-entropy and distillation from the original on retain images; (5) add seed-dependent noise
 to the classifier head's weights, so that the unlearned models' outputs on the forget set vary
-from seed to seed more as retrained models' do.
+from seed to seed more as retrained models' do; optionally (6) give the head the original's class
+rates on held-out images (`match_prior`).
 
 Measured (docs/results.md): distillation from the original on retain images at a low rate also
 brings the forget set back (a repair at lr 0.1 with half distillation left forget accuracy at
@@ -29,8 +30,8 @@ from pydantic import Field
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, distillation_loss, reset, searched
 from unlearnkit.methods.ssd import importances
-from unlearnkit.models.interface import head
-from unlearnkit.train import Source, fit
+from unlearnkit.models.interface import features, head
+from unlearnkit.train import Source, autocast, fit, model_device, to_float
 
 
 class EraseRepairConfig(FitConfig):
@@ -54,6 +55,7 @@ class EraseRepairConfig(FitConfig):
     score_sample: int = Field(1024, ge=1, description="forget images, and as many retain images, whose gradients rank the weights")
     reset_head: bool = Field(False, description="also re-draw the whole classifier head from the seed (as kde does): the repair learns it anew on the features, so each seed reads them differently")
     final_noise: float = Field(0.5, json_schema_extra=searched(0.0, 0.8), ge=0, description="std of seed-dependent Gaussian noise added to the classifier head's weights after the repair, in units of their own std (Descent-to-Delete and certified removal also publish noisy weights): a retrained model's output on an example it never saw varies from seed to seed, and without it the repaired ones spread two thirds as widely. 0.15, 0.3, 0.5 and 0.8 widened them to 0.70, 0.73, 0.80 and 0.93 of the retrained spread (NeurIPS F 0.167 to 0.184, N = 8) and cost 0.1, 0.4, 0.9 and 2.1 test points; 0.8 takes test accuracy more than 1 point under the retrained models'")
+    match_prior: bool = Field(False, description="at the end, shift the head's bias so that the model's mean predicted probability of each class over (up to 1024) validation images is the original's there (the original never trained on them). Off by default: on the default preset it raised test accuracy by 0.3 points over 3 seeds (0.8 on the backdoor scenario) but lowered the NeurIPS score from 0.149 to 0.144 (N = 8; it takes back part of the final noise's spread, 0.71 of the retrained spread against 0.80), and the backdoor's success stayed inside the retrain's interval on 1 of 3 seeds: the share of images sent to the target class is an argmax rate, which matched probabilities do not fix")
     val_epochs: float = Field(1.0, ge=0, description="passes of distillation from the original on the validation images between the erasure and the repair (kde's phase): images the original never trained on, whose soft outputs carry what it learned without memorizing; 0: none (with an even mix the NeurIPS score fell from 0.140 to 0.129, N = 8)")
 
 
@@ -75,6 +77,35 @@ def forget_specific_mask(model, task, config: EraseRepairConfig) -> dict[str, to
         threshold = torch.topk(ratio, chosen).values[-1]
         masks[name] = (ratio >= threshold).reshape(p.shape)
     return masks
+
+
+def match_prior(model, teacher, task) -> None:
+    """Shift the head's bias until the model's mean softmax over a seeded sample of validation
+    images equals the teacher's, class by class: the minimum of the convex mean logsumexp(z + b)
+    − wanted·b, whose gradient is the difference (the features are computed once; the logits
+    are linear in the bias)."""
+    linear = head(model)
+    if linear.bias is None or len(task.val.y) == 0:
+        return
+    indices = torch.randperm(len(task.val.y), generator=torch.Generator().manual_seed(task.seed))[:1024]
+    x = to_float(task.val.batch(indices)[0].to(model_device(model)))
+    model.eval()
+    with torch.no_grad(), autocast(model_device(model), task.recipe.precision):
+        wanted = torch.cat([torch.softmax(teacher(chunk).float(), 1) for chunk in x.split(256)]).mean(0)
+        logits = torch.cat([features(model, chunk).float() for chunk in x.split(256)]) @ linear.weight.float().T
+    bias = linear.bias.detach().float().clone().requires_grad_(True)
+    solver = torch.optim.LBFGS([bias], max_iter=200, tolerance_grad=1e-7, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+
+    def objective():
+        solver.zero_grad()
+        value = torch.logsumexp(logits + bias, 1).mean() - wanted @ bias
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        solver.step(objective)
+    with torch.no_grad():
+        linear.bias.copy_(bias.detach().to(linear.bias.dtype))
 
 
 def erase(model, masks: dict[str, torch.Tensor], shrink: float, noise: float, seed: int) -> None:
@@ -112,4 +143,6 @@ def erase_repair(model, task, config: EraseRepairConfig):
     fit(model, task.retain, config.recipe(task), seed=task.seed, loss=distillation_loss(teacher, config.temperature, 1 - config.distill, config.distill), checkpoint=task.checkpoint, description="erase-repair")
     if config.final_noise > 0:
         erase(head(model), {}, 1.0, config.final_noise, task.seed + 3)
+    if config.match_prior:
+        match_prior(model, teacher, task)
     return model
