@@ -30,8 +30,8 @@ from pydantic import Field
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, distillation_loss, reset, searched
 from unlearnkit.methods.ssd import importances
-from unlearnkit.models.interface import features, head
-from unlearnkit.train import Source, autocast, fit, model_device, to_float
+from unlearnkit.models.interface import head
+from unlearnkit.train import Source, fit, predict_logits
 
 
 class EraseRepairConfig(FitConfig):
@@ -82,18 +82,16 @@ def forget_specific_mask(model, task, config: EraseRepairConfig) -> dict[str, to
 def match_prior(model, teacher, task) -> None:
     """Shift the head's bias until the model's mean softmax over a seeded sample of validation
     images equals the teacher's, class by class: the minimum of the convex mean logsumexp(z + b)
-    − wanted·b, whose gradient is the difference (the features are computed once; the logits
-    are linear in the bias)."""
+    − wanted·b, whose gradient is the difference (the logits are linear in the bias, so the
+    model runs once)."""
     linear = head(model)
     if linear.bias is None or len(task.val.y) == 0:
         return
     indices = torch.randperm(len(task.val.y), generator=torch.Generator().manual_seed(task.seed))[:1024]
-    x = to_float(task.val.batch(indices)[0].to(model_device(model)))
-    model.eval()
-    with torch.no_grad(), autocast(model_device(model), task.recipe.precision):
-        wanted = torch.cat([torch.softmax(teacher(chunk).float(), 1) for chunk in x.split(256)]).mean(0)
-        logits = torch.cat([features(model, chunk).float() for chunk in x.split(256)]) @ linear.weight.float().T
-    bias = linear.bias.detach().float().clone().requires_grad_(True)
+    x = task.val.batch(indices)[0]
+    wanted = torch.softmax(predict_logits(teacher, x, precision=task.recipe.precision), 1).mean(0)
+    logits = predict_logits(model, x, precision=task.recipe.precision) - linear.bias.detach().float().cpu()
+    bias = linear.bias.detach().float().cpu().clone().requires_grad_(True)
     solver = torch.optim.LBFGS([bias], max_iter=200, tolerance_grad=1e-7, tolerance_change=1e-12, line_search_fn="strong_wolfe")
 
     def objective():
