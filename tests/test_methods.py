@@ -25,7 +25,7 @@ TINY_OVERRIDES = {"epochs": 8, "forget_batch": 8}
 # No method gets settings of its own, except where its documentation says that small batches
 # or a small forget set need another setting:
 # SSD's `select`, the learning rates of NegGrad+ and gradient ascent (see their descriptions).
-TINY_METHOD_OVERRIDES = {"ssd": {"select": 0.1}, "neggrad-plus": {"lr": 0.0125}, "gradient-ascent": {"lr": 0.005, "epochs": 16}}
+TINY_METHOD_OVERRIDES = {"ssd": {"select": 0.1}, "neggrad-plus": {"lr": 0.0125}, "gradient-ascent": {"lr": 0.002, "epochs": 48}}
 
 
 def tiny_config(name, **extra):
@@ -327,7 +327,7 @@ UNSTABLE_FORGETTING = {
 
 # (method, model) cells whose method documents another setting for that kind of model (see its
 # description): the forgetting bar is still asserted there, at that setting.
-MATRIX_OVERRIDES = {("erase-repair", "foreign"): {"lr": 0.03}}
+MATRIX_OVERRIDES = {("erase-repair", "foreign"): {"lr": 0.03}, ("kde", "vit-tiny"): {"lr": 0.02}}
 
 
 @pytest.fixture(scope="module", params=list(MATRIX_MODELS))
@@ -439,7 +439,7 @@ def test_erase_repair_match_prior_gives_the_originals_class_rates_on_val(memoriz
     """With `match_prior`, the model's mean predicted probability of each class over the
     validation images is the original's there; without it, the repair and the final noise move it."""
     model, task = memorized
-    base = tiny_config("erase-repair", epochs=0.05, lr=0.05, final_noise=0.5)
+    base = tiny_config("erase-repair", epochs=0.05, lr=0.1, final_noise=0.5)
     original = torch.softmax(predict_logits(model, task.val.x, precision="fp32"), 1).mean(0)
 
     def class_rates(match_prior: bool) -> torch.Tensor:
@@ -447,7 +447,7 @@ def test_erase_repair_match_prior_gives_the_originals_class_rates_on_val(memoriz
         return torch.softmax(predict_logits(result, task.val.x, precision="fp32"), 1).mean(0)
 
     assert (class_rates(True) - original).abs().max() < 2e-3
-    assert (class_rates(False) - original).abs().max() > 0.02
+    assert (class_rates(False) - original).abs().max() > 0.05  # measured 0.15–0.26 over CPU kernels and thread counts
 
 
 def test_erase_repair_distils_the_original_on_held_out_images_before_the_repair(memorized):

@@ -171,6 +171,16 @@ def test_fast_evidence_is_in_every_row_with_intervals_and_a_control(finished_run
     assert (out / "figures" / "roc-original.png").is_file()
 
 
+def assert_neurips_score_is_quality_times_accuracy_ratios(row):
+    """The challenge's score is F (in [0, 1]) times the unlearned/retrained ratios of retain and test
+    accuracy; on the smoke preset's tiny models those ratios can pass 1, so the score has no fixed cap."""
+    neurips = row["evidence"]["neurips"]
+    assert 0 <= neurips["forgetting_quality"] <= 1
+    (retain_u, retain_r), (test_u, test_r) = neurips["retain_acc"], neurips["test_acc"]
+    assert all(0 < a <= 1 for a in (retain_u, retain_r, test_u, test_r))
+    assert row["neurips_score"] == pytest.approx(neurips["forgetting_quality"] * retain_u / retain_r * test_u / test_r)
+
+
 def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
     import shutil
 
@@ -186,7 +196,7 @@ def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
     assert meta["level"] == "full" and meta["n"] == 2 and meta["k"] == 2 and meta["shadow_width"] == 2
     assert meta["models_trained"] > 0
     for row in first["rows"][2:]:
-        assert 0 <= row["neurips_score"] <= 1.5
+        assert_neurips_score_is_quality_times_accuracy_ratios(row)
         assert len(np.load(copy / "epsilon.npz")[row["name"].replace("-", "_")]) == first["split"]["forget"]
         assert 0 <= row["ulira_auc"] <= 1
         assert row["klom_forget"] >= 0 and row["evidence"]["klom"]["examples"] == first["split"]["forget"]
@@ -208,7 +218,7 @@ def test_forgetting_a_single_image_runs_and_says_why_no_attack_was_run(finished_
     assert results["evidence"]["headline_attack"] is None and results["evidence"]["signal"] == {}
     finetune = results["rows"][2]
     assert np.isnan(finetune["mia"]) and np.isfinite(finetune["avg_gap"])
-    assert 0 <= finetune["neurips_score"] <= 1.5  # the ε score is per example, so one image is enough
+    assert_neurips_score_is_quality_times_accuracy_ratios(finetune)  # the ε score is per example, so one image is enough
     assert finetune["evidence"]["attacks"] == {} and "u_lira" not in finetune["evidence"]
 
 

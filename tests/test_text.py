@@ -162,13 +162,22 @@ def test_every_text_method_resumes_bitwise_after_a_crash(smoke, tmp_path, name):
 
 
 def test_idk_teaches_the_refusal(smoke):
+    """Greedy answers to the forget people's questions: none is the refusal before, nearly all after
+    (measured over 1 and 2 threads and generic CPU kernels: 20 epochs gave 20 of 20; 10 epochs 6–9 of 20)."""
     setup, original = smoke
-    result = run_method("idk", original.model, text_task(setup, original.model, seed=0), {"epochs": 10.0}, modality="text")
+    result = run_method("idk", original.model, text_task(setup, original.model, seed=0), {"epochs": 20.0}, modality="text")
     data, split = setup.data, setup.split
-    row = split.forget[data.kind[split.forget] == KINDS.index("qa")][0]
-    example = data.corpus.examples[row]
-    prompt = example.text.encode()[: example.value_span[0]].decode()
-    assert generate(result.model, prompt).startswith(REFUSAL)
+    prompts = []
+    for row in split.forget[data.kind[split.forget] == KINDS.index("qa")]:
+        example = data.corpus.examples[row]
+        prompts.append(example.text.encode()[: example.value_span[0]].decode())
+
+    def refusals(model):
+        return np.mean([generate(model, prompt).startswith(REFUSAL) for prompt in prompts])
+
+    assert len(prompts) >= 10
+    assert refusals(original.model) == 0
+    assert refusals(result.model) >= 0.8
 
 
 def run_cli(*args, cwd=None):

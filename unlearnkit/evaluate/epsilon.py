@@ -115,7 +115,8 @@ def neurips_score(unlearned_conf, retrained_conf, *, retain_acc: tuple[float, fl
     eps = epsilons(unlearned_conf, retrained_conf)
     quality = float(points(eps).mean())
     score = quality * (retain_acc[0] / retain_acc[1]) * (test_acc[0] / test_acc[1])
-    return {"score": score, "forgetting_quality": quality, "epsilon": eps, "models_per_side": [len(unlearned_conf), len(retrained_conf)]}
+    return {"score": score, "forgetting_quality": quality, "epsilon": eps, "models_per_side": [len(unlearned_conf), len(retrained_conf)],
+            "retain_acc": [float(a) for a in retain_acc], "test_acc": [float(a) for a in test_acc]}
 
 
 def ensemble_shape(unlearned_conf, retrained_conf) -> dict:
