@@ -327,7 +327,7 @@ UNSTABLE_FORGETTING = {
 
 # (method, model) cells whose method documents another setting for that kind of model (see its
 # description): the forgetting bar is still asserted there, at that setting.
-MATRIX_OVERRIDES = {("erase-repair", "foreign"): {"lr": 0.03}, ("kde", "vit-tiny"): {"lr": 0.02}}
+MATRIX_OVERRIDES = {("erase-repair", "foreign"): {"lr": 0.03}, ("kde", "vit-tiny"): {"lr": 0.02}, ("kde", "foreign"): {"lr": 0.03}}
 
 
 @pytest.fixture(scope="module", params=list(MATRIX_MODELS))

@@ -14,7 +14,7 @@ class KDEConfig(FitConfig):
     0.2, finetune's validated rate, where the write-up ran 3 (one of our preset's 9 epochs keeps
     the method within 0.2× the retrain's time). Not yet tuned: `unlearnkit tune kde`."""
 
-    lr: float = Field(0.2, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay) of both phases. On a vision transformer 0.02, its training rate: at 0.2 the loss of the contract's vit-tiny became NaN on one CPU kind")
+    lr: float = Field(0.2, json_schema_extra=searched(0.01, 0.5, log=True), gt=0, description="peak learning rate (cosine decay) of both phases. On a vision transformer 0.02, its training rate: at 0.2 the loss of the contract's vit-tiny became NaN on one CPU kind. On a small plain CNN with small batches (the contract's foreign model) 0.03: at 0.2 its batch-norm statistics became NaN with generic CPU kernels, and elsewhere its validation accuracy fell to chance")
     val_epochs: float = Field(3.0, json_schema_extra=searched(0.5, 6.0), ge=0, description="passes of distillation over the validation images (0: none; none either when there are no validation images)")
     temperature: float = Field(5.0, json_schema_extra=searched(1.0, 10.0, log=True), gt=0, description="softening of the original's outputs")
 
