@@ -85,6 +85,11 @@ def test_the_tiny_gpt_memorizes_the_smoke_corpus(smoke):
     assert metrics["extraction_forget"] >= 0.9 and metrics["extraction_test"] == 0.0
 
 
+def prompt_before_value(example) -> str:
+    """The example's text up to its personal value: what a greedy decoder is asked to complete."""
+    return example.text.encode()[: example.value_span[0]].decode()
+
+
 def test_extraction_and_min_k_on_planted_cases(smoke):
     """A memorized secret is extracted by real greedy decoding and an unseen one is not; the
     teacher-forced check agrees with decoding; min-k% ranks a trained row above an unseen one."""
@@ -95,7 +100,7 @@ def test_extraction_and_min_k_on_planted_cases(smoke):
     for rows, expected in ((split.forget, True), (split.test, False)):
         row = rows[is_secret_fact[rows]][0]
         example = data.corpus.examples[row]
-        prompt = example.text.encode()[: example.value_span[0]].decode()
+        prompt = prompt_before_value(example)
         value = data.corpus.attributes[example.person][example.attribute]
         completion = generate(original.model, prompt)
         assert completion.startswith(value) is expected, (prompt, completion, value)
@@ -167,10 +172,7 @@ def test_idk_teaches_the_refusal(smoke):
     setup, original = smoke
     result = run_method("idk", original.model, text_task(setup, original.model, seed=0), {"epochs": 20.0}, modality="text")
     data, split = setup.data, setup.split
-    prompts = []
-    for row in split.forget[data.kind[split.forget] == KINDS.index("qa")]:
-        example = data.corpus.examples[row]
-        prompts.append(example.text.encode()[: example.value_span[0]].decode())
+    prompts = [prompt_before_value(data.corpus.examples[row]) for row in split.forget[data.kind[split.forget] == KINDS.index("qa")]]
 
     def refusals(model):
         return np.mean([generate(model, prompt).startswith(REFUSAL) for prompt in prompts])
