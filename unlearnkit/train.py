@@ -480,10 +480,15 @@ def fit(
     on_step: Callable[[nn.Module, TrainState], bool | None] | None = None,
     description: str = "train",
     checkpoint: Checkpoint | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> FitReport:
     """Train `model` in place on `data` with `recipe`. Deterministic for a seed on one device.
     With `checkpoint`, a run killed at any point and started again with the same arguments
-    resumes and ends with bitwise the same weights as an uninterrupted run."""
+    resumes and ends with bitwise the same weights as an uninterrupted run.
+
+    `optimizer` (over the model's parameters) continues an optimizer of an earlier `fit`, its
+    momentum or Adam moments kept, for methods whose reference runs several phases through one
+    optimizer (SCRUB's max and min passes); the recipe still sets its learning rate each step."""
     sources = {"data": data} if isinstance(data, Source) else dict(data)
     if not sources or any(len(s) == 0 for s in sources.values()):
         raise UnlearnkitError(f"{description}: a data source is empty; every source needs at least one image")
@@ -496,7 +501,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
     mask, held = masked(mask or {}, params, description)
-    optimizer = make_optimizer(model, recipe)
+    optimizer = optimizer or make_optimizer(model, recipe)
     orders = Orders(sources, batch_sizes, generator, device)
     identity = sha256_json({
         "key": checkpoint.key if checkpoint else "", "recipe": recipe.model_dump(), "seed": seed, "description": description,
