@@ -74,7 +74,7 @@ def single_evidence(results: dict, sort: bool = False) -> str:
     head = ["model", *(f"{a} AUC{'' if signal[a] else ' (no signal)'}" for a in attacks), f"{attacks[-1]} TPR at 1% FPR", "retain exposure raised", "JS forget", "JS test"]
     full = any("neurips" in row["evidence"] for row in rows)
     if full:
-        head += ["NeurIPS score (F)", "KLoM (mean)", "U-LiRA AUC" + ("" if signal.get("u-lira") else " (no signal)")]
+        head += ["NeurIPS score (F)", "KLoM (mean)", "KLoM smoothed (mean)", "U-LiRA AUC" + ("" if signal.get("u-lira") else " (no signal)")]
     if sort:
         rows = rows[:2] + sorted(rows[2:], key=lambda r: -r["evidence"]["neurips"]["score"] if "neurips" in r["evidence"] else math.inf)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -88,16 +88,18 @@ def single_evidence(results: dict, sort: bool = False) -> str:
         if full:
             neurips = evidence.get("neurips")
             cells.append(f"{neurips['score']:.3f} ({neurips['forgetting_quality']:.3f})" if neurips else "")
-            cells.append(f"{evidence['klom']['mean']:.3f}" if "klom" in evidence else "")
+            cells += [f"{evidence[key]['mean']:.3f}" if evidence.get(key, {}).get("mean") is not None else "" for key in ("klom", "klom_smoothed")]
             cells.append(interval(evidence["u_lira"]["auc"]) if "u_lira" in evidence else "")
         name = "**retrain (reference)**" if row["name"] == "retrain" else row["name"]
         lines.append("| " + " | ".join([name, *cells]) + " |")
     summary = results["evidence"]
     if full and "neurips_retrain_vs_retrain" in summary:
         ceiling, floor = summary["neurips_retrain_vs_retrain"], summary["klom_retrain_vs_retrain"]
+        smoothed = summary.get("klom_smoothed_retrain_vs_retrain", {}).get("mean")
         lines += ["", f"N = {summary['n']} per side. Retrained models against retrained models "
                   f"({ceiling['models_per_side']} vs {ceiling['models_per_side']}): NeurIPS F = {ceiling['forgetting_quality']:.3f} "
-                  f"(the score a method indistinguishable from retraining gets), KLoM = {floor['mean']:.3f} (its noise floor)."]
+                  f"(the score a method indistinguishable from retraining gets), KLoM = {floor['mean']:.3f} (its noise floor)"
+                  + (f"; smoothed KLoM = {smoothed:.3f}." if smoothed is not None else ".")]
     shaped = [row for row in rows if "shape" in row["evidence"].get("neurips", {})]
     if shaped:
         lines += ["", "Why each scores as it does, per forget example (medians and shares over the forget set): where the N unlearned "
@@ -114,7 +116,7 @@ def single_evidence(results: dict, sort: bool = False) -> str:
 
 def aggregate_evidence(entries: list[dict]) -> str:
     keys = sorted({k for e in entries for k in e if k.startswith("evidence.attacks.") and k.endswith(".forget.auc.value")})
-    keys += [k for k in ("js_forget", "neurips_score", "klom_forget", "ulira_auc") if any(k in e for e in entries)]
+    keys += [k for k in ("js_forget", "neurips_score", "klom", "klom_smoothed", "ulira_auc") if any(k in e for e in entries)]
     head = ["model", *(k.removeprefix("evidence.attacks.").removesuffix(".forget.auc.value") + (" AUC" if k.startswith("evidence") else "") for k in keys)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for entry in entries:
@@ -188,7 +190,7 @@ def goals(runs: list[dict]) -> str:
 
 TEXT_COLUMNS = [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1),
                 ("extraction", "extraction_forget", 100, 1), ("attack AUC", "attack_auc", 1, 3), ("ε score", "neurips_score", 1, 3),
-                ("KLoM", "klom_forget", 1, 3), ("perplexity", "perplexity", 1, 3), ("seconds", "seconds", 1, 0), ("× retrain", "time_ratio", 1, 3)]
+                ("KLoM", "klom", 1, 3), ("KLoM (smoothed)", "klom_smoothed", 1, 3), ("perplexity", "perplexity", 1, 3), ("seconds", "seconds", 1, 0), ("× retrain", "time_ratio", 1, 3)]
 
 
 def text_table(entries: list[dict], aggregated: bool) -> str:

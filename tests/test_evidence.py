@@ -328,22 +328,26 @@ def test_epsilon_equals_a_brute_force_search_on_tied_discrete_confidences():
         compared += 1
 
 
-def test_klom_is_zero_for_identical_ensembles_and_grows_with_a_shift():
+@pytest.mark.parametrize("estimator", ["published", "smoothed"])
+def test_klom_is_zero_for_identical_ensembles_and_grows_with_a_shift(estimator):
     from unlearnkit.evaluate.klom import klom
 
     rng = np.random.default_rng(0)
     retrained = rng.normal(0, 1, size=(16, 200))
-    assert np.all(klom(retrained.copy(), retrained) == 0)
-    near = klom(retrained + 0.1, retrained)
-    far = klom(retrained + 5, retrained)
-    assert near.mean() < 0.2 and far.mean() > 1.0 and np.all(far > near)
-    # two independent draws from one distribution sit near the floor, a shifted one far above it
+    assert np.all(klom(retrained.copy(), retrained, estimator) == 0)
+    near = klom(retrained + 0.1, retrained, estimator)
+    far = klom(retrained + 5, retrained, estimator)
+    assert far.mean() > 1.0 and np.all(far > near)
+    # the smoothed estimator barely moves for a tenth of a standard deviation; the published one, with
+    # 20 bins for 16 models, is noisy (2.3 here) but still far below a shift of 5 sds (9.7)
+    assert near.mean() < (0.2 if estimator == "smoothed" else 0.5 * far.mean())
+    # two independent draws from one distribution sit well below a shifted one
     other = rng.normal(0, 1, size=(16, 200))
-    assert klom(other, retrained).mean() < 0.5 * far.mean()
+    assert klom(other, retrained, estimator).mean() < 0.5 * far.mean()
     # per example: only the shifted columns diverge
     mixed = retrained.copy()
     mixed[:, :50] += 5
-    values = klom(mixed, retrained)
+    values = klom(mixed, retrained, estimator)
     assert values[:50].min() > values[50:].max()
 
 
@@ -355,6 +359,8 @@ def test_klom_refuses_mismatched_ensembles():
         klom(np.zeros((4, 3)), np.zeros((4, 5)))
     with pytest.raises(UnlearnkitError, match="at least 2 models"):
         klom(np.zeros((1, 3)), np.zeros((4, 3)))
+    with pytest.raises(UnlearnkitError, match="unknown KLoM estimator 'binned'"):
+        klom(np.zeros((4, 3)), np.zeros((4, 3)), estimator="binned")
 
 
 def test_ensemble_shape_tells_an_off_centre_ensemble_from_a_narrow_one():

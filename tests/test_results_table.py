@@ -79,20 +79,20 @@ def test_the_full_evidence_table_ranks_by_the_neurips_score_with_klom_and_the_fl
         evidence = {"attacks": {"svc-entropy": {"forget": {"auc": stat, "tpr_at_1pct_fpr": stat}}},
                     "divergence": {"forget": {"js": 0.1}, "test": {"js": 0.05}}}
         if score is not None:
-            evidence.update(neurips={"score": score, "forgetting_quality": score + 0.01}, klom={"mean": klom}, u_lira={"auc": {"value": 0.7, "ci95": [0.69, 0.71]}})
+            evidence.update(neurips={"score": score, "forgetting_quality": score + 0.01}, klom={"mean": klom}, klom_smoothed={"mean": klom / 10}, u_lira={"auc": {"value": 0.7, "ci95": [0.69, 0.71]}})
         return {"name": name, "evidence": evidence}
 
     results = {"rows": [evidence_row("original", None, None), evidence_row("retrain", None, None),
                         evidence_row("weak", 0.05, 2.5), evidence_row("strong", 0.20, 0.4)],
                "evidence": {"signal": {"svc-entropy": True, "u-lira": True}, "n": 8,
                             "neurips_retrain_vs_retrain": {"forgetting_quality": 0.259, "models_per_side": 4},
-                            "klom_retrain_vs_retrain": {"mean": 0.31}}}
+                            "klom_retrain_vs_retrain": {"mean": 0.31}, "klom_smoothed_retrain_vs_retrain": {"mean": 0.12}}}
     unsorted, ranked = module.single_evidence(results), module.single_evidence(results, sort=True)
-    assert "| NeurIPS score (F) | KLoM (mean) | U-LiRA AUC |" in ranked
-    assert "| strong | 0.500 [0.450, 0.550] | 0.500 [0.450, 0.550] | no | 0.100 | 0.050 | 0.200 (0.210) | 0.400 | 0.700 [0.690, 0.710] |" in ranked
+    assert "| NeurIPS score (F) | KLoM (mean) | KLoM smoothed (mean) | U-LiRA AUC |" in ranked
+    assert "| strong | 0.500 [0.450, 0.550] | 0.500 [0.450, 0.550] | no | 0.100 | 0.050 | 0.200 (0.210) | 0.400 | 0.040 | 0.700 [0.690, 0.710] |" in ranked
     assert unsorted.index("| weak |") < unsorted.index("| strong |")
     assert ranked.index("| strong |") < ranked.index("| weak |") and ranked.index("| original |") < ranked.index("| strong |")
-    assert "N = 8 per side" in ranked and "F = 0.259" in ranked and "KLoM = 0.310" in ranked
+    assert "N = 8 per side" in ranked and "F = 0.259" in ranked and "KLoM = 0.310" in ranked and "smoothed KLoM = 0.120" in ranked
     assert "Why each scores as it does" not in ranked  # results from before the shape was recorded: no empty table
 
     shape = {"offset_median": 0.8, "abs_offset_median": 0.9, "above_share": 0.75, "spread_ratio_median": 0.4, "narrower_share": 0.9}

@@ -199,7 +199,8 @@ def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
         assert_neurips_score_is_quality_times_accuracy_ratios(row)
         assert len(np.load(copy / "epsilon.npz")[row["name"].replace("-", "_")]) == first["split"]["forget"]
         assert 0 <= row["ulira_auc"] <= 1
-        assert row["klom_forget"] >= 0 and row["evidence"]["klom"]["examples"] == first["split"]["forget"]
+        assert row["klom"] >= 0 and row["evidence"]["klom"]["examples"] == first["split"]["forget"]
+        assert row["klom_smoothed"] >= 0 and row["evidence"]["klom_smoothed"]["examples"] == first["split"]["forget"]
         assert (copy / "figures" / f"epsilon-{row['name']}.png").is_file()
     assert "u-lira" in meta["signal"]
     again = evaluate_run(copy, data=data, cache=root / "cache", evidence=options)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from unlearnkit.evaluate import Outputs, cached_outputs, mia_skip_reason, model_outputs
 from unlearnkit.evaluate.epsilon import neurips_score, score_breakdown
 from unlearnkit.evaluate.features import logit_scaled_confidence
-from unlearnkit.evaluate.klom import default_bins, klom, klom_summary
+from unlearnkit.evaluate.klom import klom_both, klom_floor
 from unlearnkit.evaluate.population import (
     AttackEvidence, Probe, divergence, evidence_json, population_attacks, positive_controls,
 )
@@ -102,8 +102,9 @@ class Evidence:
             row["ulira_auc_ci"] = list(self.ulira_scores[name].intervals["auc"])
         if "neurips" in self.per_model[name]:
             row["neurips_score"] = self.per_model[name]["neurips"]["score"]
-        if "klom" in self.per_model[name]:
-            row["klom_forget"] = self.per_model[name]["klom"]["mean"]
+        for key in ("klom", "klom_smoothed"):
+            if key in self.per_model[name]:
+                row[key] = self.per_model[name][key]["mean"]
         return row
 
     def summary(self) -> dict:
@@ -201,9 +202,9 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
         half = options.n // 2
         ceiling = neurips_score(retrained.forget_confidence[:half], retrained.forget_confidence[half : 2 * half], retain_acc=(1, 1), test_acc=(1, 1))
         evidence.meta["neurips_retrain_vs_retrain"] = {"forgetting_quality": ceiling["forgetting_quality"], "models_per_side": half}
-        # KLoM's noise floor at this N: retrained against retrained, with the bins N models get
-        floor = klom(retrained.forget_confidence[:half], retrained.forget_confidence[half : 2 * half], bins=default_bins(options.n))
-        evidence.meta["klom_retrain_vs_retrain"] = {**klom_summary(floor), "models_per_side": half}
+        # KLoM's noise floor at this N, for the published estimator and our smoothed one
+        floors = klom_floor(retrained.forget_confidence)
+        evidence.meta["klom_retrain_vs_retrain"], evidence.meta["klom_smoothed_retrain_vs_retrain"] = floors["klom"], floors["klom_smoothed"]
     shadow = narrower(setup.preset, options.shadow_width)
     say(f"evidence (full): {options.k} shadow originals and retrained models ({shadow.name}) for U-LiRA …")
     shadow_originals = [reference_outputs("original", setup, shadow, seed + 1 + i, ledger) for i in range(options.k)]
@@ -234,7 +235,7 @@ def full_evidence(evidence: Evidence, setup: Setup, seed: int, original: Referen
             **score, "epsilon_mean": float(evidence.epsilons[name].mean()),
             **score_breakdown(evidence.epsilons[name], unlearned.forget_confidence, retrained.forget_confidence),
         }
-        evidence.per_model[name]["klom"] = klom_summary(klom(unlearned.forget_confidence, retrained.forget_confidence))
+        evidence.per_model[name].update(klom_both(unlearned.forget_confidence, retrained.forget_confidence))
         evidence.per_model[name]["evidence_seconds"] = time.perf_counter() - method_started
 
 

@@ -48,8 +48,9 @@ def evidence_cell(column: str, row: dict, evidence: dict | None) -> str:
             return ""
         interval = row.get("confusion_test_ci")  # runs made before it was recorded have none
         return f"{100 * row['confusion_test']:.1f}%" + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
-    if column == "KLoM":
-        return f"{row['klom_forget']:.3f}" if "klom_forget" in row else ""
+    if column in ("KLoM", "KLoM (smoothed)"):
+        key = "klom" if column == "KLoM" else "klom_smoothed"
+        return f"{row[key]:.3f}" if row.get(key) is not None else ""
     return f"{row['neurips_score']:.3f}" if "neurips_score" in row else ""
 
 
@@ -64,7 +65,7 @@ def results_table(rows: list[dict], control: dict, evidence: dict | None = None)
     table = Table(title=title, title_justify="left")
     accuracy_columns = ACCURACY_COLUMNS + tuple(key for key in CLASSWISE_COLUMNS if key in reference)
     titles = {"forget_class_test_acc": "test, forgotten classes", "other_class_test_acc": "test, other classes"}
-    extra = [c for c, key in (("AUC", "attack_auc"), ("JS", "js_forget"), ("U-LiRA AUC", "ulira_auc"), ("NeurIPS", "neurips_score"), ("KLoM", "klom_forget"),
+    extra = [c for c, key in (("AUC", "attack_auc"), ("JS", "js_forget"), ("U-LiRA AUC", "ulira_auc"), ("NeurIPS", "neurips_score"), ("KLoM", "klom"), ("KLoM (smoothed)", "klom_smoothed"),
                                     ("backdoor ASR", "backdoor_asr"), ("confusion", "confusion_test")) if any(key in row for row in rows)]
     for column in ("model", *(titles.get(key, key.removesuffix("_acc")) for key in accuracy_columns), "MIA", *extra, "avg gap", "seconds", "× retrain"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -225,7 +226,7 @@ def aggregate_table(aggregated: list[dict], seeds: list[int]) -> Table:
     columns = [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1), ("extraction", "extraction_forget", 100, 1),
                ("perplexity", "perplexity", 1, 3), ("train", "train_acc", 100, 1), ("test", "test_acc", 100, 1), ("retain", "retain_acc", 100, 1), ("forget", "forget_acc", 100, 1),
                ("val", "val_acc", 100, 1), ("MIA", "mia", 1, 3), ("AUC", "attack_auc", 1, 3), ("JS", "js_forget", 1, 3),
-               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("KLoM", "klom_forget", 1, 3), ("ASR", "backdoor_asr", 1, 3), ("confusion", "confusion_test", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("KLoM", "klom", 1, 3), ("KLoM (smoothed)", "klom_smoothed", 1, 3), ("ASR", "backdoor_asr", 1, 3), ("confusion", "confusion_test", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
     columns = [column for column in columns if any(column[1] in entry for entry in aggregated)]
     table.add_column("model")
     for title, *_ in columns:

@@ -15,7 +15,7 @@ import torch
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluate.epsilon import neurips_score
-from unlearnkit.evaluate.klom import klom, klom_summary
+from unlearnkit.evaluate.klom import klom_both, klom_floor
 from unlearnkit.evaluate.stats import AttackScore
 from unlearnkit.evidence import EvidenceOptions
 from unlearnkit.fileio import atomic_write_bytes, atomic_write_json, remove_temporaries, sha256_arrays, write_manifest
@@ -140,14 +140,15 @@ def ensemble_evidence(setup: TextSetup, seed: int, original: Reference, outputs:
         half = n // 2
         floor = neurips_score(retrained_conf[:half], retrained_conf[half : 2 * half], retain_acc=(1, 1), test_acc=(1, 1))
         meta["neurips_retrain_vs_retrain"] = floor["forgetting_quality"]
-        meta["klom_retrain_vs_retrain"] = klom_summary(klom(retrained_conf[:half], retrained_conf[half : 2 * half]))["mean"]
+        floors = klom_floor(retrained_conf)
+        meta["klom_retrain_vs_retrain"], meta["klom_smoothed_retrain_vs_retrain"] = floors["klom"]["mean"], floors["klom_smoothed"]["mean"]
     for name in [m for m in outputs if m not in ("original", "retrain")]:
         say(f"evidence (full): {n} runs of {name} …")
         runs = [outputs[name]] + [unlearned_outputs(name, configs[name], original, setup, seed + i) for i in range(1, n)]
         conf = np.stack([o.confidence(forget) for o in runs])
         u = np.mean([utility(o) for o in runs], axis=0)
         score = neurips_score(conf, retrained_conf, retain_acc=(u[0], retrained_utility[0]), test_acc=(u[1], retrained_utility[1]))
-        per_model[name] = {"neurips_score": score["score"], "forgetting_quality": score["forgetting_quality"], "klom_forget": klom_summary(klom(conf, retrained_conf))["mean"]}
+        per_model[name] = {"neurips_score": score["score"], "forgetting_quality": score["forgetting_quality"], **{key: summary["mean"] for key, summary in klom_both(conf, retrained_conf).items()}}
     return per_model, meta
 
 
