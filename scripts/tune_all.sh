@@ -24,5 +24,5 @@ for method in "${methods[@]}"; do
   if "$python" -c "import sys; from unlearnkit.tune import search_space; sys.exit('epochs' not in search_space('$method'))" && [ "$method" != gradient-ascent ]; then
     hold=(--set "$method.epochs=1")
   fi
-  "$python" -m unlearnkit tune "$method" --preset default --seed 0 --trials "$trials" --cpus-per-task "$threads" "${hold[@]}"
+  "$python" -m unlearnkit tune "$method" --preset default --seed 0 --trials "$trials" --cpus-per-task "$threads" --export docs/tune "${hold[@]}"
 done

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from unlearnkit.cli_values import parse_json_object
 from unlearnkit.errors import UnlearnkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Machine unlearning for image classifiers, measured against retraining.")
@@ -204,7 +205,7 @@ def tune(
     trials: int = typer.Option(20, help="finished trials in all (earlier runs of the same study count): the same budget for every method"),
     max_time_ratio: float = typer.Option(0.2, help="time budget of a trial, × the retrained model's training time: a trial over it is infeasible to the sampler and not chosen while any kept to it"),
     storage: Optional[str] = typer.Option(None, help="study database URL: sqlite:///PATH.db or postgresql://... (default: sqlite:///runs/tune/studies.db)"),
-    export: str = typer.Option("docs/tune", help="folder for the study's JSON and Markdown"),
+    export: str = typer.Option("runs/tune", help="folder for the study's JSON and Markdown (the project keeps its studies in docs/tune)"),
     write_preset: Optional[str] = typer.Option(None, help="write the preset with the best config under [methods.METHOD] to this .toml file"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="hold a field out of the search: METHOD.FIELD=VALUE (repeatable), e.g. --set finetune.epochs=1 for an equal-compute comparison"),
     cache: Optional[str] = typer.Option(None, help="model store folder, shared by every worker (default: $UNLEARNKIT_CACHE/store)"),
@@ -290,18 +291,6 @@ def forget(
         out_console.print(f"not computed: {reason}")
     out_console.print(f"[dim]{report['what_this_shows']}[/dim]")
     out_console.print(f"wrote {report['output_model']} and {Path(out) / 'report.md'}")
-
-
-def parse_json_object(text: str, option: str) -> dict:
-    import json
-
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UnlearnkitError(f"{option} '{text}' is not JSON ({error.msg}); give an object such as '{{\"width\": 16}}'") from None
-    if not isinstance(value, dict):
-        raise UnlearnkitError(f"{option} '{text}' is a JSON {type(value).__name__}; give an object such as '{{\"width\": 16}}'")
-    return value
 
 
 @app.command()

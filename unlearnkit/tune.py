@@ -151,7 +151,7 @@ def finished(study) -> list:
 
 def tune(
     method: str, *, preset: str = "default", data=None, seed: int = 0, forget: str | None = None, cache: str | None = None,
-    trials: int = 20, storage: str | None = None, export: str | Path | None = "docs/tune", write_preset: str | Path | None = None,
+    trials: int = 20, storage: str | None = None, export: str | Path | None = "runs/tune", write_preset: str | Path | None = None,
     executor: Executor | None = None, hold: dict | None = None, max_time_ratio: float | None = 0.2,
 ) -> dict:
     """Run the search until `trials` trials have finished (counting those of earlier runs of

@@ -29,14 +29,14 @@ DOWNLOAD_ROOT = "https://www.cs.toronto.edu/~kriz/"
 HOW_TO_POINT = "pass --data PATH or set UNLEARNKIT_DATA to a local copy of CIFAR-10"
 
 
-def _require(path: Path) -> Path:
+def require_file(path: Path) -> Path:
     if not path.is_file():
         raise UnlearnkitError(f"missing file {path}; the official layout needs it ({HOW_TO_POINT})")
     return path
 
 
 def read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.fromfile(_require(path), dtype=np.uint8)
+    raw = np.fromfile(require_file(path), dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD_BYTES:
         raise UnlearnkitError(
             f"{path} holds {raw.size} bytes, not a whole number of {RECORD_BYTES}-byte records: "
@@ -47,7 +47,7 @@ def read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_binary(folder: Path) -> Dataset:
-    names = [line.strip() for line in _require(folder / "batches.meta.txt").read_text().splitlines()]
+    names = [line.strip() for line in require_file(folder / "batches.meta.txt").read_text().splitlines()]
     classes = tuple(name for name in names if name)
     batches = [read_binary_batch(folder / f"{batch}.bin") for batch in [*TRAIN_BATCHES, TEST_BATCH]]
     return _assemble(batches, classes, folder, "cifar10-binary")
@@ -67,7 +67,7 @@ def _assemble(batches: list[tuple[np.ndarray, np.ndarray]], classes, folder: Pat
     )
 
 
-class _BatchUnpickler(pickle.Unpickler):
+class BatchUnpickler(pickle.Unpickler):
     """Admits only what CIFAR's python batches are made of: dicts, lists, bytes and numpy
     arrays. Anything else (os.system, eval, ...) is refused before it can run."""
 
@@ -87,8 +87,8 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def read_python_batch(path: Path) -> dict:
     try:
-        with open(_require(path), "rb") as f:
-            batch = _BatchUnpickler(f, encoding="bytes").load()
+        with open(require_file(path), "rb") as f:
+            batch = BatchUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise UnlearnkitError(f"{path} is not a readable CIFAR-10 python batch ({error})") from None
     if not isinstance(batch, dict):

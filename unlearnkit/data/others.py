@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unlearnkit.data.cifar import RECORD_BYTES, _BatchUnpickler, _require
+from unlearnkit.data.cifar import RECORD_BYTES, BatchUnpickler, require_file
 from unlearnkit.data.dataset import Dataset
 from unlearnkit.errors import UnlearnkitError
 
@@ -39,8 +39,8 @@ def is_cifar100(path: Path) -> bool:
 
 def _unpickle(path: Path) -> dict:
     try:
-        with open(_require(path), "rb") as f:
-            value = _BatchUnpickler(f, encoding="bytes").load()
+        with open(require_file(path), "rb") as f:
+            value = BatchUnpickler(f, encoding="bytes").load()
     except (Exception,) as error:  # the unpickler's refusals and any malformed stream
         raise UnlearnkitError(f"{path} is not a readable CIFAR-100 python file ({type(error).__name__}: {error})") from None
     if not isinstance(value, dict):
@@ -54,8 +54,8 @@ def _names(values) -> tuple[str, ...]:
 
 def read_cifar100(folder: Path) -> Dataset:
     if (folder / "train.bin").is_file():
-        fine = tuple(n for n in _require(folder / "fine_label_names.txt").read_text().splitlines() if n.strip())
-        coarse = tuple(n for n in _require(folder / "coarse_label_names.txt").read_text().splitlines() if n.strip())
+        fine = tuple(n for n in require_file(folder / "fine_label_names.txt").read_text().splitlines() if n.strip())
+        coarse = tuple(n for n in require_file(folder / "coarse_label_names.txt").read_text().splitlines() if n.strip())
         parts = [_binary_part(folder / name) for name in ("train.bin", "test.bin")]
         layout = "cifar100-binary"
     else:
@@ -71,7 +71,7 @@ def read_cifar100(folder: Path) -> Dataset:
 
 
 def _binary_part(path: Path):
-    raw = np.fromfile(_require(path), dtype=np.uint8)
+    raw = np.fromfile(require_file(path), dtype=np.uint8)
     if raw.size == 0 or raw.size % CIFAR100_RECORD:
         raise UnlearnkitError(f"{path} holds {raw.size} bytes, not a whole number of {CIFAR100_RECORD}-byte records: the file is truncated or not a CIFAR-100 batch")
     records = raw.reshape(-1, CIFAR100_RECORD)

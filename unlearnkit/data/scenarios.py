@@ -158,7 +158,7 @@ def read_csv_rows(path: Path, what: str) -> list[dict]:
     return list(csv.DictReader(text.splitlines()))
 
 
-def _ids(rows: list[dict], column: str, path: Path) -> list[str]:
+def column_ids(rows: list[dict], column: str, path: Path) -> list[str]:
     values = []
     for line, row in enumerate(rows, start=2):
         value = (row.get(column) or "").strip()
@@ -194,12 +194,12 @@ def read_requests(path: str | Path, n_train: int, n_heldout: int = 0, subjects: 
     if not rows:
         raise UnlearnkitError(f"request file {path} lists no request; it needs a header and at least one row")
     if "sample_id" in columns:
-        values = _ids(rows, "sample_id", path)
+        values = column_ids(rows, "sample_id", path)
         indices = [training_sample_id(v, f"{path} line {line}", n_train, n_heldout) for line, v in enumerate(values, start=2)]
     elif "subject_id" in columns:
         if subjects is None:
             raise UnlearnkitError(f"request file {path} lists subject_id; give --subjects MAP.csv mapping subject_id to sample_id")
-        wanted = _ids(rows, "subject_id", path)
+        wanted = column_ids(rows, "subject_id", path)
         mapping: dict[str, list[int]] = {}
         map_path = Path(subjects)
         map_rows = read_csv_rows(map_path, "subject map")

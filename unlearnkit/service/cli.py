@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from unlearnkit.cli_values import parse_json_object
 from unlearnkit.errors import UnlearnkitError
 
 ledger_app = typer.Typer(no_args_is_help=True, help="The ledger of model versions, subjects, deletion requests and the audit chain.")
@@ -68,8 +69,6 @@ def register(
     ledger: Optional[str] = LEDGER,
 ):
     """Record a trained model version (and deploy it)."""
-    from unlearnkit.cli import parse_json_object
-
     kwargs = parse_json_object(model_kwargs, "--model-kwargs") if model_kwargs else None
     version = opened(ledger).register_model(model, data, actor(), train_ids, model_factory, kwargs, deploy)
     out.print(f"model version {version.id} (sha256 {version.sha256[:16]}…, {version.train_count} training images){' deployed' if deploy else ''}")

@@ -182,7 +182,7 @@ class Ledger:
             info = self.dataset_info(session)
             if info and info["fingerprint"] != dataset.fingerprint:
                 raise UnlearnkitError(f"data {data_path} is not the dataset this ledger serves ({info['data']}); one ledger holds models of one dataset")
-            version = self._add_version(session, model, spec, kind="trained", parent=None, data=data_path, fingerprint=dataset.fingerprint,
+            version = self.add_version(session, model, spec, kind="trained", parent=None, data=data_path, fingerprint=dataset.fingerprint,
                                         train_ids=ids, method=None, config=None, recipe=recipe, source={"path": str(weights), "sha256": sha256_file(weights)})
             rows = [version]
             if not info:
@@ -195,7 +195,7 @@ class Ledger:
             record("model.registered", {"version": version.id, "sha256": version.sha256, "deployed": deploy}, rows=rows)
         return version
 
-    def _add_version(self, session: Session, model, spec: dict, *, kind: str, parent: ModelVersion | None, data: str,
+    def add_version(self, session: Session, model, spec: dict, *, kind: str, parent: ModelVersion | None, data: str,
                      fingerprint: str, train_ids: np.ndarray, method: str | None, config: dict | None, verdict: str | None = None,
                      excluded_subjects: list | None = None, **metadata) -> ModelVersion:
         """The weights into models/SHA.safetensors (with a sidecar), the training set into

@@ -260,7 +260,7 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
         passed = verdict["passed"]
         parent = session.get(ModelVersion, deployed.id)
         subjects = sorted({s for r in claimed for s in r.subjects} | set(parent.excluded_subjects))
-        version = ledger._add_version(session, result.model, parent.spec, kind="unlearned", parent=parent, data=parent.data, fingerprint=parent.data_fingerprint,
+        version = ledger.add_version(session, result.model, parent.spec, kind="unlearned", parent=parent, data=parent.data, fingerprint=parent.data_fingerprint,
                                       train_ids=split.retain, method=method, config=verified["config"], verdict="pass" if passed else "fail",
                                       excluded_subjects=subjects, recipe=recipe.model_dump())
         session.flush()  # the version's id
@@ -345,7 +345,7 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
                 raise UnlearnkitError(f"action {action.id} was taken over by {mine.holder}; this result is dropped")
             parent = session.get(ModelVersion, deployed.id)
             subjects = sorted({s for r in session.scalars(select(Request).where(Request.status.in_(("served", "retrain_scheduled")))) for s in r.subjects})
-            version = ledger._add_version(session, model, spec, kind="retrained", parent=parent, data=root.data, fingerprint=root.data_fingerprint, train_ids=keep,
+            version = ledger.add_version(session, model, spec, kind="retrained", parent=parent, data=root.data, fingerprint=root.data_fingerprint, train_ids=keep,
                                           method=None, config={"seed": seed}, verdict="pass", excluded_subjects=subjects, recipe=recipe.model_dump())
             session.flush()
             mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), time.perf_counter() - started, version.id

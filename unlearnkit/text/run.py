@@ -71,12 +71,12 @@ def prepare_text(preset: Preset, seed: int, cache=None, forget: float | str | No
 
 def request_subjects(path: Path) -> list[str]:
     """The people a deletion-request CSV names: its subject_id column (a person's index or full name)."""
-    from unlearnkit.data.scenarios import _ids, read_csv_rows
+    from unlearnkit.data.scenarios import column_ids, read_csv_rows
 
     rows = read_csv_rows(path, "request file")
     if not rows or "subject_id" not in rows[0]:
         raise UnlearnkitError(f"request file {path} needs a subject_id column (a person's index or full name) and at least one row")
-    return _ids(rows, "subject_id", path)
+    return column_ids(rows, "subject_id", path)
 
 
 def train_language_model(role: str, setup: TextSetup, seed: int, device: torch.device | None = None) -> Reference:
