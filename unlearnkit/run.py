@@ -28,6 +28,7 @@ from unlearnkit.data.scenarios import apply_scenario
 from unlearnkit.pages import run_report
 from unlearnkit.report import aggregate_table, evidence_figures, results_table, write_figures
 from unlearnkit.store import Store, load_model, read_sidecar, save_model, sidecar_path, versions
+from unlearnkit.train import machine_record
 
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
 
@@ -135,6 +136,7 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
         "preset": setup.preset.name,
         "preset_config": setup.preset.model_dump(),  # the whole preset: the run folder alone can reproduce it
         "seed": seed,
+        "machine": machine_record(setup.preset.recipe.precision),
         "data_fingerprint": dataset.fingerprint,
         "split": {
             "spec": split.spec, "forget": int(split.forget.size), "retain": int(split.retain.size), "test": int(split.test.size), "val": int(split.val.size),
@@ -174,6 +176,7 @@ def write_aggregate(out: Path, runs: list[dict], seeds: list[int]) -> dict:
     results = {
         "preset": runs[0]["preset"],
         "seeds": seeds,
+        "machine": runs[0].get("machine"),
         "data_fingerprint": runs[0]["data_fingerprint"],
         "runs": [f"seed{seed}/results.json" for seed in seeds],
         "positive_control_passed": [run["positive_control"]["passed"] for run in runs],

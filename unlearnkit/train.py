@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -350,6 +351,12 @@ def machine_description(precision: str = "auto", device: torch.device | None = N
     device = device or default_device()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name()
     return f"{where}, {resolve_precision(precision, device)}"
+
+
+def machine_record(precision: str = "auto") -> str:
+    """`machine_description` with the kernels' instruction set and the cores, as results.json
+    records it: the CPU kinds we run on round differently and run at different speeds."""
+    return f"{machine_description(precision)}, {torch.backends.cpu.get_cpu_capability()} kernels, {os.cpu_count()} cores"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

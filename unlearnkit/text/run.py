@@ -28,7 +28,7 @@ from unlearnkit.store import Store, load_model, read_sidecar, save_model
 from unlearnkit.text.data import TextData, TextSplit, split_people, text_data
 from unlearnkit.text.evaluate import TextOutputs, lm_outputs, membership_attacks, positive_controls, text_metrics
 from unlearnkit.text.facts import generate
-from unlearnkit.train import Checkpoint, Source, default_device, fit, resolve_precision
+from unlearnkit.train import Checkpoint, Source, default_device, fit, machine_record, resolve_precision
 
 TEXT_METHODS = ("finetune", "gradient-ascent", "grad-diff", "npo", "simnpo", "kl", "idk", "rmu")
 
@@ -218,7 +218,7 @@ def report_text_run(out: Path, setup: TextSetup, seed: int, original: Reference,
             row.update(per_model.get(row["name"], {}))
     results = {
         "preset": preset.name, "preset_config": preset.model_dump(), "seed": seed, "modality": "text",
-        "data_fingerprint": setup.data.fingerprint,
+        "machine": machine_record(preset.recipe.precision), "data_fingerprint": setup.data.fingerprint,
         "split": {"spec": split.spec, "forget_people": split.forget_people.tolist(), "forget": int(split.forget.size), "retain": int(split.retain.size),
                   "test": int(split.test.size), "val": int(split.val.size), "test_people": split.test_people.tolist()},
         "majority_answer_rate": setup.data.corpus.majority_rate(split.test_people),
