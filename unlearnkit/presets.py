@@ -55,7 +55,7 @@ PRESETS: dict[str, Preset] = {
             name="default",
             description=(
                 "2-core CPU: a width-16 ResNet-18 on a class-balanced 25,000-image pool, 9 epochs, no "
-                "augmentation, so that the original memorizes its training set (docs/results.md: "
+                "augmentation, so that the original memorizes its training set (docs/history.md: "
                 "`unlearnkit run --seeds 0,1,2` measured train 99.8%, retain 99.8%, test 75.9% over three seeds)"
             ),
             model=ModelSpec(kwargs={"width": 16}),
@@ -64,7 +64,7 @@ PRESETS: dict[str, Preset] = {
             # scripts/tune_all.sh: the best of 6 trials on val where it beat the defaults (docs/tune/*-default-seed0*.md), exact values,
             # among the trials within 0.2× the retrained model's time (`unlearnkit tune --max-time-ratio 0.2`, the default). Their
             # best overall took longer: amun's 0.29× (0.30× in the three-seed run), so amun holds trial 5; fcs's 0.201× (0.18-0.24×),
-            # so fcs keeps its defaults (trial 0). No kde trial kept to it (0.21-0.30×): kde keeps its best, over budget (docs/results.md).
+            # so fcs keeps its defaults (trial 0). No kde trial kept to it (0.21-0.30×): kde keeps its best, over budget (docs/history.md).
             methods={
                 "amun": {"lr": 0.06840047639863459, "epsilon": 1.5199571569452797, "pgd_steps": 3},
                 "boundary-shrink": {"lr": 0.03517868514361072},
