@@ -1,0 +1,251 @@
+"""The leaderboard: docs/leaderboard.md, generated from the small summaries committed under results/.
+
+    python scripts/leaderboard.py add RUN_DIR --name NAME --title TITLE --command "unlearnkit run ..."
+        summarize a run folder (one seed or --seeds) into results/NAME.json: every method's
+        figures, the retrained reference's, the noise floors, the command, machine and date
+    python scripts/leaderboard.py build [--check]
+        write docs/leaderboard.md from results/*.json (--check: exit 1 if it would change)
+
+One table per modality and scenario. Summaries of the same modality, preset and scenario share a
+table: each column comes from the first summary (by file name) that has it, and says which
+when there are several. Below each table, "which method when" is read off that table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (header, key, scale, digits); the first columns of each modality, in this order
+COLUMNS = {
+    "image": [("forget", "forget_acc", 100, 1), ("retain", "retain_acc", 100, 1), ("test", "test_acc", 100, 1), ("MIA", "mia", 1, 3),
+              ("attack AUC", "attack_auc", 1, 3), ("JS forget", "js_forget", 1, 3), ("NeurIPS score", "neurips_score", 1, 3),
+              ("KLoM", "klom", 1, 2), ("KLoM smoothed", "klom_smoothed", 1, 3), ("U-LiRA AUC", "ulira_auc", 1, 3),
+              ("backdoor ASR", "backdoor_asr", 1, 3), ("confusion", "confusion_test", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)],
+    "text": [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1),
+             ("extraction", "extraction_forget", 100, 1), ("perplexity", "perplexity", 1, 2), ("ε score", "neurips_score", 1, 3),
+             ("KLoM", "klom", 1, 2), ("KLoM smoothed", "klom_smoothed", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)],
+}
+# the accuracies whose mean |difference| to the retrained model is a text row's "avg gap"
+TEXT_GAP_KEYS = ("qa_forget", "qa_retain", "qa_test", "extraction_forget")
+FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
+
+
+def fail(message: str) -> None:
+    print(f"leaderboard: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"{path} does not exist; give a run folder that holds results.json")
+    except json.JSONDecodeError as error:
+        fail(f"{path} is not JSON ({error.msg}); run or evaluate the folder again")
+
+
+def floor_value(value) -> float | None:
+    return value.get("mean", value.get("forgetting_quality")) if isinstance(value, dict) else value
+
+
+def seed_figures(results: dict) -> tuple[dict[str, dict], dict]:
+    """One seed's results.json → name → {key: value}, and its floors."""
+    keys = {key for columns in COLUMNS.values() for _, key, _, _ in columns}
+    rows = {row["name"]: {k: v for k, v in row.items() if k in keys and isinstance(v, (int, float))} for row in results["rows"]}
+    evidence = results.get("evidence", {})
+    floors = {k: floor_value(evidence[k]) for k in FLOORS if k in evidence and floor_value(evidence[k]) is not None}
+    return rows, floors
+
+
+def summarize(run_dir: Path, name: str, title: str, command: str) -> dict:
+    results = read_json(run_dir / "results.json")
+    if "runs" in results:  # --seeds: the per-seed files, then mean ± sd here
+        per_seed = [read_json(run_dir / relative) for relative in results["runs"]]
+        seeds, first = results["seeds"], per_seed[0]
+    else:
+        per_seed, first = [results], results
+        seeds = [results["seed"]]
+    figures = [seed_figures(r) for r in per_seed]
+    rows = []
+    for row_name in figures[0][0]:
+        row = {"name": row_name}
+        for key in figures[0][0][row_name]:
+            values = [f[0][row_name][key] for f in figures if key in f[0].get(row_name, {})]
+            if len(values) == len(figures):
+                row[key] = values[0] if len(values) == 1 else {"mean": mean(values), "sd": sd(values)}
+        rows.append(row)
+    floors = {k: mean([f[1][k] for f in figures]) for k in FLOORS if all(k in f[1] for f in figures)}
+    return {
+        "title": title, "modality": first.get("modality", "image"), "preset": first["preset"], "scenario": first["split"]["spec"],
+        "seeds": seeds, "command": command, "machine": first.get("machine", "unrecorded"),
+        "date": datetime.date.today().isoformat(), "floors": floors, "rows": rows,
+    }
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def sd(values: list[float]) -> float:
+    m = mean(values)
+    return (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def value_of(cell) -> float | None:
+    return cell["mean"] if isinstance(cell, dict) else cell
+
+
+def formatted(cell, scale: float, digits: int) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, dict):
+        return f"{scale * cell['mean']:.{digits}f} ± {scale * cell['sd']:.{digits}f}"
+    return f"{scale * cell:.{digits}f}"
+
+
+def with_text_gaps(rows: dict[str, dict]) -> None:
+    """A text row's avg gap: the mean |difference| to the retrained model over the QA accuracies and extraction."""
+    reference = rows.get("retrain", {})
+    for row in rows.values():
+        pairs = [(value_of(row[k]), value_of(reference[k])) for k in TEXT_GAP_KEYS if k in row and k in reference]
+        if pairs and "avg_gap" not in row:
+            row["avg_gap"] = mean([abs(a - b) for a, b in pairs])
+
+
+def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tuple[str, str, int, int, int]], dict[str, dict]]:
+    """Row names (retrain, original, then methods by avg gap), the columns with their source, and
+    the cells: each column from the first summary that has it."""
+    modality = summaries[0][1]["modality"]
+    rows: dict[str, dict] = {}
+    columns = []
+    for header, key, scale, digits in COLUMNS[modality]:
+        for index, (_, summary) in enumerate(summaries):
+            found = {row["name"]: row[key] for row in summary["rows"] if key in row}
+            if found:
+                columns.append((header, key, scale, digits, index))
+                for name, cell in found.items():
+                    rows.setdefault(name, {})[key] = cell
+                break
+        else:
+            if key == "avg_gap" and modality == "text":
+                columns.append((header, key, scale, digits, 0))
+    for _, summary in summaries:
+        for row in summary["rows"]:
+            rows.setdefault(row["name"], {})
+    if modality == "text":
+        with_text_gaps(rows)
+    gap = lambda name: value_of(rows[name].get("avg_gap")) if rows[name].get("avg_gap") is not None else float("inf")  # noqa: E731
+    methods = sorted((n for n in rows if n not in ("retrain", "original")), key=lambda n: (gap(n), n))
+    order = [n for n in ("retrain", "original") if n in rows] + methods
+    return order, columns, rows
+
+
+def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
+    """Which method when, read off the table."""
+    methods = [n for n in order if n not in ("retrain", "original")]
+    lines = []
+
+    def best(key: str, highest: bool = False):
+        scored = [(value_of(rows[n][key]), n) for n in methods if rows[n].get(key) is not None]
+        scored.sort(key=lambda pair: (-pair[0] if highest else pair[0], pair[1]))
+        return scored[0] if scored else None
+
+    if found := best("avg_gap"):
+        lines.append(f"- **Closest to retraining on average** (lowest avg gap): `{found[1]}` ({found[0]:.3f}).")
+    if found := best("neurips_score", highest=True):
+        lines.append(f"- **Best per-example forgetting** (highest NeurIPS score): `{found[1]}` ({found[0]:.3f}).")
+    if found := best("klom"):
+        lines.append(f"- **Margins distributed most like retraining's** (lowest KLoM): `{found[1]}` ({found[0]:.2f}).")
+    utility = "test_acc" if modality == "image" else "qa_retain"
+    reference = value_of(rows.get("retrain", {}).get(utility))
+    if reference is not None:
+        kept = [n for n in methods if rows[n].get(utility) is not None and rows[n].get("time_ratio") is not None
+                and value_of(rows[n][utility]) >= reference - 0.01]
+        if kept:
+            cheapest = min(kept, key=lambda n: (value_of(rows[n]["time_ratio"]), n))
+            what = "test accuracy" if modality == "image" else "QA accuracy on retained people"
+            lines.append(f"- **Cheapest that keeps the retrained model's {what}** (within 1 point): `{cheapest}` "
+                         f"({value_of(rows[cheapest]['time_ratio']):.3f}× the retraining time).")
+    return lines
+
+
+def table_markdown(summaries: list[tuple[str, dict]]) -> list[str]:
+    order, columns, rows = merged_table(summaries)
+    several = len(summaries) > 1
+    head = ["model", *(header + (f" [{index + 1}]" if several else "") for header, _, _, _, index in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in order:
+        label = "**retrain (reference)**" if name == "retrain" else name
+        lines.append("| " + " | ".join([label, *(formatted(rows[name].get(key), scale, digits) for _, key, scale, digits, _ in columns)]) + " |")
+    lines.append("")
+    for index, (file, summary) in enumerate(summaries):
+        seeds = ", ".join(map(str, summary["seeds"]))
+        floors = "; ".join(f"{key.removesuffix('_retrain_vs_retrain').replace('_', ' ')} floor {value:.3f}" for key, value in summary["floors"].items())
+        lines.append(f"{f'[{index + 1}] ' if several else ''}`{summary['command']}` — seeds {seeds}; {summary['machine']}; {summary['date']}; "
+                     f"results/{file}" + (f". Retrained against retrained: {floors}." if floors else "."))
+        lines.append("")
+    lines += ["Which method when:", "", *guide(order, rows, summaries[0][1]["modality"]), ""]
+    return lines
+
+
+def build(results: Path) -> str:
+    files = sorted(results.glob("*.json"))
+    if not files:
+        fail(f"no summaries in {results}; make one with `python scripts/leaderboard.py add RUN_DIR ...`")
+    groups: dict[tuple, list[tuple[str, dict]]] = {}
+    for path in files:
+        summary = read_json(path)
+        groups.setdefault((summary["modality"], summary["preset"], summary["scenario"]), []).append((path.name, summary))
+    lines = ["# Leaderboard", "",
+             "Generated by `python scripts/leaderboard.py build` from the summaries in `results/`; do not edit by hand. "
+             "Each table compares every method with the model retrained without the forget set (the gold standard): "
+             "accuracies in %, avg gap = mean |difference| to the retrained model over the accuracies (and, for images, the MIA), "
+             "× retrain = time as a fraction of retraining. Methods are sorted by avg gap. The evidence columns are defined in "
+             "[evaluation.md](evaluation.md); dated experiments are in [history.md](history.md).", ""]
+    for (modality, preset, scenario), summaries in sorted(groups.items()):
+        lines += [f"## {summaries[0][1]['title']}", "", f"{modality}, preset `{preset}`, forget `{scenario}`.", ""]
+        lines += table_markdown(summaries)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="what", required=True)
+    add = commands.add_parser("add", help="summarize a run folder into results/NAME.json")
+    add.add_argument("run_dir", type=Path)
+    add.add_argument("--name", required=True, help="the summary's file name, without .json")
+    add.add_argument("--title", required=True, help="the table's heading")
+    add.add_argument("--command", required=True, help="the command that made the run, as a reader would type it")
+    add.add_argument("--results", type=Path, default=ROOT / "results")
+    make = commands.add_parser("build", help="write docs/leaderboard.md from results/")
+    make.add_argument("--results", type=Path, default=ROOT / "results")
+    make.add_argument("--out", type=Path, default=ROOT / "docs" / "leaderboard.md")
+    make.add_argument("--check", action="store_true", help="exit 1 if the file would change")
+    args = parser.parse_args()
+    if args.what == "add":
+        summary = summarize(args.run_dir, args.name, args.title, args.command)
+        args.results.mkdir(parents=True, exist_ok=True)
+        path = args.results / f"{args.name}.json"
+        path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {path} ({len(summary['rows'])} rows, seeds {summary['seeds']})")
+        return
+    text = build(args.results)
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date: run python scripts/leaderboard.py build", file=sys.stderr)
+            raise SystemExit(1)
+        print(f"{args.out} is up to date")
+        return
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

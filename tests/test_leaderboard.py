@@ -1,0 +1,73 @@
+"""docs/leaderboard.md is generated from results/ and regenerates byte for byte; the script
+summarizes run folders (one seed or several) and reads its guide off the table."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "leaderboard.py"
+
+
+@pytest.fixture(scope="module")
+def leaderboard():
+    spec = importlib.util.spec_from_file_location("leaderboard", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_leaderboard_is_what_results_generate(leaderboard):
+    assert (ROOT / "docs" / "leaderboard.md").read_text(encoding="utf-8") == leaderboard.build(ROOT / "results")
+
+
+def row(name, test, gap, ratio, **extra):
+    return {"name": name, "forget_acc": 0.8, "retain_acc": 0.99, "test_acc": test, "mia": 0.5, "avg_gap": gap, "time_ratio": ratio, **extra}
+
+
+def run_folder(folder: Path, seed: int, rows: list[dict], evidence: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {"preset": "default", "seed": seed, "machine": "AMD EPYC, fp32", "split": {"spec": "random:0.1"}, "evidence": evidence or {}, "rows": rows}
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_a_single_seed_run_becomes_a_table_sorted_by_gap_with_its_guide(leaderboard, tmp_path):
+    rows = [row("original", 0.76, 0.05, 1.0), row("retrain", 0.75, 0.0, 1.0),
+            row("slow-close", 0.752, 0.010, 0.5, neurips_score=0.10), row("fast-close", 0.745, 0.020, 0.1, neurips_score=0.15),
+            row("fast-far", 0.70, 0.050, 0.05)]
+    run = run_folder(tmp_path / "run", 0, rows, {"klom_retrain_vs_retrain": {"mean": 6.4, "models_per_side": 4}})
+    summary = leaderboard.summarize(run, "x", "CIFAR-10", "unlearnkit run --methods all")
+    assert summary["seeds"] == [0] and summary["floors"] == {"klom_retrain_vs_retrain": 6.4} and summary["machine"] == "AMD EPYC, fp32"
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "x.json").write_text(json.dumps(summary))
+    text = leaderboard.build(tmp_path / "results")
+    order = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert order == ["**retrain (reference)**", "original", "slow-close", "fast-close", "fast-far"]
+    assert "**Closest to retraining on average** (lowest avg gap): `slow-close` (0.010)" in text
+    assert "(highest NeurIPS score): `fast-close` (0.150)" in text
+    # fast-far is the cheapest, but 5 points below the retrained model's test accuracy
+    assert "(within 1 point): `fast-close` (0.100× the retraining time)" in text
+    assert "klom floor 6.400" in text and "`unlearnkit run --methods all` — seeds 0; AMD EPYC, fp32" in text
+
+
+def test_several_seeds_give_mean_and_sd_and_two_summaries_share_one_table(leaderboard, tmp_path):
+    out = tmp_path / "seeds"
+    for seed, test in ((0, 0.74), (1, 0.76)):
+        run_folder(out / f"seed{seed}", seed, [row("retrain", test, 0.0, 1.0), row("finetune", test - 0.01, 0.02, 0.1)])
+    (out / "results.json").write_text(json.dumps({"seeds": [0, 1], "runs": ["seed0/results.json", "seed1/results.json"]}))
+    summary = leaderboard.summarize(out, "a", "CIFAR-10", "unlearnkit run --seeds 0,1")
+    finetune = next(r for r in summary["rows"] if r["name"] == "finetune")
+    assert finetune["test_acc"]["mean"] == pytest.approx(0.74) and finetune["test_acc"]["sd"] == pytest.approx(0.01414, abs=1e-4)
+    evidence = leaderboard.summarize(run_folder(tmp_path / "full", 0, [row("retrain", 0.75, 0.0, 1.0), row("finetune", 0.74, 0.03, 0.1, neurips_score=0.06)]),
+                                     "b", "CIFAR-10", "unlearnkit run --evidence full")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "a.json").write_text(json.dumps(summary))
+    (results / "b.json").write_text(json.dumps(evidence))
+    text = leaderboard.build(results)
+    assert text.count("## CIFAR-10") == 1  # same modality, preset and scenario: one table
+    assert "| test [1] |" in text and "| NeurIPS score [2] |" in text
+    assert "| finetune | 80.0 ± 0.0 | 99.0 ± 0.0 | 74.0 ± 1.4 |" in text
