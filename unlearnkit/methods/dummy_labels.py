@@ -1,3 +1,18 @@
+"""Dummy labels: the seed study's relabelling method.
+
+Reference: none — the seed study (an unpublished write-up whose table docs/results.md quotes in
+"Against the seed study's table") published no code; this is the seed's own implementation of
+its description: each forget image takes the original model's highest-scoring wrong class as
+its label ("dummy label"), then the model is fine-tuned on those together with retain images.
+Close to random relabelling (Golatkar et al. 2020's baseline; SalUn's random labels), with the
+most confusable class in place of a random one.
+
+Departures from the reference (each with its reason):
+- none: the rule is the seed's own. Each step mixes `forget_batch` relabelled forget images
+  into a batch of retain images; one cross-entropy over the mixed batch; the kit's SGD (Nesterov
+  momentum) with cosine decay.
+"""
+
 import torch
 
 from unlearnkit.methods import register_method

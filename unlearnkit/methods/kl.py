@@ -1,3 +1,20 @@
+"""KL: the seed study's distillation method, after Bad Teacher (Chundawat et al., "Can Bad
+Teaching Induce Forgetting? Unlearning in Deep Networks Using an Incompetent Teacher", AAAI 2023).
+
+Reference: none — the seed study (an unpublished write-up, see docs/results.md "Against the
+seed study's table") published no code; this is the seed's own variant of Bad Teacher
+(vikram2000b/bad-teaching-unlearning; our faithful version of it is `bad-teacher`): the student
+starts from the original and matches the original's softened outputs on retain images, as Bad
+Teacher's competent teacher, while on forget images it is pulled to the uniform output by
+KL(uniform ‖ student) where Bad Teacher matches a randomly initialized (incompetent) teacher.
+The two terms are summed, the forget term weighted by `forget_weight`, over one forward pass of
+the retain and forget images of a step together (batch-norm statistics shared), each term
+averaged over its images; the retain term is KL(teacher_T ‖ student_T) × T².
+
+Departures from the reference (each with its reason):
+- none: the rule is the seed's own; the kit's SGD (Nesterov momentum) with cosine decay.
+"""
+
 import torch
 from pydantic import Field
 
@@ -7,7 +24,9 @@ from unlearnkit.train import Source, fit
 
 
 class KLConfig(FitConfig):
-    forget_weight: float = Field(0.5, json_schema_extra=searched(0.05, 2.0, log=True), ge=0, description="weight of the forget term against the retain term (chosen on val from 0.1, 0.3, 0.5, 1.0)")
+    """Defaults: `forget_weight` 0.5, chosen on val from 0.1, 0.3, 0.5 and 1.0."""
+
+    forget_weight: float = Field(0.5, json_schema_extra=searched(0.05, 2.0, log=True), ge=0, description="weight of the forget term (KL from uniform) against the retain term")
     temperature: float = Field(1.0, json_schema_extra=searched(0.5, 8.0, log=True), gt=0, description="softening of the teacher's retain outputs")
 
 

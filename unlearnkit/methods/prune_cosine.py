@@ -1,3 +1,17 @@
+"""Prune-cosine: the seed study's future work, prune-l1 with a cosine-similarity criterion.
+
+Reference: none — the seed study (an unpublished write-up) proposed it as future work, without
+code; this is the seed's own implementation. The rule: for each prunable group's layer, each
+filter's mean response (its output map before the batch norm) over the images of each class is
+taken on the forget set and on a seeded sample of `probe` retain images; over the classes the
+forget set holds, the filter's two [classes × height × width] responses, flattened, give a
+cosine similarity. The `ratio` of filters least similar (per layer, or over all layers with
+scope "global") are removed and the model recovers on the retain set as in prune-l1.
+
+Departures from the reference (each with its reason):
+- none: the rule is the seed's own; the recovery is prune-l1's.
+"""
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -9,7 +23,9 @@ from unlearnkit.train import Source, autocast, model_device, to_float
 
 
 class PruneCosineConfig(PruneL1Config):
-    ratio: float = Field(0.5, json_schema_extra=searched(0.1, 0.8), ge=0, lt=1, description="fraction of filters removed: those whose responses on forget images are least like their responses on retain images (chosen on val from 0.3, 0.5)")
+    """Defaults: `ratio` 0.5, chosen on val from 0.3 and 0.5."""
+
+    ratio: float = Field(0.5, json_schema_extra=searched(0.1, 0.8), ge=0, lt=1, description="fraction of filters removed, those least similar between forget and retain responses")
     probe: int = Field(2500, ge=10, description="retain images (a seeded sample) whose responses the forget set's are compared with")
 
 

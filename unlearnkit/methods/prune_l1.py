@@ -1,3 +1,20 @@
+"""Prune-L1: the seed study's "CNN pruning" method.
+
+Reference: none — the seed study (an unpublished write-up, see docs/results.md "Against the
+seed study's table") published no code; this is the seed's own implementation of its
+description, filter pruning by L1 norm (Li et al., "Pruning Filters for Efficient ConvNets",
+ICLR 2017) followed by an L1-penalized recovery on the retain set (as in l1-sparse, Jia et al.,
+"Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023). The rule: in each prunable
+group (a convolution and the batch norm after it; a ResNet's stem is left whole), the `ratio`
+of filters with the smallest L1 norm (scope "layer"; with scope "global", the smallest mean |w|
+over all layers) get their kernel, bias and the batch norm's scale and shift set to zero and held
+there; then cross-entropy + `l1` × Σ|w| over the weight matrices and kernels trains the rest on
+the retain set.
+
+Departures from the reference (each with its reason):
+- none: the rule is the seed's own; the kit's SGD (Nesterov momentum) with cosine decay.
+"""
+
 from typing import Literal
 
 import torch
@@ -12,9 +29,11 @@ from unlearnkit.train import fit
 
 
 class PruneL1Config(FitConfig):
-    ratio: float = Field(0.5, json_schema_extra=searched(0.1, 0.8), ge=0, lt=1, description="fraction of filters removed (chosen on val from 0.3, 0.5)")
+    """Defaults: `ratio` 0.5, chosen on val from 0.3 and 0.5."""
+
+    ratio: float = Field(0.5, json_schema_extra=searched(0.1, 0.8), ge=0, lt=1, description="fraction of filters removed")
     scope: Literal["layer", "global"] = Field("layer", description="rank filters within each layer, or across all layers by mean |w|")
-    l1: float = Field(5e-5, json_schema_extra=searched(1e-06, 0.001, log=True), ge=0, description="weight of the L1 penalty on weights during the recovery fine-tune")
+    l1: float = Field(5e-5, json_schema_extra=searched(1e-06, 0.001, log=True), ge=0, description="weight of the L1 penalty (sum of |w| over weight matrices and kernels) in the recovery")
 
 
 def conv_bn_pairs(model: nn.Module, method: str = "pruning") -> list[tuple[str, nn.Module, str | None, nn.Module | None]]:

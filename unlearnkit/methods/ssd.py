@@ -1,3 +1,24 @@
+"""Selective Synaptic Dampening (Foster, Schoepf and Brintrup, "Fast Machine Unlearning Without
+Retraining Through Selective Synaptic Dampening", AAAI 2024).
+
+Reference: if-loops/selective-synaptic-dampening @ cdfdc0e35c1908e032a6e150d882b0fa17833f85,
+src/ssd.py lines 151-180 (`calc_importance`: the squared gradient of the batch-mean cross-entropy,
+summed over the loader's batches and divided by their number) and lines 182-217 (`modify_weight`:
+where forget importance > selection_weighting × full importance, multiply the parameter by
+min(dampening_constant × full importance / forget importance, 1)); src/forget_random_strategies.py
+lines 311-345 (`ssd_tuning`: lower_bound 1, exponent 1, model in eval mode, forget importances
+then full-training-set importances); src/forget_random_main.py lines 120-148 (the full training set
+is the retain set followed by the forget set in one unshuffled loader of batch 128; forget loader
+batch 128; dampening_constant λ = 1, selection_weighting α = 10).
+
+Departures from the reference (each with its reason):
+- none in the update rule. The training-data importances are cached per original model and data
+  (they depend on nothing else), which changes no value.
+
+Options of ours (off by default): `select` — choose α from the data (a quantile of the importance
+ratios) instead of the fixed α, with λ scaled by the same factor.
+"""
+
 from pathlib import Path
 
 import safetensors.torch
@@ -12,30 +33,43 @@ from unlearnkit.train import Source, autocast, model_device, to_float
 
 
 class SSDConfig(MethodConfig):
-    alpha: float | None = Field(None, gt=0, description="selection: dampen parameters whose forget importance exceeds alpha × their training-data importance (the paper's 10); None: chosen from the data, see `select`")
-    select: float = Field(0.03, json_schema_extra=searched(0.005, 0.3, log=True), gt=0, lt=1, description="with alpha None, alpha is the (1 − select) quantile of the importance ratios, so this share of the parameter entries is dampened whatever the rounding of the CPU's kernels. A forget set that the model fits with near-zero loss (small, or memorized outliers) carries little gradient and ranks few parameters well: there it took 0.1 to forget (the contract task)")
-    lam: float | None = Field(None, gt=0, description="dampening: multiply by min(lam × training importance / forget importance, 1) (the paper's 1 with its alpha of 10); None: lam = alpha / 10, the paper's proportion, so a parameter at the selection edge keeps a tenth of its value")
-    batch_size: int = Field(64, ge=1, description="batch size of the gradient estimates; the same for both importances")
+    """SSD's hyperparameters. A fixed α is knife-edge on small or memorized forget sets (the
+    ratios' scale moves with the forget set's share of the data and with the kernels' rounding):
+    `select` picks α as a quantile of the ratios instead."""
+
+    alpha: float = Field(10.0, json_schema_extra=searched(1.0, 100.0, log=True), gt=0, description="selection weighting α: dampen entries whose forget importance exceeds α × their training importance")
+    lam: float = Field(1.0, gt=0, description="dampening constant λ: scale a selected entry by min(λ × training importance / forget importance, 1)")
+    batch_size: int = Field(128, ge=1, description="images per gradient of both importance estimates")
+    select: float | None = Field(None, gt=0, lt=1, description="ours, off (None): α = the (1 − select) quantile of the importance ratios and λ × α/10")
 
 
 def importances(model, sources: list[Source], batch_size: int, precision: str = "auto") -> dict[str, torch.Tensor]:
-    """Diagonal Fisher information estimate: the mean over batches of the squared gradient of
-    the cross-entropy, per parameter (eval mode, so batch-norm statistics stay fixed)."""
+    """Diagonal Fisher information estimate: the squared gradient of the batch-mean cross-entropy,
+    summed over batches of `batch_size` taken in order from the concatenation of `sources` (a
+    batch may straddle two sources, as in the reference's ConcatDataset loader) and divided by
+    the number of batches. Eval mode: batch-norm statistics stay fixed."""
     model.eval()
     device = model_device(model)
     total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in model.named_parameters()}
-    batches = 0
-    for source in sources:
-        for start in range(0, len(source), batch_size):
-            x, y = source.batch(torch.arange(start, min(start + batch_size, len(source))))
-            model.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                loss = F.cross_entropy(model(to_float(x)), y)
-            loss.backward()
-            for name, p in model.named_parameters():
-                if p.grad is not None:
-                    total[name] += p.grad.detach().float() ** 2
-            batches += 1
+    sizes = [len(source) for source in sources]
+    count, batches = sum(sizes), 0
+    for start in range(0, count, batch_size):
+        xs, ys, offset = [], [], 0
+        for source, size in zip(sources, sizes):
+            low, high = max(start - offset, 0), min(start + batch_size - offset, size)
+            if low < high:
+                x, y = source.batch(torch.arange(low, high))
+                xs.append(to_float(x))
+                ys.append(y)
+            offset += size
+        model.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            loss = F.cross_entropy(model(torch.cat(xs)), torch.cat(ys))
+        loss.backward()
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                total[name] += p.grad.detach().float() ** 2
+        batches += 1
     model.zero_grad(set_to_none=True)
     return {name: value / max(batches, 1) for name, value in total.items()}
 
@@ -45,7 +79,7 @@ def cached_importances(model, task, batch_size: int) -> dict[str, torch.Tensor]:
     size: computed once, then read from the original model's store folder."""
     if task.cache_dir is None or not task.data_key:
         return importances(model, [task.retain, task.forget], batch_size, task.recipe.precision)
-    path = Path(task.cache_dir) / f"ssd-importances-{task.data_key[:16]}-b{batch_size}-{task.recipe.precision}.safetensors"
+    path = Path(task.cache_dir) / f"ssd-importances-{task.data_key[:16]}-b{batch_size}-concat-{task.recipe.precision}.safetensors"
     if path.is_file():
         return {k: v.to(model_device(model)) for k, v in safetensors.torch.load_file(str(path)).items()}
     values = importances(model, [task.retain, task.forget], batch_size, task.recipe.precision)
@@ -53,29 +87,27 @@ def cached_importances(model, task, batch_size: int) -> dict[str, torch.Tensor]:
     return values
 
 
-PAPER_ALPHA_OVER_LAMBDA = 10.0  # the paper's alpha = 10, lambda = 1
+PAPER_ALPHA = 10.0  # the reference's selection weighting, to which its λ of 1 belongs
 
 
 def data_alpha(forget: dict[str, torch.Tensor], full: dict[str, torch.Tensor], select: float) -> float:
     """The α that selects the `select` share of parameter entries with the largest ratio of
-    forget to training importance. A fixed α is knife-edge: the ratios' scale moves with the
-    forget set's share of the training data and with the kernels' rounding, so one α
-    dampened nothing on one CPU and most of the network on another."""
+    forget to training importance."""
     ratios = torch.cat([(forget[name] / full[name].clamp_min(1e-30)).flatten() for name in forget])
     return float(torch.quantile(ratios.double()[torch.randperm(len(ratios), generator=torch.Generator().manual_seed(0))[:1_000_000]], 1 - select))
 
 
 @register_method("ssd", SSDConfig)
 def ssd(model, task, config: SSDConfig):
-    """Selective Synaptic Dampening (Foster et al., AAAI 2024): no training. Parameters far more
-    important to the forget set than to the training data (forget importance > alpha × training
-    importance) are scaled down in proportion to that ratio. By default alpha is chosen from the
-    data (the share `select` of parameter entries with the largest ratios) and lambda keeps the
-    paper's proportion to it."""
-    full = cached_importances(model, task, config.batch_size)
+    """Selective Synaptic Dampening (Foster et al., AAAI 2024): no training. Parameter entries
+    far more important to the forget set than to the training data (forget importance > α ×
+    training importance) are scaled by min(λ × training importance / forget importance, 1)."""
     forget = importances(model, [task.forget], config.batch_size, task.recipe.precision)
-    alpha = config.alpha or data_alpha(forget, full, config.select)
-    lam = config.lam or alpha / PAPER_ALPHA_OVER_LAMBDA
+    full = cached_importances(model, task, config.batch_size)
+    alpha, lam = config.alpha, config.lam
+    if config.select is not None:
+        alpha = data_alpha(forget, full, config.select)
+        lam = config.lam * alpha / PAPER_ALPHA
     with torch.no_grad():
         for name, p in model.named_parameters():
             selected = forget[name] > alpha * full[name]

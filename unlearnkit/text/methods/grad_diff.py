@@ -1,3 +1,17 @@
+"""Gradient difference (Liu, Liu, Stone: "Continual Learning and Private Unlearning", CoLLAs 2022;
+the TOFU baseline of Maini, Feng, Schwarzschild, Lipton, Kolter, COLM 2024).
+
+Reference: locuslab/tofu @ bdc209e, dataloader.py lines 101-111 (`grad_diff`: −forget NLL +
+retain NLL, each the model's mean token loss); the same as locuslab/open-unlearning @ d3d7cf9,
+src/trainer/unlearn/grad_diff.py lines 41-60 (γ·(−forget NLL) + α·retain NLL) with
+configs/trainer/GradDiff.yaml lines 5-8 (γ 1, α 1: our defaults).
+
+Departures from the reference (each with its reason):
+- none in the update rule; epochs, learning rate, its cosine schedule, weight decay and the
+  retain rows per step are tuned for our presets (the reference pairs one retain row with each
+  forget row; the two terms are separate means, so this changes only the retain term's noise).
+"""
+
 from pydantic import Field
 
 from unlearnkit.methods import register_method
@@ -7,7 +21,7 @@ from unlearnkit.train import fit
 
 
 class GradDiffConfig(LMConfig):
-    forget_weight: float = Field(1.0, json_schema_extra=searched(0.1, 2.0, log=True), ge=0, description="weight of the ascended forget loss against the descended retain loss")
+    forget_weight: float = Field(1.0, json_schema_extra=searched(0.1, 2.0, log=True), ge=0, description="weight γ of the ascended forget loss (the retain loss has weight 1)")
 
 
 @register_method("grad-diff", GradDiffConfig, modality="text")

@@ -1,3 +1,15 @@
+"""Gradient ascent (Jang, Yoon, Yang, Cha, Lee, Logeswaran, Seo: "Knowledge Unlearning for
+Mitigating Privacy Risks in Language Models", ACL 2023; the TOFU baseline).
+
+Reference: locuslab/tofu @ bdc209e, dataloader.py lines 93-99 (`grad_ascent`: the negated mean
+token NLL of the forget rows, nothing else); the same as locuslab/open-unlearning @ d3d7cf9,
+src/trainer/unlearn/grad_ascent.py lines 5-14.
+
+Departures from the reference (each with its reason):
+- none in the update rule; epochs, learning rate, its cosine schedule and weight decay are
+  tuned for our presets.
+"""
+
 from unlearnkit.methods import register_method
 from unlearnkit.text.methods.common import LMConfig, token_nll
 from unlearnkit.train import Source, fit
