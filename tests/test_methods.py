@@ -244,18 +244,6 @@ def test_synthetic_proxy_never_reads_the_forget_images(memorized):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_error_maximizing_noise_raises_the_loss(memorized):
-    from unlearnkit.methods.synthetic_proxy import SyntheticProxyConfig, error_maximizing_noise
-
-    model, task = memorized
-    labels = task.forget.y
-    noise = error_maximizing_noise(model, labels, tuple(task.retain.x.shape[1:]), SyntheticProxyConfig(proxy_steps=30), seed=0)
-    assert noise.dtype == torch.uint8 and noise.shape == task.forget.x.shape
-    start = (torch.rand(noise.shape, generator=torch.Generator().manual_seed(0)) * 255).round().to(torch.uint8)
-    loss = lambda x: torch.nn.functional.cross_entropy(predict_logits(model, x), labels).item()  # noqa: E731
-    assert loss(noise) > loss(start) + 1.0
-
-
 def test_overrides_from_the_command_line():
     from unlearnkit.methods import parse_overrides
 
@@ -298,7 +286,8 @@ def test_method_resumes_after_a_crash_bitwise(memorized, tmp_path, name):
             raise Crash()
 
     model, task = memorized
-    config = tiny_config(name, epochs=1)
+    # rni splits its pass into 9 stages of about one step each here, under the checkpoint's interval
+    config = tiny_config(name, epochs=1, **({"stages": 2, "full_stages": 1} if name == "rni" else {}))
     path = tmp_path / "method.checkpoint.safetensors"
     uninterrupted = run_method(name, model, task, config).model.state_dict()
     with pytest.raises(Crash):

@@ -50,7 +50,8 @@ class Recipe(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
-    schedule: Literal["cosine", "onecycle", "constant"] = "onecycle"
+    schedule: Literal["cosine", "onecycle", "constant", "epoch-cosine"] = Field(
+        "onecycle", description="onecycle (warm-up, linear decay), cosine (per step), constant, or epoch-cosine (cosine stepped once per epoch)")
     warmup: float = Field(0.2, ge=0, lt=1, description="fraction of steps spent ramping up the learning rate")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: bool = Field(False, description="random crop (4-pixel padding) and horizontal flip")
@@ -385,10 +386,12 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     return padded[batch, channel, rows, cols]
 
 
-def lr_factor(schedule: str, warmup: float, step: int, total: int) -> float:
+def lr_factor(schedule: str, warmup: float, step: int, total: int, steps_per_epoch: int = 1, epochs: float = 1.0) -> float:
     progress = step / max(total, 1)
     if schedule == "constant":
         return 1.0
+    if schedule == "epoch-cosine":
+        return 0.5 * (1 + math.cos(math.pi * (step // max(steps_per_epoch, 1)) / epochs))
     if progress < warmup:
         return (progress + 1 / max(total, 1)) / warmup
     rest = (progress - warmup) / max(1 - warmup, 1e-9)
@@ -526,7 +529,7 @@ def fit(
         say(f"[dim]{description}: resuming from step {done.step} of {total_steps} ({checkpoint.path})[/dim]")
 
     def one_step(state: TrainState) -> float:
-        state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps)
+        state.lr = recipe.lr * lr_factor(recipe.schedule, recipe.warmup, state.step, total_steps, steps_per_epoch, recipe.epochs)
         for group in optimizer.param_groups:
             group["lr"] = state.lr
         batch = orders.batch(recipe.augment)

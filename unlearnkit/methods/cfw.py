@@ -20,8 +20,6 @@ Options of ours (off by default): `relative_all_convs` — noise on every convol
 of each one's weight std; `per_image_weights` — each image's cross-entropy weighted by its class.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -30,7 +28,7 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, searched
-from unlearnkit.train import Recipe, Source, StreamSource, fit, make_optimizer
+from unlearnkit.train import Recipe, Source, StreamSource, fit
 
 
 class CFWConfig(FitConfig):
@@ -46,7 +44,8 @@ class CFWConfig(FitConfig):
     per_image_weights: bool = Field(False, description="weight each image's cross-entropy by its class weight (ours), not the batch by its mean weight")
 
     def recipe(self, task) -> Recipe:
-        return super().recipe(task).model_copy(update={"nesterov": False, "schedule": "constant"})
+        # CosineAnnealingLR(T_max=epochs) stepped once per epoch
+        return super().recipe(task).model_copy(update={"nesterov": False, "schedule": "epoch-cosine", "warmup": 0.0})
 
 
 def confused_layers(model: nn.Module, relative_all_convs: bool) -> list[nn.Module]:
@@ -91,17 +90,11 @@ def noisy_class_weighted(model, task, config: CFWConfig):
     add_noise(layers, config.noise, generator, config.relative_all_convs)
     weights = class_weights(task.retain, task.num_classes).to(next(model.parameters()).device)
     recipe = config.recipe(task)
-    optimizer = make_optimizer(model, recipe)
     steps_per_pass = max(len(task.retain) // min(recipe.batch_size, len(task.retain)), 1)
     total_steps = max(round(recipe.epochs * steps_per_pass), 1)
     late_step = total_steps - steps_per_pass  # after it, the last pass begins
 
     def weighted(model, batch, state):
-        # CosineAnnealingLR(T_max=epochs) stepped once per epoch: the rate is set here, after fit
-        # set the recipe's constant one, so that it changes once per pass
-        state.lr = config.lr * 0.5 * (1 + math.cos(math.pi * (state.step // steps_per_pass) / config.epochs))
-        for group in optimizer.param_groups:
-            group["lr"] = state.lr
         x, y = batch["data"]
         logits = model(x)
         state.correct += int((logits.argmax(1) == y).sum())
@@ -114,5 +107,5 @@ def noisy_class_weighted(model, task, config: CFWConfig):
         if late_step > 0 and state.step == late_step:
             add_noise(layers, config.late_noise, generator, config.relative_all_convs)
 
-    fit(model, task.retain, recipe, seed=task.seed, loss=weighted, on_step=late_noise, optimizer=optimizer, checkpoint=task.checkpoint, description="cfw")
+    fit(model, task.retain, recipe, seed=task.seed, loss=weighted, on_step=late_noise, checkpoint=task.checkpoint, description="cfw")
     return model

@@ -17,13 +17,11 @@ every step instead of once per epoch.
 
 from __future__ import annotations
 
-import math
-
 from pydantic import Field
 
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, searched
-from unlearnkit.train import Recipe, fit, make_optimizer
+from unlearnkit.train import Recipe, fit
 
 
 class FinetuneConfig(FitConfig):
@@ -35,11 +33,11 @@ class FinetuneConfig(FitConfig):
     smooth_cosine: bool = Field(False, description="ours: lower the learning rate along the cosine at every step instead of once per epoch")
 
     def recipe(self, task) -> Recipe:
-        """The kit's optimizer: SGD with momentum and weight decay, no Nesterov; the cosine is
-        applied per epoch by `finetune` (per step with `smooth_cosine`)."""
+        """The kit's optimizer: SGD with momentum and weight decay, no Nesterov, the cosine
+        lowered once per epoch (per step with `smooth_cosine`)."""
         return Recipe(
             epochs=self.epochs, batch_size=task.recipe.batch_size, lr=self.lr, momentum=self.momentum, nesterov=False,
-            weight_decay=self.weight_decay, schedule="cosine" if self.smooth_cosine else "constant", warmup=0.0,
+            weight_decay=self.weight_decay, schedule="cosine" if self.smooth_cosine else "epoch-cosine", warmup=0.0,
             precision=task.recipe.precision,
         )
 
@@ -48,16 +46,5 @@ class FinetuneConfig(FitConfig):
 def finetune(model, task, config: FinetuneConfig):
     """Continue training on the retain set only (the NeurIPS 2023 kit's baseline): SGD, the
     learning rate lowered along a cosine once per epoch."""
-    recipe = config.recipe(task)
-    if config.smooth_cosine:
-        fit(model, task.retain, recipe, seed=task.seed, checkpoint=task.checkpoint, description="finetune")
-        return model
-    # CosineAnnealingLR(T_max=epochs), stepped after each epoch: epoch e runs at lr × (1 + cos(π e / epochs)) / 2,
-    # through one optimizer whose momentum carries over from epoch to epoch.
-    optimizer = make_optimizer(model, recipe)
-    rounds = math.ceil(config.epochs)
-    for epoch in range(rounds):
-        factor = 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
-        part = recipe.model_copy(update={"epochs": min(1.0, config.epochs - epoch), "lr": config.lr * factor})
-        fit(model, task.retain, part, seed=task.seed + epoch, checkpoint=task.checkpoint, optimizer=optimizer, description=f"finetune {epoch + 1}/{rounds}")
+    fit(model, task.retain, config.recipe(task), seed=task.seed, checkpoint=task.checkpoint, description="finetune")
     return model

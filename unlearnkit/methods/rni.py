@@ -101,9 +101,10 @@ def reset_noise_increment(model, task, config: RNIConfig):
                 spread = (p.std() if p.numel() > 1 else p.abs()) if config.relative_noise else 1.0
                 p.add_(torch.randn(p.shape, generator=generator).to(p.device, p.dtype) * (config.noise * spread))
         frozen = {name: torch.zeros_like(params[name], dtype=torch.bool) for name in candidates if name not in chosen}
-        fit(model, task.retain, recipe, seed=task.seed + stage, mask=frozen, description=f"rni (stage {stage + 1})")
+        fit(model, task.retain, recipe, seed=task.seed + stage, mask=frozen, checkpoint=task.checkpoint, description=f"rni (stage {stage + 1})")
     first_full = config.stages - config.full_stages
     for stage in range(first_full, config.stages):
-        last = stage == config.stages - 1
-        fit(model, task.retain, recipe, seed=task.seed + stage, checkpoint=task.checkpoint if last else None, description=f"rni (stage {stage + 1})")
+        # each stage checkpoints under its own identity; started again after a crash, the stages
+        # run again from the start as they did (seeded), so the result is the same bitwise
+        fit(model, task.retain, recipe, seed=task.seed + stage, checkpoint=task.checkpoint, description=f"rni (stage {stage + 1})")
     return model
