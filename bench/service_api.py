@@ -116,7 +116,7 @@ def main() -> None:
         else:
             location, n_train = throwaway_ledger(Path(tmp))
             book = Ledger.open(location)
-        token = book.create_token("bench", "bench")
+        token = book.create_token("bench", "bench", scope="submit")
         process, url = start_api(location, env)
         try:
             result = asyncio.run(post_load(url, token, args.requests, args.concurrency, n_train))

@@ -20,7 +20,7 @@ step unlearnkit ledger register "$WORK/deployed.safetensors" --data "$DATA" --tr
 step unlearnkit ledger subjects "$WORK/subjects/subjects.csv"
 
 # The HTTP API, with a bearer token (printed once, stored hashed)
-TOKEN=$(unlearnkit ledger token create walkthrough)
+TOKEN=$(unlearnkit ledger token create walkthrough --scope admin)
 unlearnkit serve-api --port "$PORT" & API=$!
 trap 'kill $API 2>/dev/null' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done

@@ -130,9 +130,11 @@ def test_failed_verdict_goes_to_retraining_and_no_forgotten_image_comes_back(led
     forgotten = {0, 1, 2, 3, 4, 5, 100, 101}
     versions = all_versions(ledger)
     assert [v.kind for v in versions] == ["trained", "unlearned", "retrained"]
-    for version in versions[1:]:
-        assert not forgotten & set(ledger.train_ids(version).tolist())
-        assert ledger.train_ids(version).size == N_TRAIN - len(forgotten)
+    # the original held them and the failed version may still recognise them: both purged
+    assert [v.purged is not None for v in versions] == [True, True, False]
+    assert not ledger.path(versions[0].path).exists() and not ledger.path(versions[1].path).exists()
+    assert not forgotten & set(ledger.train_ids(versions[2]).tolist())
+    assert ledger.train_ids(versions[2]).size == N_TRAIN - len(forgotten)
     assert versions[2].excluded_subjects == ["person-0", "person-1"]
     # a later batch, served from the retrained model, does not bring them back either
     ledger.submit("test", "r3", sample_ids=[200])
@@ -376,7 +378,7 @@ def test_api_needs_a_token_and_refuses_bad_input_without_writing(ledger):
 
     from unlearnkit.service.api import create_app
 
-    token = ledger.create_token("tester", "test")
+    token = ledger.create_token("tester", "test", scope="admin")
     client = TestClient(create_app(ledger))
     endpoints = [("post", "/requests"), ("get", "/requests/x"), ("get", "/models"), ("get", "/ledger/verify"), ("get", "/"), ("get", "/reports/actions/1/report.html")]
     head = ledger.verify()[1]
@@ -399,7 +401,7 @@ def test_api_needs_a_token_and_refuses_bad_input_without_writing(ledger):
         assert answer.status_code == code and message in answer.json()["error"] and "\n" not in answer.json()["error"], answer.text
     for path in ("/reports/..%2f..%2f..%2fetc%2fpasswd", "/reports/%2e%2e/%2e%2e/ledger.db", "/reports/models/x"):
         answer = client.get(path, headers=auth)
-        assert answer.status_code in (400, 404) and "root:" not in answer.text, path
+        assert answer.status_code == 404 and "root:" not in answer.text, path
     assert ledger.verify() == ([], head) and statuses(ledger) == {}
     first = client.post("/requests", headers=auth, json={"request_id": "web-1", "subjects": ["person-2"]})
     assert first.status_code == 201 and first.json()["images"] == 3 and first.json()["status"] == "pending"
@@ -425,7 +427,7 @@ def test_a_thousand_concurrent_posts_are_each_recorded_once(ledger, location, tm
     import asyncio
 
     bench = load_bench()
-    token = ledger.create_token("load", "test")
+    token = ledger.create_token("load", "test", scope="submit")
     process, url = bench.start_api(location)
     try:
         result = asyncio.run(bench.post_load(url, token, n=1000, concurrency=50, n_train=N_TRAIN))
@@ -456,7 +458,7 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
     retrain(ledger, "test")
     ledger.submit("test", "overdue", sample_ids=[50], received=(datetime.now(timezone.utc) - timedelta(days=40)).isoformat(timespec="microseconds"))
     ledger.submit("test", "waiting", sample_ids=[51])
-    token = ledger.create_token("browser", "test")
+    token = ledger.create_token("browser", "test", scope="read")
     bench = load_bench()
     process, url = bench.start_api(location)
     try:
@@ -464,6 +466,9 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
             page.goto(f"{url}/ledger/verify")
             assert "missing or wrong bearer token" in page.locator("body").inner_text()
             page.goto(f"{url}/?token={token}")
+            assert "missing or wrong bearer token" in page.locator("body").inner_text()  # a token in the URL is not taken
+            assert page.request.post(f"{url}/session", form={"token": token}, max_redirects=0).status == 303  # the login sets the cookie
+            page.goto(f"{url}/")
             assert page.locator("h1").inner_text() == "unlearnkit deletion requests"
             open_rows = page.locator("table").nth(1).locator("tr").all_inner_texts()[1:]
             assert [row.split("\t")[0] for row in open_rows] == ["overdue", "waiting"]  # by time left
@@ -474,7 +479,7 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
             assert lineage == [["1", "trained"], ["2", "unlearned"], ["3 (deployed)", "retrained"]]
             assert "PASS verified" in page.locator("p").first.inner_text()
             screenshot(page, "dashboard")
-            page.locator("a", has_text="report").first.click()  # the cookie set by ?token= carries the session
+            page.locator("a", has_text="report").first.click()  # the cookie set by POST /session carries the session
             page.wait_for_load_state()
             assert page.locator("h1").inner_text() == "Deletion batch 1: verdict FAIL"
             assert page.locator("span.fail").count() >= 2 and images_rendered(page) and min(images_rendered(page)) > 300
@@ -501,3 +506,231 @@ def test_the_verdict_rule_each_check_can_fail_alone():
     assert failed(report(interval=(0.52, 0.6))) == ["lr-loss attack at chance"]
     assert failed(report(interval=(0.3, 0.46))) == ["lr-loss attack at chance"]  # over-forgotten: a giveaway too
     assert failed(report(interval=(0.3, 0.46)), n=100) and not [c for c in decide(report(interval=(0.3, 0.46)), 100, VerdictRule(attack_margin=0.05))["checks"] if not c["passed"]]
+
+
+# ---- hardening: what an attacker or a careless client could do ------------------------------
+
+
+def api_client(book: Ledger, base_url: str = "http://testserver", **kwargs):
+    from fastapi.testclient import TestClient
+
+    from unlearnkit.service.api import create_app
+
+    return TestClient(create_app(book, **kwargs), base_url=base_url)
+
+
+def bearer(book: Ledger, scope: str, name: str = "client") -> dict:
+    return {"Authorization": f"Bearer {book.create_token(name, 'test', scope=scope)}"}
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_a_served_deletion_purges_the_old_weights_and_no_route_reaches_them(ledger):
+    """The pre-deletion model is gone from disk once the deletion is served, and before that no
+    URL reaches weights, sidecars or training ids: reports are served by action id only."""
+    import os
+
+    from unlearnkit.store import sidecar_path
+
+    client = api_client(ledger)
+    auth = bearer(ledger, "admin")
+    old = all_versions(ledger)[0]
+    old_files = [ledger.path(old.path), sidecar_path(ledger.path(old.path)), ledger.path(old.train_ids_path)]
+    for path in (f"/reports/actions/../models/{old.sha256}.safetensors", f"/reports/actions/%2e%2e/models/{old.sha256}.json",
+                 f"/reports/actions/..%2ftrain-ids%2f{old.train_ids_sha256}.npy", f"/actions/..%2fmodels%2f{old.sha256}.safetensors/report.html",
+                 f"/models/{old.sha256}.safetensors", "/actions/1/report.html"):
+        answer = client.get(path, headers=auth)
+        assert answer.status_code == 404 and set(answer.json()) == {"error"}, (path, answer.status_code)
+    ledger.submit("test", "r1", subjects=["person-3"])
+    served = serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT)
+    assert served.deployed
+    assert [p.name for p in old_files if p.exists()] == []  # weights, sidecar and training ids of version 1
+    assert [m["purged"] is not None for m in client.get("/models", headers=auth).json()] == [True, False]
+    assert ledger.verify()[0] == []
+    report = client.get(f"/actions/{served.action}/report.html", headers=auth)
+    assert report.status_code == 200 and "Deletion batch" in report.text
+    assert client.get(f"/actions/{served.action}/report.json", headers=auth).json()["images"] == 3
+    # a link planted under actions/ does not serve what it points to
+    link = ledger.path(f"actions/{served.action}/report.json")
+    link.unlink()
+    os.symlink(ledger.path(all_versions(ledger)[1].path), link)
+    assert client.get(f"/actions/{served.action}/report.json", headers=auth).status_code == 404
+    # verify notices purged files that come back
+    link.unlink()
+    old_files[0].write_bytes(b"restored from a backup")
+    assert any("was purged" in p and "still on disk" in p for p in ledger.verify()[0])
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_the_retention_grace_period_holds_the_old_weights_then_purges_them(ledger):
+    from datetime import datetime, timezone
+
+    ledger.set_policy("test", keep_superseded_days=2)
+    ledger.submit("test", "r1", sample_ids=[4])
+    assert serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT).deployed
+    old = all_versions(ledger)[0]
+    assert ledger.path(old.path).exists() and ledger.verify()[0] == []  # within the grace period
+    in_three_days = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat(timespec="microseconds")
+    assert ledger.purge("test", at=now()) == []
+    assert ledger.purge("test", at=in_three_days) == [old.id]
+    assert not ledger.path(old.path).exists() and all_versions(ledger)[0].purged is not None
+    problems, head = ledger.verify()
+    assert problems == []
+    with ledger.read() as session:
+        from unlearnkit.service.db import LogEntry
+
+        last = session.get(LogEntry, head[0])
+        assert last.event == "models.purged" and json.loads(last.payload)["versions"] == [old.id]
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_scoped_tokens_and_revocation(ledger):
+    client = api_client(ledger)
+    alice, bob, reader, admin = bearer(ledger, "submit", "alice"), bearer(ledger, "submit", "bob"), bearer(ledger, "read", "reader"), bearer(ledger, "admin", "admin")
+    assert client.post("/requests", headers=alice, json={"request_id": "a-1", "sample_ids": [1]}).status_code == 201
+    assert client.get("/requests/a-1", headers=alice).status_code == 200
+    assert client.get("/requests/a-1", headers=bob).status_code == 404  # another submitter's request is not even confirmed
+    taken = client.post("/requests", headers=bob, json={"request_id": "a-1", "sample_ids": [1]})
+    assert taken.status_code == 409 and "sample" not in taken.text and "subjects" not in taken.json()
+    for path in ("/models", "/ledger/verify", "/", "/actions/1/report.html"):
+        assert client.get(path, headers=alice).status_code == 403, path
+    assert client.post("/requests", headers=reader, json={"sample_ids": [2]}).status_code == 403
+    assert client.get("/requests/a-1", headers=reader).status_code == 200 and client.get("/models", headers=reader).status_code == 200
+    token = alice["Authorization"][7:]
+    for query in (f"/requests/a-1?token={token}", f"/?token={token}"):
+        assert client.get(query).status_code == 401  # the token only in the header
+    listed = {t["name"]: t for t in ledger.tokens()}
+    assert [listed[n]["scope"] for n in ("alice", "reader", "admin")] == ["submit", "read", "admin"] and not listed["alice"]["revoked"]
+    ledger.revoke_token(listed["alice"]["id"], "test")
+    assert client.get("/requests/a-1", headers=alice).status_code == 401
+    assert ledger.verify()[0] == [] and [t["revoked"] for t in ledger.tokens() if t["name"] == "alice"] == [True]
+    with pytest.raises(UnlearnkitError, match="scope 'root' is unknown"):
+        ledger.create_token("x", "test", scope="root")
+    # the dashboard's cookie: read only, whatever the token, and Secure over TLS
+    admin_token = admin["Authorization"][7:]
+    assert client.post("/session", data={"token": "ulk_wrong"}, follow_redirects=False).status_code == 401
+    assert client.post("/session", data={"token": token}, follow_redirects=False).status_code == 401  # revoked
+    login = client.post("/session", data={"token": admin_token}, follow_redirects=False)
+    assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower() and "secure" not in login.headers["set-cookie"].lower()
+    assert client.get("/").status_code == 200 and client.post("/requests", json={"sample_ids": [3]}).status_code == 403
+    tls = api_client(ledger, base_url="https://testserver")
+    assert "secure" in tls.post("/session", data={"token": admin_token}, follow_redirects=False).headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_no_500_strict_types_bounded_input_and_auth_before_parsing(ledger):
+    client = api_client(ledger, max_body=4096)
+    auth = bearer(ledger, "admin")
+    head = ledger.verify()[1]
+    # without a token every route, known or not, and any body answers 401 in the app's shape
+    for verb, path, body in (("post", "/requests", b"{not json"), ("get", "/nowhere", b""), ("delete", "/requests/x", b""), ("post", "/models", b"x" * 10_000)):
+        answer = client.request(verb.upper(), path, content=body)
+        assert answer.status_code == 401 and set(answer.json()) == {"error"}, (verb, path, answer.text)
+    for verb, path, code in (("GET", "/nowhere", 404), ("DELETE", "/requests/x", 405), ("GET", "/requests/a%00b", 404), ("GET", "/requests/" + "x" * 5000, 404)):
+        answer = client.request(verb, path, headers=auth)
+        assert answer.status_code == code and set(answer.json()) == {"error"} and len(answer.text) < 400, (path, answer.text[:200])
+    refused = [
+        ({"sample_ids": [True]}, 422), ({"sample_ids": [2.0]}, 422), ({"sample_ids": ["5"]}, 422), ({"subjects": [5]}, 422),
+        ({"request_id": "٣٤", "sample_ids": [1]}, 400), ({"request_id": "rеq", "sample_ids": [1]}, 400), ({"request_id": "..", "sample_ids": [1]}, 400),
+        ({"request_id": "a/b", "sample_ids": [1]}, 400), ({"request_id": "x" * 129, "sample_ids": [1]}, 400),
+    ]
+    for body, code in refused:
+        answer = client.post("/requests", headers=auth, json=body)
+        assert answer.status_code == code and "\n" not in answer.json()["error"], (body, answer.text)
+    surrogate = client.post("/requests", headers={**auth, "content-type": "application/json"}, content=b'{"subjects": ["\\ud800"]}')
+    assert surrogate.status_code == 400 and "UTF-8" in surrogate.json()["error"]
+    huge = client.post("/requests", headers=auth, json={"request_id": "x" * 3000, "sample_ids": [1]})
+    assert huge.status_code in (400, 422) and len(huge.text) < 400
+    assert client.post("/requests", headers=auth, json={"request_id": "x" * 5000}).status_code == 413  # over max_body
+    chunked = client.post("/requests", headers=auth, content=iter([b'{"subjects": ["', b"a" * 5000, b'"]}']))
+    assert chunked.status_code == 413 and set(chunked.json()) == {"error"}
+    assert ledger.verify() == ([], head) and statuses(ledger) == {}
+    with pytest.raises(UnlearnkitError, match="deadline-days 4000000 is out of range"):
+        ledger.set_policy("test", deadline_days=4_000_000)
+    execute(ledger, "UPDATE state SET value = '{\"deadline_days\": 4000000}' WHERE key = 'policy'")
+    with pytest.raises(UnlearnkitError, match="deadline policy"):  # a ledger set so before the bound: a clear line, not an OverflowError
+        ledger.submit("test", "late", sample_ids=[1])
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_the_ledger_files_are_private_whatever_the_umask(ledger):
+    import os
+    import stat
+
+    ledger.submit("test", "r1", sample_ids=[9])
+    previous = os.umask(0o022)
+    try:
+        serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT)
+    finally:
+        os.umask(previous)
+    database = Path(ledger.location)
+    found = {database: stat.S_IMODE(database.stat().st_mode)}
+    for path in ledger.folder.rglob("*"):
+        found[path] = stat.S_IMODE(path.stat().st_mode)
+    found[ledger.folder] = stat.S_IMODE(ledger.folder.stat().st_mode)
+    loose = {str(p): oct(m) for p, m in found.items() if m != (0o700 if p.is_dir() else 0o600)}
+    assert loose == {} and len(found) > 6
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_the_cli_gives_one_line_for_a_bad_database_keeps_the_policy_and_prints_brackets(tmp_path):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello, this is not a database\n" * 50)
+    done = run_cli("ledger", "status", "--ledger", str(text_file))
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "file is not a database" in done.stderr
+    ledger = str(tmp_path / "ledger.db")
+    assert run_cli("ledger", "init", "--ledger", ledger, "--deadline-days", "45").returncode == 0
+    again = run_cli("ledger", "init", "--ledger", ledger)
+    assert again.returncode == 0 and "deadlines 45 days" in again.stdout  # a second init keeps the policy
+    assert run_cli("ledger", "init", "--ledger", ledger, "--deadline-days", "4000000").returncode == 2
+    for subject in ("[/x]", "[red]nobody"):
+        done = run_cli("requests", "submit", "--subject", subject, "--ledger", ledger)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and subject in done.stderr, done.stderr
+    read_only = f"sqlite:///file:{ledger}?mode=ro&uri=true"  # as an account without write access sees it (tests run as root)
+    done = run_cli("ledger", "token", "create", "someone", "--ledger", read_only)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "readonly" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_fuzzing_the_api_finds_no_5xx_and_refused_requests_write_nothing(ledger):
+    """Hypothesis over methods, paths, bodies, headers and tokens (a bounded, derandomized count,
+    in process: nothing leaves the machine)."""
+    from urllib.parse import quote
+
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from unlearnkit.service import chain
+
+    client = api_client(ledger, max_body=4096)
+    tokens = {scope: bearer(ledger, scope, scope) for scope in ("submit", "read", "admin")}
+    tokens |= {"none": {}, "wrong": {"Authorization": "Bearer ulk_wrong"}, "cookie": {"Cookie": f"unlearnkit_token={tokens['admin']['Authorization'][7:]}"}}
+    text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+    known = ["/requests", "/requests/r-1", "/models", "/ledger/verify", "/", "/actions/1/report.html", "/actions/1/report.json", "/session",
+             "/reports/actions/../models/x.safetensors", "/actions/..%2f..%2fledger.db/report.html"]
+    paths = st.one_of(st.sampled_from(known), text.map(lambda t: "/" + quote(t, safe="/%.")), text.map(lambda t: "/requests/" + quote(t, safe="%.")))
+    values = st.one_of(st.integers(-5, 700), st.booleans(), st.floats(allow_nan=False), text, st.none())
+    documents = st.fixed_dictionaries({}, optional={"request_id": st.one_of(text, values), "subjects": st.lists(st.one_of(st.sampled_from(["person-1", "person-2"]), text, values), max_size=3),
+                                                   "sample_ids": st.lists(values, max_size=3), "extra": values})
+    bodies = st.one_of(st.just(b""), st.binary(max_size=200), documents.map(lambda d: json.dumps(d).encode()))
+    ascii_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+    headers = st.dictionaries(st.sampled_from(["content-type", "x-forwarded-for", "accept", "authorization"]), ascii_text, max_size=2)
+
+    def head():
+        with ledger.read() as session:
+            return chain.head(session)
+
+    @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(["GET", "POST", "PUT", "DELETE"]), paths, bodies, st.sampled_from(sorted(tokens)), headers)
+    def probe(method, path, body, who, extra):
+        before = head()
+        answer = client.request(method, path, content=body, headers={"content-type": "application/json", **extra, **tokens[who]})
+        assert answer.status_code < 500, (method, path, body[:80], who, answer.text[:200])
+        if answer.status_code >= 400:
+            assert set(answer.json()) == {"error"} and len(answer.text) < 600, (path, answer.text[:200])
+            assert head() == before, (method, path, body[:80])
+
+    probe()
+    assert ledger.verify()[0] == []

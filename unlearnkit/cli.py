@@ -383,7 +383,7 @@ def main() -> None:
     try:
         app()
     except UnlearnkitError as error:
-        Console(stderr=True).print(f"error: {error}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"error: {error}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; nothing half-written was left behind")

@@ -29,9 +29,10 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
     """Write `data` to `path` so that a crash or a full disk leaves the previous file (or none),
-    never part of the new one. A failed write is one-line UnlearnkitError."""
+    never part of the new one; its permissions are `mode` (default: as `open` would give). A
+    failed write is one-line UnlearnkitError."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except OSError as error:
         raise UnlearnkitError(f"cannot write {path}: {error.strerror or error}; choose a writable output folder") from None
     try:
-        os.fchmod(fd, default_file_mode())
+        os.fchmod(fd, default_file_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

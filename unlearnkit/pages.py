@@ -128,14 +128,15 @@ def dashboard(overview: dict) -> str:
                   f"<span class=overdue>OVERDUE by {escape(r['left'])}</span>" if r["overdue"] else escape(r["left"]), str(r["images"])]
                  for r in overview["open"]]
     versions = [[str(v["id"]) + (" <b>(deployed)</b>" if v["deployed"] else ""), escape(v["kind"]), escape(str(v["parent"] or "")), escape(v["method"] or ""),
-                 badge(v["verdict"] == "pass") if v["verdict"] else "", str(v["train_count"]), escape(v["sha256"][:12])] for v in overview["versions"]]
+                 badge(v["verdict"] == "pass") if v["verdict"] else "", str(v["train_count"]), escape(v["sha256"][:12]),
+                 escape(v["purged"][:19].replace("T", " ")) if v["purged"] else ""] for v in overview["versions"]]
     actions = [[str(a["id"]), escape(a["kind"]), escape(a["status"]), str(len(a["requests"])), badge(a["passed"]) if a["passed"] is not None else "",
-                f"<a href='/reports/{escape(a['report'])}'>report</a>" if a["report"] else ""] for a in overview["actions"]]
+                f"<a href='/actions/{a['id']}/report.html'>report</a>" if a["report"] else ""] for a in overview["actions"]]
     chain = overview["chain"]
     body = (f"<h1>unlearnkit deletion requests</h1><p>Audit chain: {badge(not chain['problems'])} "
             f"{'verified' if not chain['problems'] else escape(chain['problems'][0])} — head entry {chain['head'][0]}, hash {escape(chain['head'][1][:16])}…</p>"
             f"<h2>Requests by status</h2>{table(['status', 'requests'], status_rows)}"
             f"<h2>Open requests by time left</h2>{table(['request', 'status', 'received (UTC)', 'time left', 'images'], open_rows) if open_rows else '<p>None open.</p>'}"
-            f"<h2>Model lineage</h2>{table(['version', 'kind', 'parent', 'method', 'verdict', 'training images', 'sha256'], versions)}"
+            f"<h2>Model lineage</h2>{table(['version', 'kind', 'parent', 'method', 'verdict', 'training images', 'sha256', 'files purged (UTC)'], versions)}"
             f"<h2>Actions</h2>{table(['action', 'kind', 'status', 'requests', 'verdict', 'report'], actions) if actions else '<p>None yet.</p>'}")
     return page("unlearnkit dashboard", body)

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from unlearnkit.cli_values import parse_json_object
@@ -38,24 +39,24 @@ def actor() -> str:
 
 
 @ledger_app.command("init")
-def init(ledger: Optional[str] = LEDGER, deadline_days: int = typer.Option(30, min=1, help="days from receipt to each request's deadline (GDPR: one month)")):
-    """Create the ledger (or bring its schema up to date)."""
+def init(
+    ledger: Optional[str] = LEDGER,
+    deadline_days: Optional[int] = typer.Option(None, min=1, max=3650, help="days from receipt to each request's deadline (new ledger: 30, GDPR's one month)"),
+    keep_superseded: Optional[int] = typer.Option(None, min=0, max=3650, help="days a superseded version that held a deleted image is kept after the deletion is served, then purged (new ledger: 0)"),
+):
+    """Create the ledger (or bring its schema up to date). Run again, it changes only the policy
+    values given."""
     book = opened(ledger, create=True)
-    from unlearnkit.service.db import State
-
-    with book.write(actor()) as (session, record):
-        policy = session.get(State, "policy")
-        if json.loads(policy.value).get("deadline_days") != deadline_days:
-            policy.value = json.dumps({"deadline_days": deadline_days})
-            record("policy.changed", {"deadline_days": deadline_days}, rows=[policy])
-    out.print(f"ledger ready: {book.location} (files in {book.folder}); deadlines {deadline_days} days after receipt")
+    policy = book.set_policy(actor(), deadline_days=deadline_days, keep_superseded_days=keep_superseded)
+    out.print(f"ledger ready: {book.location} (files in {book.folder}); deadlines {policy['deadline_days']} days after receipt; "
+              f"superseded versions with deleted data kept {policy['keep_superseded_days']} days", markup=False)
 
 
 @ledger_app.command("subjects")
 def subjects(file: str = typer.Argument(..., help="CSV with subject_id,sample_id"), ledger: Optional[str] = LEDGER):
     """Import a subject map: which training images belong to whom."""
     added = opened(ledger).import_subjects(file, actor())
-    out.print(f"imported {file}: {added} new subject-image pairs")
+    out.print(f"imported {escape(file)}: {added} new subject-image pairs")
 
 
 @ledger_app.command("register")
@@ -108,7 +109,7 @@ def check(ledger: Optional[str] = LEDGER):
     for r in overdue:
         out.print(f"[bold red]OVERDUE[/bold red] request {r['id']} ({r['status']}): deadline {r['deadline'][:19]} passed {r['left']} ago")
     for problem in view["chain"]["problems"][:1]:
-        out.print(f"[bold red]AUDIT CHAIN[/bold red] {problem}")
+        out.print(f"[bold red]AUDIT CHAIN[/bold red] {escape(problem)}")
     if overdue or view["chain"]["problems"]:
         raise typer.Exit(1)
     out.print(f"ok: {len(view['open'])} open requests, none overdue; the audit chain verifies")
@@ -119,9 +120,9 @@ def verify(ledger: Optional[str] = LEDGER):
     """Check the audit chain and every row and report against it; name the first bad one."""
     problems, head = opened(ledger).verify()
     if problems:
-        out.print(f"[bold red]FAILED[/bold red]: {problems[0]}" + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
+        out.print(f"[bold red]FAILED[/bold red]: {escape(problems[0])}" + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
         for problem in problems[1:10]:
-            out.print(f"  also: {problem}")
+            out.print(f"  also: {problem}", markup=False)
         raise typer.Exit(1)
     out.print(f"verified: {head[0]} audit entries, every row and report matches; head hash {head[1]}")
 
@@ -130,7 +131,7 @@ def verify(ledger: Optional[str] = LEDGER):
 def export(folder: str = typer.Argument(..., help="output folder"), ledger: Optional[str] = LEDGER):
     """Write the audit chain, its verification and every report, for an auditor."""
     path = opened(ledger).export(folder)
-    out.print(f"wrote {path}/audit-chain.jsonl, verify.json and the reports")
+    out.print(f"wrote {path}/audit-chain.jsonl, verify.json and the reports", markup=False)
 
 
 @ledger_app.command("retrain")
@@ -159,14 +160,44 @@ def dashboard(file: str = typer.Argument("dashboard.html", help="output HTML fil
     from unlearnkit.service.ledger import overview
 
     atomic_write_bytes(Path(file), render(overview(opened(ledger))).encode())
-    out.print(f"wrote {file}")
+    out.print(f"wrote {file}", markup=False)
 
 
 @token_app.command("create")
-def token_create(name: str = typer.Argument(..., help="who or what will use it"), ledger: Optional[str] = LEDGER):
+def token_create(
+    name: str = typer.Argument(..., help="who or what will use it"),
+    scope: str = typer.Option("read", help="submit (submit requests, see its own), read (see everything, change nothing) or admin (both)"),
+    ledger: Optional[str] = LEDGER,
+):
     """Create a bearer token; it is printed once and stored only as its sha256."""
-    token = opened(ledger).create_token(name, actor())
+    token = opened(ledger).create_token(name, actor(), scope)
     typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(ledger: Optional[str] = LEDGER):
+    """Every token: id, name, scope, when created, whether revoked (never the token itself)."""
+    table = Table(title="API tokens", title_justify="left")
+    for column in ("id", "name", "scope", "created (UTC)", "revoked"):
+        table.add_column(column)
+    for t in opened(ledger).tokens():
+        table.add_row(str(t["id"]), escape(t["name"]), t["scope"], t["created"][:19].replace("T", " "), "yes" if t["revoked"] else "")
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int = typer.Argument(..., help="the token's id (`unlearnkit ledger token list`)"), ledger: Optional[str] = LEDGER):
+    """Revoke a token, recorded in the audit chain; it stops working at once."""
+    opened(ledger).revoke_token(token_id, actor())
+    out.print(f"token {token_id} revoked")
+
+
+@ledger_app.command("purge")
+def purge(ledger: Optional[str] = LEDGER):
+    """Delete the files of every superseded version that held a deleted image once the policy's
+    grace period has passed (serving does this itself; run it from cron when the grace is > 0)."""
+    purged = opened(ledger).purge(actor())
+    out.print(f"purged model versions {', '.join(map(str, purged))}" if purged else "nothing to purge")
 
 
 @requests_app.command("submit")

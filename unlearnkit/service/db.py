@@ -22,6 +22,7 @@ from unlearnkit.errors import UnlearnkitError
 LEDGER_ENV = "UNLEARNKIT_LEDGER"
 LEDGER_DIR_ENV = "UNLEARNKIT_LEDGER_DIR"
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0002"  # the newest file in migrations/versions
 
 
 def now() -> str:
@@ -55,6 +56,7 @@ class ModelVersion(Base):
     excluded_subjects: Mapped[list]  # subjects whose images this version was made without
     verdict: Mapped[str | None] = mapped_column(String(10))  # pass | fail (unlearned versions)
     created: Mapped[str] = mapped_column(String(40))
+    purged: Mapped[str | None] = mapped_column(String(40))  # when its files were deleted (it held forgotten data)
 
 
 class Subject(Base):
@@ -73,6 +75,7 @@ class Request(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"))
     served: Mapped[str | None] = mapped_column(String(40))
+    submitted_by: Mapped[str | None] = mapped_column(String(200))  # the API token's name, for a submitter's own view
 
 
 class Action(Base):
@@ -101,6 +104,7 @@ class Token(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[str] = mapped_column(String(40))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    scope: Mapped[str | None] = mapped_column(String(10))  # submit | read | admin (None: made before scopes, admin)
 
 
 class State(Base):
@@ -127,8 +131,14 @@ def canonical(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+LATER_COLUMNS = {"purged", "submitted_by", "scope"}  # added by migration 0002
+
+
 def row_values(row) -> dict:
-    return {column.key: getattr(row, column.key) for column in inspect(type(row)).mapper.column_attrs}
+    """The row's columns, without a column added after the first schema while it is empty: rows
+    written before it keep the digests their audit entries recorded."""
+    values = {column.key: getattr(row, column.key) for column in inspect(type(row)).mapper.column_attrs}
+    return {key: value for key, value in values.items() if value is not None or key not in LATER_COLUMNS}
 
 
 def default_location() -> str:

@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import re
 import secrets
 import shutil
 import socket
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
 from unlearnkit.data.scenarios import read_csv_rows, training_sample_id
@@ -35,12 +37,32 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_bytes, sha256_file
 from unlearnkit.service import chain
 from unlearnkit.service.db import (
-    Action, LogEntry, ModelVersion, Request, State, Subject, Token, default_location, files_folder, make_engine, migrate, now, parse_time,
-    sessions,
+    HEAD_REVISION, Action, LogEntry, ModelVersion, Request, State, Subject, Token, default_location, files_folder, make_engine, migrate, now,
+    parse_time, sessions,
 )
 
 DEFAULT_DEADLINE_DAYS = 30  # GDPR Art. 12(3): without undue delay, within one month
+MAX_POLICY_DAYS = 3650
+DEFAULT_KEEP_SUPERSEDED_DAYS = 0  # a superseded version that held a deleted image is purged at once
 OPEN = ("pending", "in_progress", "retrain_scheduled")
+SCOPES = ("submit", "read", "admin")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
+FILE_MODE, FOLDER_MODE = 0o600, 0o700  # the ledger holds personal data: its owner's alone
+
+
+def quoted(value, limit: int = 80) -> str:
+    """`repr(value)`, cut to about `limit` characters: an error never echoes a huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def database_problem(location: str, error: DatabaseError) -> UnlearnkitError:
+    """One line for a database that cannot be used: not a database, read-only, locked, gone."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    advice = ("give this account write access to it and its folder" if "readonly" in reason or "read-only" in reason
+              else "wait for the other process or stop it" if "locked" in reason
+              else "check the path or URL; `unlearnkit ledger init --ledger LOCATION` creates a ledger")
+    return UnlearnkitError(f"ledger {_redacted(location)} cannot be used: {reason}; {advice}")
 
 
 def cli_actor() -> str:
@@ -67,21 +89,27 @@ class Ledger:
         if is_file and not create and not Path(location).expanduser().is_file():
             raise UnlearnkitError(f"ledger {location} does not exist; create it with `unlearnkit ledger init --ledger {location}`")
         if is_file:
-            Path(location).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            database = Path(location).expanduser()
+            database.parent.mkdir(parents=True, exist_ok=True)
+            if create and not database.exists():
+                os.close(os.open(database, os.O_CREAT | os.O_WRONLY, FILE_MODE))  # SQLite gives its -wal and -shm files this mode too
         engine = make_engine(location)
         try:
             if create:
                 migrate(engine)
             elif "audit_log" not in _tables(engine):
                 raise UnlearnkitError(f"ledger {location} has no ledger tables; create it with `unlearnkit ledger init --ledger {location}`")
-        except OperationalError as error:
-            raise UnlearnkitError(f"ledger {location} cannot be opened: {str(error.orig).splitlines()[0]}") from None
+            elif _revision(engine) != HEAD_REVISION:
+                migrate(engine)  # a ledger made before token scopes and purging: its rows keep their digests
+        except DatabaseError as error:
+            raise database_problem(location, error) from None
         ledger = cls(location, engine, folder)
         if create:
-            folder.mkdir(parents=True, exist_ok=True)
+            for sub in ("", "models", "train-ids", "actions"):
+                ledger.private_folder(sub)
             with ledger.write(cli_actor()) as (session, record):
                 if chain.head(session)[0] == 0:
-                    policy = State(key="policy", value=json.dumps({"deadline_days": DEFAULT_DEADLINE_DAYS}))
+                    policy = State(key="policy", value=json.dumps({"deadline_days": DEFAULT_DEADLINE_DAYS, "keep_superseded_days": DEFAULT_KEEP_SUPERSEDED_DAYS}))
                     session.add(policy)
                     record("ledger.created", {"location": _redacted(location)}, rows=[policy])
         return ledger
@@ -89,19 +117,43 @@ class Ledger:
     @contextmanager
     def write(self, actor: str):
         """A transaction and the function that appends its audit entries."""
-        with self.sessions.begin() as session:
-            yield session, lambda event, payload, rows=(), subjects=False: chain.append(session, actor, event, payload, rows, subjects)
+        try:
+            with self.sessions.begin() as session:
+                yield session, lambda event, payload, rows=(), subjects=False: chain.append(session, actor, event, payload, rows, subjects)
+        except IntegrityError:
+            raise
+        except DatabaseError as error:
+            raise database_problem(self.location, error) from None
 
     @contextmanager
     def read(self):
         """A session that only reads (on SQLite it does not take the write lock)."""
-        with self.readers() as session:
-            yield session
+        try:
+            with self.readers() as session:
+                yield session
+        except DatabaseError as error:
+            raise database_problem(self.location, error) from None
 
     # ---- state -------------------------------------------------------------------------------
     def policy(self, session: Session) -> dict:
         found = session.get(State, "policy")
-        return json.loads(found.value) if found else {"deadline_days": DEFAULT_DEADLINE_DAYS}
+        policy = {"deadline_days": DEFAULT_DEADLINE_DAYS, "keep_superseded_days": DEFAULT_KEEP_SUPERSEDED_DAYS}
+        return policy | (json.loads(found.value) if found else {})
+
+    def set_policy(self, actor: str, deadline_days: int | None = None, keep_superseded_days: int | None = None) -> dict:
+        """Change the named parts of the policy (the others stay as they are), recorded in the chain."""
+        for name, value, low in (("deadline_days", deadline_days, 1), ("keep_superseded_days", keep_superseded_days, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_POLICY_DAYS):
+                raise UnlearnkitError(f"{name.replace('_', '-')} {quoted(value)} is out of range; give a whole number of days from {low} to {MAX_POLICY_DAYS}")
+        with self.write(actor) as (session, record):
+            policy = self.policy(session)
+            wanted = policy | {k: v for k, v in (("deadline_days", deadline_days), ("keep_superseded_days", keep_superseded_days)) if v is not None}
+            if wanted != policy or session.get(State, "policy") is None:
+                state = session.get(State, "policy") or State(key="policy", value="")
+                state.value = json.dumps(wanted)
+                session.add(state)
+                record("policy.changed", wanted, rows=[state])
+        return wanted
 
     def dataset_info(self, session: Session) -> dict | None:
         found = session.get(State, "dataset")
@@ -123,8 +175,23 @@ class Ledger:
         """A file the ledger points to; refuses a path that leaves the ledger's folder."""
         target = (self.folder / relative).resolve()
         if not target.is_relative_to(self.folder.resolve()):
-            raise UnlearnkitError(f"path {relative!r} lies outside the ledger folder {self.folder}; the ledger only reads its own files")
+            raise UnlearnkitError(f"path {quoted(relative)} lies outside the ledger folder {self.folder}; the ledger only reads its own files")
         return target
+
+    def private_folder(self, relative: str) -> Path:
+        """A folder of the ledger, made (with its parents inside the ledger) readable by its owner only."""
+        target = self.path(relative)
+        for folder in [*reversed(target.relative_to(self.folder.resolve()).parents), target.relative_to(self.folder.resolve())]:
+            path = self.folder.resolve() / folder
+            path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            os.chmod(path, FOLDER_MODE)
+        return target
+
+    def write_file(self, relative: str, data: bytes) -> Path:
+        """Write a file of the ledger atomically, readable by its owner only."""
+        target = self.path(relative)
+        self.private_folder(str(target.parent.relative_to(self.folder.resolve())))
+        return atomic_write_bytes(target, data, mode=FILE_MODE)
 
     def train_ids(self, version: ModelVersion) -> np.ndarray:
         path = self.path(version.train_ids_path)
@@ -137,7 +204,7 @@ class Ledger:
         relative = f"train-ids/{hashlib.sha256(ids.tobytes()).hexdigest()}.npy"
         buffer = io.BytesIO()
         np.save(buffer, ids)
-        atomic_write_bytes(self.path(relative), buffer.getvalue())
+        self.write_file(relative, buffer.getvalue())
         return relative, sha256_file(self.path(relative))
 
     def forgotten_ids(self, session: Session) -> np.ndarray:
@@ -206,8 +273,9 @@ class Ledger:
         if leaked.size:
             raise UnlearnkitError(f"refusing to register a {kind} model trained on forgotten sample_id {int(leaked[0])} ({leaked.size} in all); a forgotten subject must never come back")
         staging = self.path(f"models/.incoming-{secrets.token_hex(8)}.safetensors")
-        staging.parent.mkdir(parents=True, exist_ok=True)
+        self.private_folder("models")
         save_model(model, staging, factory=spec.get("factory"), factory_kwargs=spec.get("kwargs") if "factory" in spec else None, role=kind, **metadata)
+        os.chmod(staging, FILE_MODE)
         digest = sha256_file(staging)
         if (existing := session.scalar(select(ModelVersion).where(ModelVersion.sha256 == digest))) is not None:
             staging.unlink()
@@ -217,7 +285,7 @@ class Ledger:
         side = json.loads(sidecar_path(staging).read_text())
         side["weights"]["file"] = final.name  # the sidecar names its weights file
         staging.replace(final)
-        atomic_write_bytes(sidecar_path(final), json.dumps(side, indent=2).encode())
+        self.write_file(f"models/{sidecar_path(final).name}", json.dumps(side, indent=2).encode())
         sidecar_path(staging).unlink()
         ids_path, ids_sha = self.save_train_ids(train_ids)
         version = ModelVersion(sha256=digest, path=f"models/{final.name}", spec=spec, parent_id=parent.id if parent else None, kind=kind, method=method,
@@ -240,9 +308,11 @@ class Ledger:
         return read_sidecar(self.path(version.path)).get("recipe")
 
     # ---- requests -----------------------------------------------------------------------------
-    def submit(self, actor: str, request_id: str | None = None, subjects=(), sample_ids=(), received: str | None = None) -> Submitted:
+    def submit(self, actor: str, request_id: str | None = None, subjects=(), sample_ids=(), received: str | None = None,
+               submitter: str | None = None) -> Submitted:
         """Record a deletion request. The same `request_id` with the same content again is a
-        no-op (`created` False); with other content it is refused."""
+        no-op (`created` False); with other content, or from another API token (`submitter`),
+        it is refused."""
         request_id = validate_request_id(request_id) if request_id is not None else f"req-{secrets.token_hex(8)}"
         subjects = sorted({validate_subject(s) for s in subjects})
         sample_ids = [validate_sample_id(i) for i in sample_ids]
@@ -253,7 +323,7 @@ class Ledger:
             with self.write(actor) as (session, record):
                 existing = session.get(Request, request_id)
                 if existing is not None:
-                    return self._same(existing, subjects, sample_ids)
+                    return self._same(existing, subjects, sample_ids, submitter)
                 info = self.dataset_info(session)
                 for i in sample_ids:
                     check_sample_id(i, info, f"request {request_id}")
@@ -263,45 +333,116 @@ class Ledger:
                     if not found:
                         raise UnlearnkitError(f"request {request_id}: subject '{subject}' is not in the subject map; import it with `unlearnkit ledger subjects FILE.csv`")
                     ids.update(found)
-                deadline = parse_time(received) + timedelta(days=self.policy(session)["deadline_days"])
+                days = self.policy(session)["deadline_days"]
+                try:
+                    deadline = parse_time(received) + timedelta(days=days)
+                except OverflowError:
+                    raise UnlearnkitError(f"the ledger's deadline policy ({quoted(days)} days) is out of range; set it with `unlearnkit ledger init --deadline-days 30`") from None
                 request = Request(id=request_id, subjects=subjects, sample_ids=sorted(ids), received=received, deadline=deadline.isoformat(timespec="microseconds"),
-                                  status="pending", action_id=None, served=None)
+                                  status="pending", action_id=None, served=None, submitted_by=submitter)
                 session.add(request)
                 record("request.received", {"request": request_id, "images": len(ids)}, rows=[request])
                 return Submitted(request, True)
         except IntegrityError:  # the same id submitted at the same moment by another client
             with self.read() as session:
-                return self._same(session.get(Request, request_id), subjects, sample_ids)
+                return self._same(session.get(Request, request_id), subjects, sample_ids, submitter)
 
     @staticmethod
-    def _same(existing: Request, subjects: list, sample_ids: list) -> Submitted:
-        if existing.subjects != subjects or not set(sample_ids) <= set(existing.sample_ids):
-            raise UnlearnkitError(f"request id {existing.id} was already used for another request (subjects {existing.subjects}); use a new id")
+    def _same(existing: Request, subjects: list, sample_ids: list, submitter: str | None) -> Submitted:
+        if existing.subjects != subjects or not set(sample_ids) <= set(existing.sample_ids) or (submitter is not None and existing.submitted_by != submitter):
+            raise UnlearnkitError(f"request id {existing.id} was already used for another request; use a new id")
         return Submitted(existing, False)
 
     def requests(self, session: Session, statuses=OPEN) -> list[Request]:
         return list(session.scalars(select(Request).where(Request.status.in_(statuses)).order_by(Request.deadline, Request.id)))
 
     # ---- tokens -------------------------------------------------------------------------------
-    def create_token(self, name: str, actor: str) -> str:
+    def create_token(self, name: str, actor: str, scope: str = "read") -> str:
+        """A new bearer token with one scope: `submit` (submit requests, see its own), `read`
+        (see everything, change nothing) or `admin` (both). Only its sha256 is stored."""
+        if scope not in SCOPES:
+            raise UnlearnkitError(f"token scope {quoted(scope)} is unknown; choose one of {', '.join(SCOPES)}")
+        name = validate_subject(name, "token name")
         token = "ulk_" + secrets.token_urlsafe(32)
         with self.write(actor) as (session, record):
-            row = Token(name=name, sha256=hashlib.sha256(token.encode()).hexdigest(), created=now(), revoked=False)
+            row = Token(name=name, sha256=hashlib.sha256(token.encode()).hexdigest(), created=now(), revoked=False, scope=scope)
             session.add(row)
-            record("token.created", {"name": name}, rows=[row])
+            record("token.created", {"name": name, "scope": scope}, rows=[row])
         return token
 
-    def authenticate(self, token: str | None) -> str | None:
-        """The token's name, or None. Every stored hash is compared, in constant time each."""
-        if not token:
+    def tokens(self) -> list[dict]:
+        with self.read() as session:
+            return [{"id": t.id, "name": t.name, "scope": t.scope or "admin", "created": t.created, "revoked": t.revoked}
+                    for t in session.scalars(select(Token).order_by(Token.id))]
+
+    def revoke_token(self, token_id: int, actor: str) -> None:
+        with self.write(actor) as (session, record):
+            row = session.get(Token, token_id)
+            if row is None:
+                raise UnlearnkitError(f"token {token_id} is not in the ledger; `unlearnkit ledger token list` shows them")
+            if not row.revoked:
+                row.revoked = True
+                record("token.revoked", {"token": token_id, "name": row.name}, rows=[row])
+
+    def authenticate(self, token: str | None) -> Token | None:
+        """The token's row (detached), or None when it is unknown or revoked. Every stored hash
+        is compared, in constant time each."""
+        if not token or len(token) > 200:
             return None
-        presented = hashlib.sha256(token.encode()).hexdigest()
+        presented = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
         found = None
         with self.read() as session:
-            for name, digest, revoked in session.execute(select(Token.name, Token.sha256, Token.revoked)).all():
-                if hmac.compare_digest(presented, digest) and not revoked:
-                    found = name
+            for row in session.scalars(select(Token)).all():
+                if hmac.compare_digest(presented, row.sha256) and not row.revoked:
+                    found = row
         return found
+
+    # ---- retention ----------------------------------------------------------------------------
+    def version_files(self, version: ModelVersion, session: Session) -> list[Path]:
+        """The files a version owns: weights, sidecar, and its training ids unless a version
+        that is not purged shares them."""
+        from unlearnkit.store import sidecar_path
+
+        files = [self.path(version.path), sidecar_path(self.path(version.path))]
+        shared = session.scalar(select(func.count()).select_from(ModelVersion).where(
+            ModelVersion.train_ids_path == version.train_ids_path, ModelVersion.id != version.id, ModelVersion.purged.is_(None)))
+        return files + ([] if shared else [self.path(version.train_ids_path)])
+
+    def purge_due(self, session: Session, at: str | None = None) -> list[ModelVersion]:
+        """The versions whose files must go now: not deployed, not purged yet, and either trained
+        on an image of a served deletion request or an unlearned version that failed its verdict
+        on a request since served, once `keep_superseded_days` have passed since that serving."""
+        keep = timedelta(days=self.policy(session)["keep_superseded_days"])
+        moment = parse_time(at or now())
+        deployed = self.deployed(session)
+        served = session.execute(select(Request.sample_ids, Request.served, Request.action_id).where(Request.status == "served")).all()
+        failed_for = {a.output_version: a.id for a in session.scalars(select(Action).where(Action.kind == "unlearn", Action.status == "done"))}
+        due = []
+        for version in session.scalars(select(ModelVersion).where(ModelVersion.purged.is_(None)).order_by(ModelVersion.id)):
+            if deployed is not None and version.id == deployed.id:
+                continue
+            trained_on = np.load(self.path(version.train_ids_path))
+            times = [parse_time(t) for ids, t, _ in served if t and np.intersect1d(trained_on, np.asarray(ids, dtype=np.int64)).size]
+            if version.kind == "unlearned" and version.verdict == "fail":
+                times += [parse_time(t) for _, t, action in served if t and action == failed_for.get(version.id)]
+            if times and min(times) + keep <= moment:
+                due.append(version)
+        return due
+
+    def purge(self, actor: str, at: str | None = None) -> list[int]:
+        """Purge what `purge_due` names (recorded in the chain first, then the files deleted), and
+        delete any file a purged version left behind (a crash between the two). The version ids."""
+        with self.write(actor) as (session, record):
+            due = self.purge_due(session, at)
+            for version in due:
+                version.purged = now()
+            if due:
+                record("models.purged", {"versions": [v.id for v in due], "keep_superseded_days": self.policy(session)["keep_superseded_days"]}, rows=due)
+        with self.read() as session:
+            for version in session.scalars(select(ModelVersion).where(ModelVersion.purged.is_not(None))):
+                for path in self.version_files(version, session):
+                    path.unlink(missing_ok=True)
+        return [v.id for v in due]
 
     # ---- the chain ----------------------------------------------------------------------------
     def verify(self) -> tuple[list[str], tuple[int, str]]:
@@ -311,6 +452,14 @@ class Ledger:
                 path = self.path(action.report_path)
                 if not path.is_file() or sha256_file(path) != action.report_sha256:
                     problems.append(f"report {action.report_path} of action {action.id} is missing or changed since the ledger recorded its sha256")
+            for version in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
+                if version.purged is None and not self.path(version.path).is_file():
+                    problems.append(f"the weights of model version {version.id} ({version.path}) are missing, and it was not purged")
+                elif version.purged is not None and (left := [p.name for p in self.version_files(version, session) if p.exists()]):
+                    problems.append(f"model version {version.id} was purged at {version.purged[:19]} but {', '.join(left)} are still on disk; run `unlearnkit ledger purge`")
+            due = self.purge_due(session)
+            if due:
+                problems.append(f"model versions {', '.join(str(v.id) for v in due)} hold deleted data past the retention policy; run `unlearnkit ledger purge`")
         return problems, head
 
     def export(self, out: str | Path) -> Path:
@@ -341,6 +490,13 @@ def _tables(engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
+def _revision(engine) -> str | None:
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def _redacted(location: str) -> str:
     """A database URL without its password, for the log."""
     if "://" in location and "@" in location:
@@ -351,26 +507,30 @@ def _redacted(location: str) -> str:
 
 
 def validate_request_id(value) -> str:
-    text = str(value).strip()
-    if not text or len(text) > 200 or not all(c.isalnum() or c in "-_.:" for c in text):
-        raise UnlearnkitError(f"request id {value!r} is not valid; use 1-200 letters, digits, '-', '_', '.' or ':'")
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not REQUEST_ID.fullmatch(text) or text in (".", ".."):
+        raise UnlearnkitError(f"request id {quoted(value)} is not valid; use 1-128 ASCII letters, digits, '.', '_' or '-' (not '.' or '..')")
     return text
 
 
-def validate_subject(value) -> str:
-    text = str(value).strip()
-    if not text or len(text) > 200:
-        raise UnlearnkitError(f"subject id {value!r} is not valid; give 1-200 characters")
+def validate_subject(value, what: str = "subject id") -> str:
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not text or len(text) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UnlearnkitError(f"{what} {quoted(value)} is not valid; give 1-200 printable characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnlearnkitError(f"{what} {quoted(value)} is not valid UTF-8 (it holds a lone surrogate); send the text as UTF-8") from None
     return text
 
 
 def validate_sample_id(value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
-        raise UnlearnkitError(f"sample_id {value!r} is not an integer; give indices into the training set")
+        raise UnlearnkitError(f"sample_id {quoted(value)} is not an integer; give indices into the training set")
     try:
         number = int(value)
     except ValueError:
-        raise UnlearnkitError(f"sample_id {value!r} is not an integer; give indices into the training set") from None
+        raise UnlearnkitError(f"sample_id {quoted(value)} is not an integer; give indices into the training set") from None
     if number < 0:
         raise UnlearnkitError(f"sample_id {number} is negative; give indices into the training set")
     return number
@@ -427,7 +587,7 @@ def overview(ledger: Ledger) -> dict:
             opened.append({"id": request.id, "status": request.status, "received": request.received, "deadline": request.deadline, "left": left,
                            "overdue": overdue, "images": len(request.sample_ids)})
         versions = [{"id": v.id, "kind": v.kind, "parent": v.parent_id, "method": v.method, "verdict": v.verdict, "train_count": v.train_count, "sha256": v.sha256,
-                     "deployed": deployed is not None and v.id == deployed.id, "created": v.created}
+                     "deployed": deployed is not None and v.id == deployed.id, "created": v.created, "purged": v.purged}
                     for v in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
         actions = [{"id": a.id, "kind": a.kind, "status": a.status, "requests": a.requests, "report": a.report_path, "seconds": a.seconds,
                     "passed": (a.verdict or {}).get("passed") if a.status == "done" and a.kind != "noop" else None}

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluate.stats import wilson_interval
-from unlearnkit.fileio import atomic_write_bytes, sha256_file
+from unlearnkit.fileio import sha256_file
 from unlearnkit.progress import say
 from unlearnkit.service.db import Action, ModelVersion, Request, State, now, parse_time
 from unlearnkit.service.ledger import Ledger
@@ -243,14 +243,14 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
     split = dataclasses.replace(split, forget=forget, retain=np.setdiff1d(trained_on, forget), spec=f"ledger action {action.id}")
     original = ledger.load(deployed, default_device())
     recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(deployed), dict) else Recipe()
-    work = ledger.path(f"actions/{action.id}")
+    work = ledger.private_folder(f"actions/{action.id}")
     result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed,
                                           retain_sample=retain_sample, checkpoint=work / "checkpoint.safetensors")
     verdict = decide(verified, int(forget.size), rule)
     report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,
               **verified, "verdict": verdict, "seconds": time.perf_counter() - started}
-    atomic_write_bytes(work / "report.json", json.dumps(report, indent=2, default=float).encode())
-    atomic_write_bytes(work / "report.html", batch_report(report).encode())
+    ledger.write_file(f"actions/{action.id}/report.json", json.dumps(report, indent=2, default=float).encode())
+    ledger.write_file(f"actions/{action.id}/report.html", batch_report(report).encode())
     (work / "checkpoint.safetensors").unlink(missing_ok=True)
     relative = f"actions/{action.id}/report.html"
     with ledger.write(actor) as (session, record):
@@ -275,6 +275,8 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
             rows.append(ledger.set_deployed(session, version))
         record("batch.served" if passed else "batch.verdict_failed", {"action": action.id, "version": version.id, "verdict": passed,
                                                                       "report_sha256": mine.report_sha256}, rows=rows + requests)
+    if passed:
+        ledger.purge(actor)
     return Served(action=action.id, requests=action.requests, images=int(forget.size), verdict=verdict, version=version.id, deployed=passed, report=relative,
                   message=("served: the new version is deployed" if passed else "the verdict failed: the requests await `unlearnkit ledger retrain`"))
 
@@ -329,11 +331,13 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
             for request in scheduled:
                 request.action_id = action.id
             record("retrain.started", {"action": action.id, "reason": reason, "root": root.id}, rows=[action, *scheduled])
-            keep = np.setdiff1d(ledger.train_ids(root), ledger.forgotten_ids(session))
+            # the deployed version's files, not the root's: the root may be purged, and each
+            # version since was made from its parent's images less the forgotten ones
+            keep = np.setdiff1d(ledger.train_ids(deployed), ledger.forgotten_ids(session))
         started = time.perf_counter()
-        dataset = load_dataset(root.data)
-        recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(root), dict) else Recipe()
-        spec = root.spec
+        dataset = load_dataset(deployed.data)
+        recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(deployed), dict) else Recipe()
+        spec = deployed.spec
         device = default_device()
         model = build_model(spec).to(device)
         say(f"[bold]retraining[/bold] from scratch on {keep.size} images (action {action.id}: {reason})")
@@ -355,4 +359,5 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
                 request.status, request.served = "served", now()
             record("retrain.served", {"action": action.id, "version": version.id, "images": int(keep.size), "test_acc": test_acc},
                    rows=[mine, version, ledger.set_deployed(session, version), *requests])
+        ledger.purge(actor)
     return Retrained(action=action.id, requests=[r.id for r in requests], version=version.id, test_acc=test_acc, message=f"retrained: {reason}")
