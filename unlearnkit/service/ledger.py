@@ -415,16 +415,17 @@ class Ledger:
         keep = timedelta(days=self.policy(session)["keep_superseded_days"])
         moment = parse_time(at or now())
         deployed = self.deployed(session)
-        served = session.execute(select(Request.sample_ids, Request.served, Request.action_id).where(Request.status == "served")).all()
-        failed_for = {a.output_version: a.id for a in session.scalars(select(Action).where(Action.kind == "unlearn", Action.status == "done"))}
+        served = session.execute(select(Request.id, Request.sample_ids, Request.served).where(Request.status == "served")).all()
+        # the requests each unlearning run was for (a request's action_id moves to its retraining)
+        batch_of = {a.output_version: set(a.requests) for a in session.scalars(select(Action).where(Action.kind == "unlearn", Action.status == "done"))}
         due = []
         for version in session.scalars(select(ModelVersion).where(ModelVersion.purged.is_(None)).order_by(ModelVersion.id)):
             if deployed is not None and version.id == deployed.id:
                 continue
             trained_on = np.load(self.path(version.train_ids_path))
-            times = [parse_time(t) for ids, t, _ in served if t and np.intersect1d(trained_on, np.asarray(ids, dtype=np.int64)).size]
+            times = [parse_time(t) for _, ids, t in served if t and np.intersect1d(trained_on, np.asarray(ids, dtype=np.int64)).size]
             if version.kind == "unlearned" and version.verdict == "fail":
-                times += [parse_time(t) for _, t, action in served if t and action == failed_for.get(version.id)]
+                times += [parse_time(t) for request, _, t in served if t and request in batch_of.get(version.id, ())]
             if times and min(times) + keep <= moment:
                 due.append(version)
         return due
