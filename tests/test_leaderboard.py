@@ -37,7 +37,7 @@ def run_folder(folder: Path, seed: int, rows: list[dict], evidence: dict | None 
 def test_a_single_seed_run_becomes_a_table_sorted_by_gap_with_its_guide(leaderboard, tmp_path):
     rows = [row("original", 0.76, 0.05, 1.0), row("retrain", 0.75, 0.0, 1.0),
             row("slow-close", 0.752, 0.010, 0.5, neurips_score=0.10), row("fast-close", 0.745, 0.020, 0.1, neurips_score=0.15),
-            row("fast-far", 0.70, 0.050, 0.05)]
+            row("fast-far", 0.70, 0.050, 0.05), row("no-op", 0.76, 0.06, 0.01)]
     run = run_folder(tmp_path / "run", 0, rows, {"klom_retrain_vs_retrain": {"mean": 6.4, "models_per_side": 4}})
     summary = leaderboard.summarize(run, "x", "CIFAR-10", "unlearnkit run --methods all")
     assert summary["seeds"] == [0] and summary["floors"] == {"klom_retrain_vs_retrain": 6.4} and summary["machine"] == "AMD EPYC, fp32"
@@ -45,11 +45,13 @@ def test_a_single_seed_run_becomes_a_table_sorted_by_gap_with_its_guide(leaderbo
     (tmp_path / "results" / "x.json").write_text(json.dumps(summary))
     text = leaderboard.build(tmp_path / "results")
     order = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert order == ["**retrain (reference)**", "original", "slow-close", "fast-close", "fast-far"]
+    assert order == ["**retrain (reference)**", "original", "slow-close", "fast-close", "fast-far", "no-op"]
     assert "**Closest to retraining on average** (lowest avg gap): `slow-close` (0.010)" in text
     assert "(highest NeurIPS score): `fast-close` (0.150)" in text
-    # fast-far is the cheapest, but 5 points below the retrained model's test accuracy
-    assert "(within 1 point): `fast-close` (0.100× the retraining time)" in text
+    # no-op is the cheapest and keeps test accuracy, but is no closer to retraining than the original;
+    # (fast-close's 0.02 is under half the original's 0.05)
+    # fast-far is cheaper than fast-close, but 5 points below the retrained model's test accuracy
+    assert "(within 1 point) and halves the original's gap: `fast-close` (0.100× the retraining time)" in text
     assert "klom floor 6.400" in text and "`unlearnkit run --methods all` — seeds 0; AMD EPYC, fp32" in text
 
 
