@@ -189,6 +189,7 @@ def test_bad_factories_are_one_line(world, tmp_path, factory, message):
         unlearnkit.load_model(path, factory=factory)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,workers", [("finetune", 0), ("finetune", 2), ("erase-repair", 0), ("neggrad-plus", 0), ("neggrad-plus", 1), ("ssd", 0)])
 def test_a_streamed_retain_set_gives_the_same_model_as_a_resident_one(world, method, workers):
     """Streaming reads the same items in the engine's order, by threads or by worker processes

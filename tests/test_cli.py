@@ -17,6 +17,7 @@ def env(cache, monkeypatch):
     return {**os.environ, "UNLEARNKIT_QUIET": "1"}
 
 
+@pytest.mark.slow
 def test_train_then_cache_hit(binary_dir, env):
     first = run_cli("train", "--role", "original", "--preset", "smoke", "--data", str(binary_dir), env=env)
     assert first.returncode == 0, first.stderr
@@ -47,6 +48,7 @@ def test_data_info(binary_dir, env):
         (["run", "--preset", "smoke", "--seeds", "0,one"], "--seeds '0,one' is not a comma-separated list of integers"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message):
     if "--data" not in args:
         args = [*args, "--data", str(binary_dir)]
@@ -56,6 +58,7 @@ def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message)
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_tune_searches_on_val_resumes_its_budget_and_writes_a_preset_that_run_uses(binary_dir, env, tmp_path):
     """`unlearnkit tune` (what every 'chosen on val' default points to): a budget that counts
     the trials of earlier runs of the study, the export, and a preset file `run` reads."""
@@ -124,6 +127,7 @@ def test_tune_chooses_the_best_trial_within_the_time_budget():
     (["tune", "finetune", "--set", "finetune.colour=1"], "colour"),
     (["tune", "finetune", "--set", "kl.lr=0.1"], "names method 'kl'"),
 ])
+@pytest.mark.slow
 def test_bad_tune_input_is_one_line(binary_dir, env, tmp_path, args, message):
     import subprocess
     import sys
@@ -147,3 +151,12 @@ def test_method_summaries_are_whole_sentences():
 
     assert first_paragraph("NegGrad: ascend the loss, stopping (and stepping back)\n    before retain accuracy falls.\n\n    Details.") == \
         "NegGrad: ascend the loss, stopping (and stepping back) before retain accuracy falls."
+
+
+def test_python_dash_m_unlearnkit_is_the_cli(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["unlearnkit", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("unlearnkit", run_name="__main__")
+    assert done.value.code == 0 and "ledger" in capsys.readouterr().out

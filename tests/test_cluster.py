@@ -47,6 +47,7 @@ def test_bad_sweep_input_is_one_line(call, message):
         call()
 
 
+@pytest.mark.slow
 def test_an_unknown_address_is_one_line_and_does_not_hang():
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "unlearnkit", "sweep", "--preset", "smoke", "--address", "127.0.0.1:9"],
@@ -185,6 +186,7 @@ def test_tune_runs_exactly_its_budget_across_a_killed_driver(ray_cluster, data, 
     assert exported["best"]["distance"] == min(t["distance"] for t in exported["trials"] if t["distance"] is not None)
 
 
+@pytest.mark.slow
 def test_full_evidence_ensembles_are_jobs_that_leave_the_cells_nothing_to_train(data, tmp_path):
     """With --evidence full, the retrained ensemble, the U-LiRA shadows and every unlearned
     ensemble member are made by jobs of their own (on Ray, spread over the workers); the cell

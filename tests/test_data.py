@@ -165,6 +165,7 @@ def test_python_batches_refuse_code_in_pickles(python_dir):
     assert not sentinel.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_BINARY.exists(), reason=f"real CIFAR-10 not found at {SHARED_BINARY}")
 def test_real_cifar10():
     ds = load_dataset(SHARED_BINARY)

@@ -172,6 +172,8 @@ CORPUS = [
     ("weights holding NaN", forget("nan"), "tensor fc.weight holds NaN or inf"),
     ("sidecar damaged", forget("bad-sidecar"), "bad-sidecar.json is not valid JSON"),
     ("sidecar missing", forget("no-sidecar"), "no-sidecar.json is missing"),
+    ("model kwargs not JSON", [*forget("good"), "--model-kwargs", "{width"], "--model-kwargs '{width' is not JSON"),
+    ("model kwargs a list", [*forget("good"), "--model-kwargs", "[16]"], "--model-kwargs '[16]' is a JSON list; give an object"),
     ("a pickle as weights", forget("pickle"), "evil.pt is not a readable safetensors file"),
     ("weights path missing", ["forget", "--model", "/no/model.safetensors", "--requests", "@req-ok", "--data", "@data"], "model file /no/model.safetensors does not exist"),
     # images and labels

@@ -3,6 +3,7 @@ anyone adding a test for it."""
 
 import copy
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -88,6 +89,7 @@ def test_the_tiny_task_is_memorized(memorized):
     assert accuracy(model, task.val) >= 0.7  # the rule generalizes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_methods())
 def test_method_contract(memorized, name):
     model, task = memorized
@@ -101,6 +103,7 @@ def test_method_contract(memorized, name):
     assert result.seconds > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_methods())
 def test_method_is_deterministic(memorized, name):
     model, task = memorized
@@ -171,6 +174,7 @@ def test_random_wrong_labels_are_wrong_and_spread():
     assert torch.equal(wrong, random_wrong_labels(y, 10, seed=0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gradient-ascent", "neggrad-plus"])
 def test_ascent_stops_at_the_retain_floor(memorized, name):
     model, task = memorized
@@ -178,8 +182,8 @@ def test_ascent_stops_at_the_retain_floor(memorized, name):
     try:  # without the guard, retain accuracy collapses, or training diverges and is stopped
         unguarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": 0.0, "ascent_ceiling": False})
         assert accuracy(unguarded.model, task.retain) < floor
-    except UnlearnkitError as error:
-        assert "NaN" in str(error) or "nan" in str(error)
+    except UnlearnkitError as error:  # nan or -inf, as the CPU's kernels round
+        assert re.search(r"the loss became -?(nan|inf) ", str(error)), str(error)
     # the guard samples up to 512 retain images: here, all 384 of them
     guarded = run_method(name, model, task, {"epochs": 50, "lr": 0.5, "retain_floor": floor, "check_every": 1})
     assert accuracy(guarded.model, task.retain) >= floor * accuracy(model, task.retain)
@@ -235,6 +239,7 @@ def test_cosine_criterion_ranks_a_forget_specific_filter_lowest(memorized):
     assert all(torch.allclose(s, torch.ones_like(s), atol=1e-4) for s in forget_retain_similarity(model, same, probe=len(task.retain)).values())
 
 
+@pytest.mark.slow
 def test_synthetic_proxy_never_reads_the_forget_images(memorized):
     model, task = memorized
     blanked = dataclasses.replace(task, forget=Source(torch.zeros_like(task.forget.x), task.forget.y))
@@ -274,6 +279,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in list_methods() if n != "ssd"])  # ssd does not train
 def test_method_resumes_after_a_crash_bitwise(memorized, tmp_path, name):
     """Every method that trains passes the task's checkpoint to fit: killed part-way, the same
@@ -332,9 +338,10 @@ MATRIX_OVERRIDES = {("erase-repair", "foreign"): {"lr": 0.03}, ("kde", "vit-tiny
 # one line); fcs's constant retain rate diverges on the small plain CNN at 0.2 (its description).
 MATRIX_OVERRIDES |= {("cfw", model): {"relative_all_convs": True} for model in ("vgg11", "vit-tiny", "foreign")}
 MATRIX_OVERRIDES[("fcs", "foreign")] = {"lr": 0.03}
-# SCRUB's reference lr 0.0005 leaves the ViT's forget set at 1.0 (0.06 at 0.002); Bad Teacher's Adam at 3e-4 leaves
-# the foreign model's at 0.95 (0.56 at 1e-3).
-MATRIX_OVERRIDES |= {("scrub", "vit-tiny"): {"lr": 0.002}, ("bad-teacher", "foreign"): {"lr": 0.001}}
+# SCRUB's reference lr 0.0005 leaves the ViT's forget set at 1.0 (0.06 at 0.002) and the VGG's at 0.55 with AVX-512
+# kernels but 0.97 with AVX2 ones (0.08 and 0.16 at 0.002); Bad Teacher's Adam at 3e-4 leaves the foreign model's at
+# 0.95 (0.56 at 1e-3).
+MATRIX_OVERRIDES |= {("scrub", "vit-tiny"): {"lr": 0.002}, ("scrub", "vgg11"): {"lr": 0.002}, ("bad-teacher", "foreign"): {"lr": 0.001}}
 
 
 @pytest.fixture(scope="module", params=list(MATRIX_MODELS))
@@ -362,6 +369,7 @@ def memorized_any(request):
     return request.param, model, task
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_methods())
 def test_every_method_works_on_every_model(memorized_any, name):
     model_name, model, task = memorized_any

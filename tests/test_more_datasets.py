@@ -125,6 +125,7 @@ def test_a_missing_idx_file_is_named(tmp_path):
         load_dataset(folder)
 
 
+@pytest.mark.slow
 def test_a_one_channel_dataset_runs_end_to_end_with_a_model_sized_for_it(tmp_path):
     """MNIST-like 28x28 grey images: the model is built with one input channel and the data's
     own normalization (no silent broadcast to three channels, no CIFAR constants)."""
@@ -156,6 +157,7 @@ def test_only_cifar100_has_superclasses(tmp_path):
         load_dataset(f"{folder}#coarse")
 
 
+@pytest.mark.slow
 def test_the_subclass_scenario_forgets_one_fine_class_of_a_superclass_model(tmp_path):
     """Train on the 20 superclasses, forget every pool image of one fine class: the split holds
     exactly those images, its test comparison uses that sub-class's test images, and the run

@@ -125,6 +125,7 @@ def test_a_read_only_folder_is_a_one_line_error(tmp_path, monkeypatch):
     assert not (tmp_path / "model.json").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_resumes_identically():
     """The crash script itself (SIGKILL, then the same command again), with a few kills."""
     script = Path(__file__).resolve().parents[1] / "bench" / "crash_resume.py"

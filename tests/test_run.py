@@ -67,6 +67,7 @@ def test_figures_are_written(finished_run):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_second_run_reuses_reference_models(finished_run):
     _, _, data, root = finished_run
     again = run_experiment(preset="smoke", data=data, out=root / "again", cache=root / "cache", seed=0, methods="finetune")
@@ -74,6 +75,7 @@ def test_second_run_reuses_reference_models(finished_run):
     assert [row["name"] for row in again["rows"]] == ["original", "retrain", "finetune"]
 
 
+@pytest.mark.slow
 def test_a_run_started_again_in_its_folder_skips_the_methods_it_finished(finished_run, tmp_path, monkeypatch):
     import shutil
 
@@ -100,6 +102,7 @@ def test_unknown_method_fails_before_training(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_seeds_are_aggregated(finished_run):
     from unlearnkit.run import run_seeds
 
@@ -181,6 +184,7 @@ def assert_neurips_score_is_quality_times_accuracy_ratios(row):
     assert row["neurips_score"] == pytest.approx(neurips["forgetting_quality"] * retain_u / retain_r * test_u / test_r)
 
 
+@pytest.mark.slow
 def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
     import shutil
 
@@ -208,6 +212,7 @@ def test_evaluate_buys_full_evidence_through_the_store(finished_run, tmp_path):
     assert [row["neurips_score"] for row in again["rows"][2:]] == [row["neurips_score"] for row in first["rows"][2:]]
 
 
+@pytest.mark.slow
 def test_forgetting_a_single_image_runs_and_says_why_no_attack_was_run(finished_run, tmp_path):
     from unlearnkit.evidence import EvidenceOptions
 
@@ -223,6 +228,7 @@ def test_forgetting_a_single_image_runs_and_says_why_no_attack_was_run(finished_
     assert finetune["evidence"]["attacks"] == {} and "u_lira" not in finetune["evidence"]
 
 
+@pytest.mark.slow
 def test_a_preset_file_runs_and_is_saved_whole_for_re_evaluation(finished_run, tmp_path):
     from unlearnkit.presets import get_preset
     from unlearnkit.run import evaluate_run
@@ -264,6 +270,7 @@ def test_the_shipped_preset_files_validate_and_name_themselves(path):
     assert method_settings(preset, list(preset.methods), None) == preset.methods  # each [methods.NAME] table fits its config
 
 
+@pytest.mark.slow
 def test_a_preset_can_name_its_own_network_by_factory(finished_run, tmp_path):
     """The network is passed in (a factory), not looked up in the registry: the run trains it,
     the store records the factory, and the folder alone evaluates again."""

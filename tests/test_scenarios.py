@@ -227,6 +227,7 @@ def test_forget_writes_a_model_tied_to_its_inputs(deployed, tmp_path):
     assert "retrained" in markdown and "svc-entropy attack AUC" in markdown
 
 
+@pytest.mark.slow
 def test_forget_cli_errors_leave_nothing_behind(deployed, tmp_path):
     import subprocess
     import sys
@@ -261,6 +262,7 @@ def test_eda_figures_are_real_pngs(deployed, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", range(1, 21))
 def test_a_deletion_request_of_any_small_size_runs_end_to_end(deployed, tmp_path, size):
     """1 to 20 images: every attack that can run on that many does; the others are named as skipped."""
@@ -277,6 +279,7 @@ def test_a_deletion_request_of_any_small_size_runs_end_to_end(deployed, tmp_path
     assert ("Not computed" in (tmp_path / "out" / "report.md").read_text()) == (size < MIA_MIN_PER_SIDE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [3, 9])
 def test_run_with_a_small_request_file_runs_end_to_end(tmp_path, size):
     from conftest import synthetic_arrays, write_binary
@@ -295,6 +298,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_forget_started_again_on_another_request_starts_over(deployed, tmp_path, monkeypatch):
     """Killed part-way, then started again under the same --out with another request file of
     the same size: it must not resume the first request's weights."""
@@ -325,6 +329,7 @@ def test_forget_started_again_on_another_request_starts_over(deployed, tmp_path,
     assert resumed["after"] == clean["after"]
 
 
+@pytest.mark.slow
 def test_forget_serves_a_request_on_a_model_unlearnkit_did_not_save(tmp_path):
     """A bare .safetensors file (no sidecar) and the factory that builds its architecture."""
     import os
@@ -409,6 +414,7 @@ def test_the_backdoor_scenario_poisons_the_forget_set_and_measures_attack_succes
     assert without["backdoor_asr"] == 0.0 and without["backdoor_asr_ci"][1] < 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_BINARY.exists(), reason=f"real CIFAR-10 not found at {SHARED_BINARY}")
 def test_the_original_learns_a_planted_backdoor_and_the_retrained_model_does_not(tmp_path):
     """On real images, through `run`: the poisoned share is large enough for the trigger itself

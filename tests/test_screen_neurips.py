@@ -41,6 +41,7 @@ def test_variants_are_scored_and_a_second_screen_trains_nothing(module, tmp_path
     assert table.splitlines()[2].startswith(f"| finetune | {rows[0]['score']:.3f} | {rows[0]['forgetting_quality']:.3f} |")
 
 
+@pytest.mark.slow
 def test_a_bad_variant_is_refused_before_any_training(module, tmp_path):
     with pytest.raises(UnlearnkitError, match="'lr0.1' is not FIELD=VALUE"):
         module.parse_variant("lr0.1")

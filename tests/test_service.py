@@ -114,6 +114,7 @@ def execute(book: Ledger, sql: str) -> None:
                 connection.execute(text(statement))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_failed_verdict_goes_to_retraining_and_no_forgotten_image_comes_back(ledger):
     ledger.submit("test", "r1", subjects=["person-0", "person-1"])
@@ -243,6 +244,7 @@ def test_bad_requests_are_refused_and_write_nothing(ledger):
     assert statuses(ledger) == {"r1": "pending"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_deadlines_overdue_requests_fail_the_check(ledger, location):
     from datetime import datetime, timezone
@@ -260,6 +262,7 @@ def test_deadlines_overdue_requests_fail_the_check(ledger, location):
     assert run("check").returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_retrain_policy_every_k_served(ledger):
     for i in range(3):
@@ -307,6 +310,7 @@ def check_exactly_once(book: Ledger) -> None:
     assert book.verify()[0] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", BACKENDS, indirect=True)
 def test_two_serve_processes_never_serve_a_request_twice(ledger, location):
     for i in range(4):
@@ -447,6 +451,7 @@ def test_a_thousand_concurrent_posts_are_each_recorded_once(ledger, location, tm
     print(f"\n{'postgresql' if location.startswith('postgresql') else 'sqlite'}: 1000 POSTs at concurrency 50: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", ["sqlite"], indirect=True)
 def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
     """Served by the API: a failed batch, its retraining, an overdue request, a pending one."""
@@ -676,6 +681,43 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 
+def test_the_ledger_cli_in_process_tokens_policy_and_one_line_errors(tmp_path, monkeypatch, capsys):
+    """The ledger commands through the CLI's entry point, in this process (the subprocess test below
+    checks the same lines as a shell sees them)."""
+    from unlearnkit import cli
+
+    monkeypatch.setenv("UNLEARNKIT_LEDGER_DIR", str(tmp_path / "files"))
+
+    def run(*argv):
+        monkeypatch.setattr(sys, "argv", ["unlearnkit", *argv])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    ledger = str(tmp_path / "ledger.db")
+    assert run("ledger", "init", "--ledger", ledger, "--deadline-days", "45")[0] == 0
+    code, token, _ = run("ledger", "token", "create", "alice", "--scope", "submit", "--ledger", ledger)
+    assert code == 0 and token.strip().startswith("ulk_")
+    code, listed, _ = run("ledger", "token", "list", "--ledger", ledger)
+    assert code == 0 and "alice" in listed and "submit" in listed and "yes" not in listed
+    assert run("ledger", "token", "revoke", "1", "--ledger", ledger)[:2] == (0, "token 1 revoked\n")
+    assert "yes" in run("ledger", "token", "list", "--ledger", ledger)[1]
+    code, said, _ = run("ledger", "init", "--ledger", ledger)
+    assert code == 0 and "deadlines 45 days" in said  # a second init keeps the policy
+    assert run("ledger", "status", "--ledger", ledger)[0] == 0
+    assert run("ledger", "verify", "--ledger", ledger)[0] == 0
+    code, _, error = run("ledger", "token", "create", "bob", "--scope", "root", "--ledger", ledger)
+    assert code == 2 and "scope 'root' is unknown" in error and len(error.strip().splitlines()) == 1
+    (tmp_path / "notes.txt").write_text("not a database\n" * 50)
+    code, _, error = run("ledger", "status", "--ledger", str(tmp_path / "notes.txt"))
+    assert code == 2 and "file is not a database" in error and len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
 def test_the_cli_gives_one_line_for_a_bad_database_keeps_the_policy_and_prints_brackets(tmp_path):
     text_file = tmp_path / "notes.txt"
     text_file.write_text("hello, this is not a database\n" * 50)
@@ -695,6 +737,7 @@ def test_the_cli_gives_one_line_for_a_bad_database_keeps_the_policy_and_prints_b
     assert done.returncode == 2 and "Traceback" not in done.stderr and "readonly" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("location", ["sqlite"], indirect=True)
 def test_fuzzing_the_api_finds_no_5xx_and_refused_requests_write_nothing(ledger):
     """Hypothesis over methods, paths, bodies, headers and tokens (a bounded, derandomized count,

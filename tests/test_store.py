@@ -96,6 +96,7 @@ def test_store_key_and_cleanup(tmp_path):
         assert not leftover.exists()
 
 
+@pytest.mark.slow
 def test_an_entry_is_held_by_one_process_at_a_time(tmp_path):
     """Two workers asking for the same model: the second waits for the first's lock."""
     import subprocess

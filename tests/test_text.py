@@ -131,6 +131,7 @@ def short(name: str) -> dict:
     return {"finetune": {"epochs": 10.0}, "rmu": {"epochs": 6.0}}.get(name, {"epochs": 4.0})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEXT_METHODS)
 def test_every_text_method_forgets_and_leaves_its_input_untouched(smoke, name):
     setup, original = smoke
@@ -147,6 +148,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEXT_METHODS)
 def test_every_text_method_resumes_bitwise_after_a_crash(smoke, tmp_path, name):
     class CrashingCheckpoint(Checkpoint):
@@ -191,6 +193,7 @@ def run_cli(*args, cwd=None):
                           env={**os.environ, "UNLEARNKIT_QUIET": "1"})
 
 
+@pytest.mark.slow
 def test_run_on_facts_smoke_then_forget_a_request(tmp_path):
     """`unlearnkit run --preset facts-smoke` writes the table, results.json, figures and the HTML
     report with the ε score and KLoM (N = 2 per side); `unlearnkit forget` serves a request file
@@ -227,8 +230,27 @@ def test_run_on_facts_smoke_then_forget_a_request(tmp_path):
     assert (tmp_path / "served" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_text_errors_are_one_line(tmp_path):
     done = run_cli("run", "--preset", "facts-smoke", "--methods", "prune-l1", "--out", str(tmp_path / "x"))
     assert done.returncode != 0 and "unknown text method 'prune-l1'" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("run", "--preset", "facts-smoke", "--forget", "cat", "--out", str(tmp_path / "x"))
     assert done.returncode != 0 and "a facts preset forgets a fraction" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_text_run_and_a_served_request_write_their_reports_in_process(tmp_path):
+    """The text run's and `forget`'s plumbing on the smoke corpus trained for 4 epochs (the slow
+    test above checks the evidence on the real preset, through the CLI)."""
+    from unlearnkit.forget import forget_request
+    from unlearnkit.text.run import run_text_experiment
+
+    brief = SMOKE.model_copy(update={"recipe": SMOKE.recipe.model_copy(update={"epochs": 4})})
+    results = run_text_experiment(preset=brief, methods=["idk"], out=tmp_path / "run", cache=tmp_path / "store", configs={"idk": {"epochs": 1}})
+    assert [row["name"] for row in results["rows"]] == ["original", "retrain", "idk"]
+    assert sorted(p.name for p in (tmp_path / "run" / "figures").iterdir()) == ["attacks.png", "losses.png", "qa.png"]
+    assert "idk" in (tmp_path / "run" / "report.html").read_text()
+    person = results["split"]["forget_people"][0]
+    (tmp_path / "requests.csv").write_text(f"subject_id\n{person}\n")
+    report = forget_request(model=results["rows"][0]["model"], requests=tmp_path / "requests.csv", method="idk", config={"epochs": 1}, seed=0, out=tmp_path / "served")
+    assert report["requests"]["people"] == [person] and report["method"] == "idk"
+    assert (tmp_path / "served" / "report.md").read_text().startswith("# Deletion request: 1 people")
