@@ -33,7 +33,7 @@ from unlearnkit.service.serving import VerdictRule, retrain, serve  # noqa: E402
 BACKENDS = ["sqlite", "postgresql"]
 N_TRAIN, N_TEST = 300, 200
 WEAK = {"epochs": 0.05, "lr": 0.001}  # a finetune run that changes next to nothing
-LENIENT = VerdictRule(max_test_drop=1.0, forget_margin=1.0, attack_margin=0.5)  # every check holds
+LENIENT = VerdictRule(max_test_drop=1.0, max_retain_drop=1.0, forget_margin=1.0, attack_margin=0.5)  # every check holds
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +285,7 @@ def test_max_wait_holds_a_small_batch(ledger):
 
 def serve_command(location: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "unlearnkit", "requests", "serve", "--ledger", location, "--set", "finetune.epochs=0.1",
-            "--max-test-drop", "1", "--forget-margin", "1", "--attack-margin", "0.5", *extra]
+            "--max-test-drop", "1", "--max-retain-drop", "1", "--forget-margin", "1", "--attack-margin", "0.5", *extra]
 
 
 def check_exactly_once(book: Ledger) -> None:
@@ -498,15 +498,17 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
 def test_the_verdict_rule_each_check_can_fail_alone():
     from unlearnkit.service.serving import decide
 
-    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55)):
+    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55), retain_after=1.0):
         auc = {"auc": {"value": sum(interval) / 2, "ci95": list(interval)}}
-        return {"before": {"test_acc": test_before}, "after": {"test_acc": test_after, "forget_acc": forget_after},
+        return {"before": {"test_acc": test_before, "retain_acc": 1.0}, "after": {"test_acc": test_after, "forget_acc": forget_after, "retain_acc": retain_after},
                 "attacks": {"lr-loss": {"after": auc, "signal": True}}}
 
     rule = VerdictRule()
     assert decide(report(), 100, rule)["passed"]
     failed = lambda r, n=100: [c["check"] for c in decide(r, n, rule)["checks"] if not c["passed"]]  # noqa: E731
     assert failed(report(test_after=0.47)) == ["test accuracy kept"]
+    assert failed(report(retain_after=0.6)) == ["retained images' accuracy kept"]  # 100% → 60% on what it should keep
+    assert failed(report(retain_after=0.985)) == []
     assert failed(report(forget_after=0.7)) == ["requested images look unseen"]
     assert failed(report(forget_after=0.7), n=3) == []  # 2 of 3: the Wilson bound (21%) is not above test + 5 points
     assert failed(report(interval=(0.52, 0.6))) == ["lr-loss attack at chance"]

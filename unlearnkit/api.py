@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.interface import Classifier, logits
+
+if TYPE_CHECKING:
+    from unlearnkit.evaluate.relearn import RelearnOptions
 
 Data = Any  # (x, y) | torch.utils.data.Dataset | torch.utils.data.DataLoader
 
@@ -280,11 +283,12 @@ class AuditReport:
     divergence: dict[str, dict] = field(default_factory=dict)
     gaps: dict[str, dict] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    relearn: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return _jsonable({
             "sizes": self.sizes, "models": self.models, "attacks": self.attacks, "positive_control": self.positive_control,
-            "divergence": self.divergence, "gaps": self.gaps, "skipped": self.skipped,
+            "divergence": self.divergence, "gaps": self.gaps, "skipped": self.skipped, "relearn": self.relearn,
         })
 
 
@@ -314,14 +318,17 @@ class _Labels:
 
 def audit(
     model: nn.Module, *, forget: Data, test: Data, retain: Data | None = None, original: nn.Module | None = None,
-    reference: nn.Module | None = None, seed: int = 0, resamples: int = 1000,
+    reference: nn.Module | None = None, seed: int = 0, resamples: int = 1000, relearn: bool | RelearnOptions = False,
 ) -> AuditReport:
     """Evidence of how far `model` has forgotten `forget`: accuracy on every set given, the
     kit's membership attack (forget vs test), and, when `retain` is given, every population
     attack (fitted on retain vs half of `test`, applied to forget vs the other half) with AUC,
     TPR at 1% and 0.1% FPR and 95% intervals. With `original` (the model before unlearning),
     each attack's positive control; with `reference` (a model retrained without `forget`), the
-    divergence of the outputs and the gaps to it. What cannot be computed is said, with why."""
+    divergence of the outputs and the gaps to it. With `relearn` (True or `RelearnOptions`), the
+    relearning attack on `model` and on `reference` (both needed, with `retain`): whether the
+    forget set comes back after a few fine-tuning steps more than it does for the retrained model
+    (`evaluate/relearn.py`). What cannot be computed is said, with why."""
     from unlearnkit.data.splits import Split
     from unlearnkit.evaluate import Outputs
     from unlearnkit.evaluate.mia import mia_skip_reason
@@ -398,6 +405,15 @@ def audit(
                     report.gaps[name][f"{attack}_auc"] = result.forget.values["auc"] - attacks["reference"][attack].forget.values["auc"]
     else:
         report.skipped.append("divergence and gaps to retraining: they need `reference`, a model retrained without the forget set")
+    if relearn:
+        from unlearnkit.evaluate.relearn import RelearnOptions, relearn_audit
+
+        if reference is None or retain_set is None:
+            report.skipped.append("relearning attack: it needs `reference` (its figure is the gap to the retrained model under the same attack) and `retain` (the neighbours)")
+        else:
+            chosen = relearn if isinstance(relearn, RelearnOptions) else RelearnOptions()
+            nets = {"unlearned": inspected["unlearned"][1], "reference": inspected["reference"][1]}
+            report.relearn = relearn_audit(nets, forget_set.x, forget_set.y, retain_set.x, retain_set.y, chosen, seed, reference="reference")
     return report
 
 

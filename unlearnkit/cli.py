@@ -61,15 +61,17 @@ N_OPTION = typer.Option(8, help="--evidence full: unlearned and retrained models
 K_OPTION = typer.Option(4, help="--evidence full: U-LiRA shadow models of each kind (original, retrained, unlearned)")
 SHADOW_WIDTH_OPTION = typer.Option(None, help="--evidence full: width of the U-LiRA shadow models (default: the preset's; narrower is cheaper, recorded in the results)")
 RESAMPLES_OPTION = typer.Option(1000, help="bootstrap resamples per confidence interval")
+AUDIT_OPTION = typer.Option(None, "--audit", help="robustness audits on every model, comma-separated: relearn (a relearning attack), quantize (int8, int4, 50% pruning)")
 
 
-def evidence_options(level: "Evidence", n: int, k: int, shadow_width: int | None, resamples: int):
+def evidence_options(level: "Evidence", n: int, k: int, shadow_width: int | None, resamples: int, audit: str | None = None):
     from pydantic import ValidationError
 
     from unlearnkit.evidence import EvidenceOptions
+    from unlearnkit.robustness import parse_audits
 
     try:
-        return EvidenceOptions(level=level.value, n=n, k=k, shadow_width=shadow_width, resamples=resamples)
+        return EvidenceOptions(level=level.value, n=n, k=k, shadow_width=shadow_width, resamples=resamples, audits=parse_audits(audit))
     except ValidationError as error:
         first = error.errors()[0]
         field = {"n": "--n", "k": "--k", "shadow_width": "--shadow-width", "resamples": "--resamples"}.get(str(first["loc"][0]), str(first["loc"][0]))
@@ -139,6 +141,7 @@ def run(
     k: int = K_OPTION,
     shadow_width: Optional[int] = SHADOW_WIDTH_OPTION,
     resamples: int = RESAMPLES_OPTION,
+    audit: Optional[str] = AUDIT_OPTION,
 ):
     """The whole experiment: original and retrained models, unlearning methods, evaluation against retrain."""
     from unlearnkit.methods import parse_overrides
@@ -146,7 +149,7 @@ def run(
 
     from unlearnkit.presets import get_preset
 
-    options = evidence_options(evidence, n, k, shadow_width, resamples)
+    options = evidence_options(evidence, n, k, shadow_width, resamples, audit)
     modality = get_preset(preset).modality
     scenario = {"forget": forget, "subjects": subjects, "configs": parse_overrides(set_, resolve_methods(methods, modality), modality), "evidence": options}
 
@@ -238,13 +241,14 @@ def evaluate(
     k: int = K_OPTION,
     shadow_width: Optional[int] = SHADOW_WIDTH_OPTION,
     resamples: int = RESAMPLES_OPTION,
+    audit: Optional[str] = AUDIT_OPTION,
 ):
     """Evaluate the models of an existing run again (e.g. with --evidence full), rewriting its results and figures."""
     from unlearnkit.run import evaluate_run
 
     if not Path(run_dir).is_dir():
         raise UnlearnkitError(f"run folder {run_dir} does not exist; give a folder written by `unlearnkit run`")
-    evaluate_run(run_dir, data=data, cache=cache, evidence=evidence_options(evidence, n, k, shadow_width, resamples))
+    evaluate_run(run_dir, data=data, cache=cache, evidence=evidence_options(evidence, n, k, shadow_width, resamples, audit))
 
 
 @app.command()

@@ -45,6 +45,7 @@ class EvidenceOptions(BaseModel):
     k: int = Field(4, ge=2, description="U-LiRA: shadow models of each kind (original, retrained, unlearned)")
     shadow_width: int | None = Field(None, ge=1, description="U-LiRA shadow models' width (None: the target's); narrower is cheaper")
     resamples: int = Field(1000, ge=100, description="bootstrap resamples per interval")
+    audits: tuple[Literal["relearn", "quantize"], ...] = Field((), description="robustness audits run on every model: relearn (a relearning attack), quantize (int8, int4, 50% pruning)")
 
 
 @dataclass

@@ -48,6 +48,12 @@ def evidence_cell(column: str, row: dict, evidence: dict | None) -> str:
             return ""
         interval = row.get("confusion_test_ci")  # runs made before it was recorded have none
         return f"{100 * row['confusion_test']:.1f}%" + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
+    if column == "relearn gap":
+        interval = row.get("relearn_gap_ci95")
+        held = {True: "", False: " NOT HELD", None: ""}[row.get("relearn_held")]
+        return f"{100 * row['relearn_gap']:+.1f}" + (f" [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]" if interval else "") + held
+    if column == "int4 forget gap":
+        return f"{100 * row['int4_forget_gap']:+.1f}"
     if column in ("KLoM", "KLoM (smoothed)"):
         key = "klom" if column == "KLoM" else "klom_smoothed"
         return f"{row[key]:.3f}" if row.get(key) is not None else ""
@@ -62,11 +68,16 @@ def results_table(rows: list[dict], control: dict, evidence: dict | None = None)
     if evidence:
         title += (f"; AUC: the {attack} attack on forget vs test [95% CI], compare with retrain" if attack else f"; {evidence.get('note') or 'NO SIGNAL from any population attack'}")
         title += "; JS: Jensen–Shannon divergence to retrain on forget (nats)"
+    if any("relearn_gap" in row for row in rows):
+        title += "; relearn gap: mean accuracy on the measured forget examples during the relearning attack minus the retrained model's, in points [95% CI over seeds]; NOT HELD: the interval above 2 points under an attack"
+    if any("int4_forget_gap" in row for row in rows):
+        title += "; int4 forget gap: forget accuracy with 4-bit weights minus the retrained model's with 4-bit weights"
     table = Table(title=title, title_justify="left")
     accuracy_columns = ACCURACY_COLUMNS + tuple(key for key in CLASSWISE_COLUMNS if key in reference)
     titles = {"forget_class_test_acc": "test, forgotten classes", "other_class_test_acc": "test, other classes"}
     extra = [c for c, key in (("AUC", "attack_auc"), ("JS", "js_forget"), ("U-LiRA AUC", "ulira_auc"), ("NeurIPS", "neurips_score"), ("KLoM", "klom"), ("KLoM (smoothed)", "klom_smoothed"),
-                                    ("backdoor ASR", "backdoor_asr"), ("confusion", "confusion_test")) if any(key in row for row in rows)]
+                                    ("backdoor ASR", "backdoor_asr"), ("confusion", "confusion_test"), ("relearn gap", "relearn_gap"), ("int4 forget gap", "int4_forget_gap"))
+             if any(key in row for row in rows)]
     for column in ("model", *(titles.get(key, key.removesuffix("_acc")) for key in accuracy_columns), "MIA", *extra, "avg gap", "seconds", "× retrain"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
@@ -219,6 +230,24 @@ def evidence_figures(evidence, outputs: dict[str, Outputs], folder: Path) -> lis
     for name, eps in evidence.epsilons.items():
         paths.append(epsilon_figure(name, eps, original_loss, evidence.per_model[name]["neurips"], folder / f"epsilon-{name}.png"))
     return paths
+
+
+def relearn_figure(audit: dict, path: Path) -> Path:
+    """Accuracy on the measured forget examples over the relearning steps, per attack: each
+    model's mean curve over seeds, the retrained model's in black (what the others should match)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, (attack, title) in zip(axes, (("forget", "fine-tuned on part of the forget set"), ("neighbours", "fine-tuned on retain neighbours"))):
+        for name, entry in audit["models"].items():
+            mean = np.mean(entry[attack]["curves"], axis=0)
+            style = {"color": "black", "linewidth": 2.5, "zorder": 3} if name == "retrain" else {"linewidth": 1.2}
+            ax.plot(np.arange(len(mean)), 100 * mean, label=name, **style)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("relearning step")
+    axes[0].set_ylabel(f"accuracy on {audit['measured_examples']} measured forget examples (%)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(f"Relearning attack: {audit['options']['steps']} SGD steps on {audit['relearn_examples']} examples, mean of {audit['options']['seeds']} seeds")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def aggregate_table(aggregated: list[dict], seeds: list[int]) -> Table:

@@ -26,7 +26,8 @@ from unlearnkit.reference import train_reference
 from unlearnkit.evaluate.summary import add_average_gaps, aggregate_rows, positive_control
 from unlearnkit.data.scenarios import apply_scenario
 from unlearnkit.pages import run_report
-from unlearnkit.report import aggregate_table, evidence_figures, results_table, write_figures
+from unlearnkit.report import aggregate_table, evidence_figures, relearn_figure, results_table, write_figures
+from unlearnkit.robustness import headline as robustness_headline, robustness_audits
 from unlearnkit.store import Store, load_model, read_sidecar, save_model, sidecar_path, versions
 from unlearnkit.train import machine_record
 
@@ -77,6 +78,9 @@ def run_experiment(
             raise UnlearnkitError(f"preset {chosen_preset.name} generates its own corpus; drop --data")
         from unlearnkit.text.run import run_text_experiment
 
+        if evidence is not None and evidence.audits:
+            raise UnlearnkitError(f"--audit {','.join(evidence.audits)} runs on image presets so far; preset {chosen_preset.name} is a text preset — drop --audit")
+
         return run_text_experiment(preset=chosen_preset, methods=methods, seed=seed, out=out, cache=cache, configs=configs, forget=forget, evidence=evidence)
     names = resolve_methods(methods)
     out = Path(out)
@@ -124,14 +128,24 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
     """Evidence, table, results.json, figures and manifest of a run whose models are evaluated."""
     dataset, split = setup.dataset, setup.split
     add_average_gaps(rows)
-    found = gather(setup, seed, original, outputs, method_configs, evidence or EvidenceOptions())
+    options = evidence or EvidenceOptions()
+    found = gather(setup, seed, original, outputs, method_configs, options)
     control = positive_control(rows, found.signal)
     for row in rows:
         row.update(found.headline(row["name"]), evidence=found.per_model[row["name"]])
+    robust = {}
+    if options.audits:
+        device = next(original.model.parameters()).device
+        models = {row["name"]: {"original": original.model, "retrain": retrain.model}.get(row["name"]) or load_model(row["model"], device) for row in rows}
+        robust = robustness_audits(models, dataset, split, seed, options.audits)
+        for row in rows:
+            row.update(robustness_headline(robust, row["name"]))
     split.save(out / "split.npz")
     save_epsilons(found, out / "epsilon.npz")
     figures = write_figures(rows, outputs, out / "figures") + [class_distribution(dataset, split, out / "figures" / "class-distribution.png")]
     figures += evidence_figures(found, outputs, out / "figures")
+    if "relearn" in robust:
+        figures.append(relearn_figure(robust["relearn"], out / "figures" / "relearn.png"))
     results = {
         "preset": setup.preset.name,
         "preset_config": setup.preset.model_dump(),  # the whole preset: the run folder alone can reproduce it
@@ -147,6 +161,7 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
         "reference_cached": {"original": original.cached, "retrain": retrain.cached},
         "positive_control": control,
         "evidence": found.summary(),
+        **({"robustness": robust} if robust else {}),
         "rows": rows,
         "figures": [str(p.relative_to(out)) for p in figures],
         "seconds_total": time.perf_counter() - started,

@@ -227,6 +227,7 @@ def serve(
     method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a hyperparameter of the method: METHOD.FIELD=VALUE (repeatable)"),
     max_test_drop: float = typer.Option(0.02, help="verdict: largest allowed fall in test accuracy"),
+    max_retain_drop: float = typer.Option(0.02, help="verdict: largest allowed fall in accuracy on a sample of retained images"),
     forget_margin: float = typer.Option(0.05, help="verdict: how far above test accuracy the requested images' accuracy (95% lower bound) may be"),
     attack_margin: float = typer.Option(0.0, help="verdict: how far from 0.5 (either side) an attack's AUC interval may lie"),
     seed: int = typer.Option(0, help="seed of the method and of the evaluation samples"),
@@ -238,7 +239,7 @@ def serve(
     from unlearnkit.methods import parse_overrides
     from unlearnkit.service.serving import VerdictRule, serve as run_serve
 
-    rule = VerdictRule(max_test_drop=max_test_drop, forget_margin=forget_margin, attack_margin=attack_margin)
+    rule = VerdictRule(max_test_drop=max_test_drop, max_retain_drop=max_retain_drop, forget_margin=forget_margin, attack_margin=attack_margin)
     config = parse_overrides(set_, [method]).get(method)
     done = run_serve(opened(ledger), actor(), batch=batch, max_wait=parse_duration(max_wait) if max_wait else None, method=method, config=config,
                      rule=rule, seed=seed, wait=wait)

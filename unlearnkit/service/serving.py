@@ -42,6 +42,8 @@ class VerdictRule(BaseModel):
     model and to every population attack, and the model kept its accuracy. All must hold:
 
     - test accuracy fell by at most `max_test_drop`;
+    - accuracy on a sample of the retained training images fell by at most `max_retain_drop` (a
+      method that damages what it should keep can still look fine on test images);
     - the Wilson 95% lower bound of accuracy on the requested images is at most test accuracy
       plus `forget_margin` (they are not recognised better than unseen images);
     - every population attack that could run has an AUC whose 95% interval reaches to within
@@ -51,6 +53,7 @@ class VerdictRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     max_test_drop: float = Field(0.02, ge=0, le=1)
+    max_retain_drop: float = Field(0.02, ge=0, le=1)
     forget_margin: float = Field(0.05, ge=0, le=1)
     attack_margin: float = Field(0.0, ge=0, le=0.5)
 
@@ -62,6 +65,12 @@ def decide(report: dict, images: int, rule: VerdictRule) -> dict:
         "passed": bool(before["test_acc"] - after["test_acc"] <= rule.max_test_drop),
         "detail": f"test accuracy {100 * before['test_acc']:.1f}% → {100 * after['test_acc']:.1f}% (at most {100 * rule.max_test_drop:.1f} points lower)",
     }]
+    if "retain_acc" in after:  # reports made before the retained sample was measured have none
+        checks.append({
+            "check": "retained images' accuracy kept",
+            "passed": bool(before["retain_acc"] - after["retain_acc"] <= rule.max_retain_drop),
+            "detail": f"accuracy on a sample of retained images {100 * before['retain_acc']:.1f}% → {100 * after['retain_acc']:.1f}% (at most {100 * rule.max_retain_drop:.1f} points lower)",
+        })
     low = wilson_interval(round(after["forget_acc"] * images), images)[0]
     checks.append({
         "check": "requested images look unseen",
