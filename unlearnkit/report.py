@@ -255,7 +255,7 @@ def aggregate_table(aggregated: list[dict], seeds: list[int]) -> Table:
     columns = [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1), ("extraction", "extraction_forget", 100, 1),
                ("perplexity", "perplexity", 1, 3), ("train", "train_acc", 100, 1), ("test", "test_acc", 100, 1), ("retain", "retain_acc", 100, 1), ("forget", "forget_acc", 100, 1),
                ("val", "val_acc", 100, 1), ("MIA", "mia", 1, 3), ("AUC", "attack_auc", 1, 3), ("JS", "js_forget", 1, 3),
-               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("KLoM", "klom", 1, 3), ("KLoM (smoothed)", "klom_smoothed", 1, 3), ("ASR", "backdoor_asr", 1, 3), ("confusion", "confusion_test", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
+               ("U-LiRA AUC", "ulira_auc", 1, 3), ("NeurIPS", "neurips_score", 1, 3), ("KLoM", "klom", 1, 3), ("KLoM (smoothed)", "klom_smoothed", 1, 3), ("ASR", "backdoor_asr", 1, 3), ("confusion", "confusion_test", 100, 1), ("relearn gap", "relearn_gap", 100, 1), ("int4 forget gap", "int4_forget_gap", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)]
     columns = [column for column in columns if any(column[1] in entry for entry in aggregated)]
     table.add_column("model")
     for title, *_ in columns:
