@@ -58,7 +58,10 @@ async def post_load(url: str, token: str, n: int, concurrency: int, n_train: int
     gate = asyncio.Semaphore(concurrency)
     latencies, answers = [], []
     started = time.perf_counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # uvicorn closes a connection idle for 5 s; a client that reuses one at that moment reads a closed
+    # socket (httpx.ReadError, seen once with the CPU saturated by another job). Reusing only
+    # connections idle for under 2 s keeps clear of that race.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=120) as client:
         async def one(body):
             async with gate:
