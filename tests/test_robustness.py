@@ -156,7 +156,7 @@ def test_the_api_audit_runs_the_relearning_attack_against_the_reference(planted)
 
     fx, fy = planted["forget"]
     rx, ry = planted["retain"]
-    options = RelearnOptions(fraction=0.25, seeds=2)
+    options = unlearnkit.RelearnOptions(fraction=0.25, seeds=2)
     report = unlearnkit.audit(planted["hider"], forget=(fx, fy), test=(rx[:100], ry[:100]), retain=(rx[100:], ry[100:]), reference=planted["retrain"],
                               relearn=options, resamples=200)
     assert report.relearn["models"]["unlearned"]["neighbours"]["gap"] > 0.1 and report.to_dict()["relearn"]["options"]["seeds"] == 2
