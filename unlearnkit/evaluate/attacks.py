@@ -16,10 +16,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from unlearnkit.evaluate import features as F
 from unlearnkit.errors import UnlearnkitError
@@ -59,6 +55,10 @@ class Classifier:
             nonmembers = nonmembers[rng.permutation(len(nonmembers))[: self.max_per_side]]
         x = np.concatenate([members, nonmembers])
         y = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
+        # imported where used: scikit-learn takes about a second to import, which every command would pay
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         self.model_ = make_pipeline(StandardScaler(), self.make()).fit(x, y)
         return self
 
@@ -104,6 +104,8 @@ def all_attacks() -> dict[str, PopulationAttack]:
 
 @register_attack("lr-loss", "the NeurIPS 2023 kit's attack, logistic regression on the loss, fitted on retain vs validation images", (F.loss,))
 def lr_loss(seed: int):
+    from sklearn.linear_model import LogisticRegression
+
     return Classifier(lambda: LogisticRegression(class_weight="balanced"))
 
 
@@ -117,6 +119,8 @@ def loss_threshold(seed: int):
     (F.confidence, F.entropy, F.modified_entropy),
 )
 def svc_entropy(seed: int):
+    from sklearn.svm import SVC
+
     return Classifier(lambda: SVC(C=3, gamma="auto", kernel="rbf"), max_per_side=1000, seed=seed)
 
 

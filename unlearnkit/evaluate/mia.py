@@ -7,8 +7,6 @@ stratified shuffle-split cross-validation; the score is the mean held-out accura
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 
 from unlearnkit.errors import UnlearnkitError
 
@@ -44,6 +42,10 @@ def simple_mia(member_losses: np.ndarray, nonmember_losses: np.ndarray, *, n_spl
     nonmembers = rng.choice(nonmember_losses, n, replace=False)
     x = np.concatenate([members, nonmembers]).reshape(-1, 1)
     y = np.concatenate([np.ones(n), np.zeros(n)])
+    # imported here, not at the top: scikit-learn takes about a second to import, which every command would pay
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
     cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=seed)
     return float(cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean())
 
