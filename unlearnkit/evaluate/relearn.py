@@ -45,7 +45,7 @@ ATTACKS = ("forget", "neighbours")
 class RelearnOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     steps: int = Field(10, ge=1, description="SGD steps of the attack")
-    lr: float = Field(0.01, gt=0, description="the attack's learning rate (SGD, momentum 0.9)")
+    lr: float = Field(0.001, gt=0, description="the attack's learning rate (SGD, momentum 0.9)")
     batch_size: int = Field(16, ge=1, description="examples per step, drawn from the relearn part with replacement")
     fraction: float = Field(0.1, gt=0, lt=1, description="share of the forget set the attack trains on; the rest is measured")
     measured: int = Field(1000, ge=1, description="at most this many of the rest are measured (a seeded sample)")
