@@ -79,10 +79,11 @@ def test_relearning_exposes_a_hidden_forget_set_and_passes_a_retrained_model(pla
     before = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in models.items()}
     found = relearn_audit(models, fx, fy, rx, ry, options, seed=0)
     hider, other = found["models"]["hider"], found["models"]["other"]
-    # the hider comes back faster when fine-tuned on part of the forget set, and even on retain neighbours without the patch
-    assert hider["neighbours"]["gap_ci95"][0] > 0.1 and hider["forget"]["gap"] > 0.02, hider
+    # the hider comes back faster when fine-tuned on part of the forget set, and even on retain neighbours without the patch;
+    # measured at the defaults: forget gap 0.439 [0.362, 0.516], neighbours 0.139 [0.105, 0.172]
+    assert hider["forget"]["gap_ci95"][0] > 0.2 and hider["neighbours"]["gap"] > 0.05, hider
     assert held_under_both(hider, options.margin) is False
-    assert held_under_both(other, options.margin) is True, other  # another retrained model learns no faster than the reference (measured: neighbours gap -0.003 [-0.018, 0.011])
+    assert held_under_both(other, options.margin) is True, other  # another retrained model learns no faster than the reference (measured: forget -0.157 [-0.187, -0.127], neighbours 0.0)
     assert found["models"]["retrain"]["forget"]["gap"] == 0.0 and found["models"]["retrain"]["forget"]["gap_ci95"] == [0.0, 0.0]
     assert len(hider["forget"]["curves"]) == 3 and len(hider["forget"]["curves"][0]) == 11
     assert found["relearn_examples"] == 10 and found["measured_examples"] == 30
@@ -159,6 +160,6 @@ def test_the_api_audit_runs_the_relearning_attack_against_the_reference(planted)
     options = unlearnkit.RelearnOptions(fraction=0.25, seeds=2)
     report = unlearnkit.audit(planted["hider"], forget=(fx, fy), test=(rx[:100], ry[:100]), retain=(rx[100:], ry[100:]), reference=planted["retrain"],
                               relearn=options, resamples=200)
-    assert report.relearn["models"]["unlearned"]["neighbours"]["gap"] > 0.1 and report.to_dict()["relearn"]["options"]["seeds"] == 2
+    assert report.relearn["models"]["unlearned"]["forget"]["gap"] > 0.2 and report.to_dict()["relearn"]["options"]["seeds"] == 2
     alone = unlearnkit.audit(planted["hider"], forget=(fx, fy), test=(rx[:100], ry[:100]), relearn=True, resamples=200)
     assert alone.relearn == {} and any(line.startswith("relearning attack: it needs `reference`") for line in alone.skipped)
