@@ -34,7 +34,8 @@ def robustness_audits(models: dict[str, nn.Module], dataset, split, seed: int, a
     """The audits asked for, over `models` (which hold 'retrain'): JSON-ready, per audit and model."""
     found = {}
     if "relearn" in audits:
-        say(f"audit relearn: {len(models)} models × 2 attacks × {(relearn or RelearnOptions()).seeds} seeds …")
+        relearn = relearn or RelearnOptions()
+        say(f"audit relearn: {len(models)} models × 2 attacks × {relearn.seeds} seeds …")
         pool = np.sort(np.random.default_rng([seed, 29]).permutation(split.retain)[:NEIGHBOUR_POOL])
         tensors = lambda rows: (torch.from_numpy(dataset.train_x[rows]), torch.from_numpy(dataset.train_y[rows]).long())  # noqa: E731
         found["relearn"] = relearn_audit(models, *tensors(split.forget), *tensors(pool), relearn, seed)
