@@ -86,3 +86,19 @@ class SmallRGBNet(nn.Module):
 
 def build_rgb(classes: int = 10) -> SmallRGBNet:
     return SmallRGBNet(classes)
+
+
+class MLP(nn.Module):
+    """A one-hidden-layer perceptron for 32x32 colour images: memorizes a few hundred of them in
+    a few epochs (tests of memorization)."""
+
+    def __init__(self, classes: int = 10, hidden: int = 256):
+        super().__init__()
+        self.hidden, self.out = nn.Linear(3 * 32 * 32, hidden), nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(x.flatten(1))))
+
+
+def build_mlp(classes: int = 10, hidden: int = 256) -> MLP:
+    return MLP(classes, hidden)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from unlearnkit.data import Dataset, load_dataset
@@ -26,16 +27,17 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
     preset = get_preset(preset) if isinstance(preset, str) else preset
     dataset = load_dataset(data)
     scenario = parse_forget(preset.forget if forget is None else forget, dataset.classes, subjects, len(dataset.train_y), len(dataset.test_y), dataset.subclasses)
-    split = make_split(
-        dataset.train_y,
-        len(dataset.test_y),
-        forget=scenario,
-        classes=dataset.classes,
-        subclass_y=dataset.subclass_train_y,
-        seed=seed,
-        pool=preset.train_pool if preset.train_pool and preset.train_pool < len(dataset.train_y) else None,
-        data_fingerprint=dataset.fingerprint,
+    store = Store(cache) if cache else Store()
+    split_of = functools.partial(
+        make_split, dataset.train_y, len(dataset.test_y), classes=dataset.classes, subclass_y=dataset.subclass_train_y, seed=seed,
+        pool=preset.train_pool if preset.train_pool and preset.train_pool < len(dataset.train_y) else None, data_fingerprint=dataset.fingerprint,
     )
+    scores = None
+    if scenario.ranked:  # the original ranks the pool; it trains on the whole pool, so any split of it will do
+        from unlearnkit.worstcase import worst_case_scores
+
+        scores = worst_case_scores(scenario.kind, dataset, split_of(forget=f"random:{scenario.amount:g}"), preset, seed, store)
+    split = split_of(forget=scenario, scores=scores)
     if (changed := apply_scenario(dataset, split)) is not dataset:  # a backdoor or a confusion: the poisoned data
         dataset, split = changed, dataclasses.replace(split, data_fingerprint=changed.fingerprint)
-    return Setup(dataset, preset, split, Store(cache) if cache else Store())
+    return Setup(dataset, preset, split, store)

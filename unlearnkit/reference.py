@@ -21,7 +21,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.store import Store, build_from_factory, load_model, read_sidecar, save_model
 from unlearnkit.train import Checkpoint, Source, accuracy, default_device, fit, resolve_precision
 
-Role = Literal["original", "retrain"]
+Role = Literal["original", "retrain", "subset"]  # subset: trained on `split.retain`, a part of the pool (unlearnkit.worstcase)
 
 
 @dataclass

@@ -12,11 +12,15 @@ A scenario is written as one string (`--forget SPEC`), recorded in split.npz and
 | `file:REQ.csv` | the ids of a deletion-request file (see `read_requests`) |
 | `backdoor:0.02`, `backdoor:0.02:truck` | a random 2% of the pool outside the target class (default the first) get a trigger patch and the target's label: the original learns the backdoor, the forget set is exactly the poisoned images (Pawelczyk et al., ICLR 2025) |
 | `confusion:cat,dog:0.1` | a random 10% of each of the two classes' pool images get the other class's label: the original learns to confuse them, the forget set is exactly the swapped images (Goel et al.) |
+| `memorized:0.02` | the 2% of the pool the original memorizes most (Feldman's estimate from two models on complementary halves of the pool; `unlearnkit.worstcase`) |
+| `entangled:0.02` | the 2% of the pool nearest the centroid of the original's penultimate features: the images most entangled with what it retains (RUM, NeurIPS 2024) |
 
 The last two change the data they are run on (`apply_scenario`): the poisoned training images,
 and, for a backdoor, triggered copies of the held-out images of the other classes, appended
 after the held-out set (the split's test and val halves never include them), on which the
-attack success rate is measured.
+attack success rate is measured. The worst-case two rank the pool by the original model
+(`unlearnkit.worstcase.worst_case_scores`), which `unlearnkit.experiment.prepare` trains or loads
+first; `make_split` takes that ranking as `scores`.
 
 Legitimate edge cases: forgetting a whole class (or several) is allowed; forgetting every
 training image is not, since there would be nothing to retain.
@@ -37,9 +41,10 @@ GROUPS = {
     "animals": ("bird", "cat", "deer", "dog", "frog", "horse"),
     "vehicles": ("airplane", "automobile", "ship", "truck"),
 }
-KINDS = ("random", "class", "subclass", "skewed", "file", "backdoor", "confusion")
+KINDS = ("random", "class", "subclass", "skewed", "file", "backdoor", "confusion", "memorized", "entangled")
+RANKED = ("memorized", "entangled")  # chosen by a ranking of the pool that the original model gives
 SPEC_HELP = ("random:0.1 | random:2500 | class:cat[,dog][:0.5] | subclass:rocket[,baby][:0.5] | skewed:animals=3:0.1 | file:REQUESTS.csv | "
-             "backdoor:0.02[:CLASS] | confusion:cat,dog:0.1")
+             "backdoor:0.02[:CLASS] | confusion:cat,dog:0.1 | memorized:0.02 | entangled:0.02")
 TRIGGER = 4  # the backdoor's trigger: a TRIGGER × TRIGGER checkerboard in the bottom-right corner
 
 
@@ -60,6 +65,10 @@ class Scenario:
     @property
     def classwise(self) -> bool:
         return self.kind == "class"
+
+    @property
+    def ranked(self) -> bool:
+        return self.kind in RANKED
 
 
 def _amount(text: str, spec: str) -> float:
@@ -108,7 +117,7 @@ def parse_forget(
     kind, _, rest = spec.partition(":")
     if kind not in KINDS or not rest:
         raise UnlearnkitError(f"forget spec '{spec}' is not understood; write one of {SPEC_HELP}")
-    if kind == "random":
+    if kind == "random" or kind in RANKED:
         return Scenario(kind, spec, amount=_amount(rest, spec))
     if kind == "class":
         names, amount = _part_of_classes(rest, spec)
@@ -253,13 +262,20 @@ def _members(chosen: tuple[int, ...], labels: np.ndarray, candidates: np.ndarray
 
 def select_forget(
     scenario: Scenario, candidates: np.ndarray, order: np.ndarray, train_y: np.ndarray, rng: np.random.Generator,
-    subclass_y: np.ndarray | None = None,
+    subclass_y: np.ndarray | None = None, scores: np.ndarray | None = None,
 ) -> np.ndarray:
     """The forget indices (sorted) that `scenario` picks from the candidate pool; `order` is a
-    seeded permutation of the candidates (the random scenario takes its head)."""
+    seeded permutation of the candidates (the random scenario takes its head; the ranked ones
+    take the highest `scores`, per training index, ties in that order)."""
     labels = train_y[candidates]
     if scenario.kind == "random":
         return np.sort(order[: forget_count(scenario.amount, candidates.size)])
+    if scenario.ranked:
+        if scores is None or len(scores) != len(train_y) or not np.isfinite(scores[candidates]).all():
+            raise UnlearnkitError(f"forget spec '{scenario.text}' ranks the pool by the original model; make the split through "
+                                  "unlearnkit.experiment.prepare (as every command does), which trains or loads it first")
+        ranked = order[np.argsort(-scores[order], kind="stable")]
+        return np.sort(ranked[: forget_count(scenario.amount, candidates.size)])
     if scenario.kind == "class":
         return _members(scenario.classes, labels, candidates, scenario.amount, "class", scenario.text, rng)
     if scenario.kind == "subclass":

@@ -114,11 +114,13 @@ def make_split(
     data_fingerprint: str = "",
     classes: tuple[str, ...] | None = None,
     subclass_y: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
 ) -> Split:
     """The forget set a scenario picks (a fraction or count, or a spec: see
     `unlearnkit.data.scenarios`), the rest of the pool retained; held-out set halved into test
     and val. With `pool`, only a class-balanced sample of that many training images takes part
-    (plus any image a request file names). The same arguments always give the same indices."""
+    (plus any image a request file names). `scores` (one per training image) rank the pool for the
+worst-case scenarios. The same arguments always give the same indices."""
     n_train = len(train_y)
     if pool is not None and not 2 <= pool <= n_train:
         raise UnlearnkitError(f"training pool of {pool} images is invalid; it must lie in 2..{n_train}")
@@ -130,7 +132,7 @@ def make_split(
     rng = np.random.default_rng([seed, 0x5EED])
     order = rng.permutation(candidates)
     heldout = rng.permutation(n_heldout)
-    forget_indices = select_forget(scenario, candidates, order, train_y, np.random.default_rng([seed, 0xF0E7]), subclass_y)
+    forget_indices = select_forget(scenario, candidates, order, train_y, np.random.default_rng([seed, 0xF0E7]), subclass_y, scores)
     half = n_heldout // 2
     return Split(
         forget=forget_indices,
