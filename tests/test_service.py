@@ -33,7 +33,7 @@ from unlearnkit.service.serving import VerdictRule, retrain, serve  # noqa: E402
 BACKENDS = ["sqlite", "postgresql"]
 N_TRAIN, N_TEST = 300, 200
 WEAK = {"epochs": 0.05, "lr": 0.001}  # a finetune run that changes next to nothing
-LENIENT = VerdictRule(max_test_drop=1.0, max_retain_drop=1.0, forget_margin=1.0, attack_margin=0.5)  # every check holds
+LENIENT = VerdictRule(max_test_drop=1.0, max_retain_drop=1.0, forget_margin=1.0, attack_margin=0.5, relearn_margin=1.0)  # every check holds
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,7 @@ def test_failed_verdict_goes_to_retraining_and_no_forgotten_image_comes_back(led
     assert served.verdict["passed"] is False and not served.deployed  # the memorized images are still recognised
     failed = {c["check"]: c["passed"] for c in served.verdict["checks"]}
     assert failed["requested images look unseen"] is False
+    assert failed["requested images stay unseen after relearning"] is False
     assert statuses(ledger) == {"r1": "retrain_scheduled", "r2": "retrain_scheduled"}
     with ledger.read() as session:
         assert ledger.deployed(session).kind == "trained"  # the failed version was registered, not deployed
@@ -153,6 +154,7 @@ def test_a_passing_verdict_deploys_and_the_report_is_recorded(ledger):
     ledger.submit("test", "r1", subjects=["person-3"])
     served = serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT)
     assert served.deployed and served.images == 3
+    assert "requested images stay unseen after relearning" in [c["check"] for c in served.verdict["checks"]]
     with ledger.read() as session:
         action = session.get(Action, served.action)
         assert ledger.deployed(session).id == served.version == action.output_version
@@ -160,6 +162,36 @@ def test_a_passing_verdict_deploys_and_the_report_is_recorded(ledger):
     page = ledger.path(served.report).read_text()
     assert "verdict <span class=pass>PASS</span>" in page and "data:image/png;base64," in page
     assert serve(ledger, "test").message == "no pending request"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_a_batch_that_raises_marks_its_requests_failed_and_retraining_serves_them(ledger, monkeypatch):
+    import unlearnkit.forget
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory\nwhile unlearning")
+
+    monkeypatch.setattr(unlearnkit.forget, "unlearn_and_verify", broken)
+    ledger.submit("test", "r1", subjects=["person-4"])
+    ledger.submit("test", "r2", sample_ids=[150])
+    with pytest.raises(UnlearnkitError, match=r"^action 1 failed \(RuntimeError: out of memory while unlearning\); its 2 requests are marked failed"):
+        serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT)
+    assert statuses(ledger) == {"r1": "failed", "r2": "failed"}
+    with ledger.read() as session:
+        action = session.get(Action, 1)
+        assert (action.status, action.error) == ("failed", "RuntimeError: out of memory while unlearning")
+        assert {r.error for r in session.query(Request)} == {action.error}
+        assert ledger.deployed(session).kind == "trained"
+    assert not ledger.path("actions/1").exists()
+    client = api_client(ledger)
+    shown = client.get("/requests/r1", headers=bearer(ledger, "read")).json()
+    assert (shown["status"], shown["error"]) == ("failed", "RuntimeError: out of memory while unlearning")
+    assert serve(ledger, "test").message == "no pending request"  # not retried in a loop
+    done = retrain(ledger, "test")
+    assert sorted(done.requests) == ["r1", "r2"] and statuses(ledger) == {"r1": "served", "r2": "served"}
+    assert not {12, 13, 14, 150} & set(ledger.train_ids(all_versions(ledger)[-1]).tolist())
+    assert ledger.verify()[0] == []
 
 
 @pytest.mark.parametrize("location", BACKENDS, indirect=True)
@@ -498,10 +530,11 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
 def test_the_verdict_rule_each_check_can_fail_alone():
     from unlearnkit.service.serving import decide
 
-    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55), retain_after=1.0):
+    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55), retain_after=1.0, relearned=0.5):
         auc = {"auc": {"value": sum(interval) / 2, "ci95": list(interval)}}
         return {"before": {"test_acc": test_before, "retain_acc": 1.0}, "after": {"test_acc": test_after, "forget_acc": forget_after, "retain_acc": retain_after},
-                "attacks": {"lr-loss": {"after": auc, "signal": True}}}
+                "attacks": {"lr-loss": {"after": auc, "signal": True}},
+                "relearn": {"options": {"steps": 10}, "relearned": 10, "measured": 90, "forget_acc": relearned, "test_acc": 0.5}}
 
     rule = VerdictRule()
     assert decide(report(), 100, rule)["passed"]
@@ -513,6 +546,9 @@ def test_the_verdict_rule_each_check_can_fail_alone():
     assert failed(report(forget_after=0.7), n=3) == []  # 2 of 3: the Wilson bound (21%) is not above test + 5 points
     assert failed(report(interval=(0.52, 0.6))) == ["lr-loss attack at chance"]
     assert failed(report(interval=(0.3, 0.46))) == ["lr-loss attack at chance"]  # over-forgotten: a giveaway too
+    assert failed(report(relearned=0.7)) == ["requested images stay unseen after relearning"]  # hidden, not forgotten
+    assert failed(report(relearned=0.58)) == []  # 52 of 90: the Wilson bound (47.5%) is within test + 5 points
+    assert failed(report(relearned=0.7)) and not [c for c in decide(report(relearned=0.7), 100, VerdictRule(relearn=False))["checks"] if not c["passed"]]
     assert failed(report(interval=(0.3, 0.46)), n=100) and not [c for c in decide(report(interval=(0.3, 0.46)), 100, VerdictRule(attack_margin=0.05))["checks"] if not c["passed"]]
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from unlearnkit.data import load_dataset
 from unlearnkit.data.scenarios import Scenario, file_sha256, read_requests
@@ -123,11 +124,13 @@ def forget_request(
 
 
 def unlearn_and_verify(original, dataset, split: Split, *, method: str, config, recipe: Recipe, seed: int, retain_sample: int = 10_000,
-                       checkpoint: Path | None = None):
+                       checkpoint: Path | None = None, relearn=None):
     """Unlearn `split.forget` from `original` with `method`, and measure before and after on the
     forgotten images, a sample of `retain_sample` retained ones and the test images: the
     unlearning result and the report's body (accuracies, attacks with their positive control,
-    what could not be computed, and what this evidence cannot show)."""
+    what could not be computed, and what this evidence cannot show). With `relearn` (a
+    `RelearnOptions`), also the requested images' accuracy after the relearning attack beside
+    unseen test images' under the same attack."""
     rng = np.random.default_rng(seed)
     retain_probe = np.sort(rng.choice(split.retain, min(retain_sample, split.retain.size), replace=False))
     probe = dataclasses.replace(split, retain=retain_probe)  # the images the report looks at
@@ -137,6 +140,14 @@ def unlearn_and_verify(original, dataset, split: Split, *, method: str, config, 
     after, attacks_after = verification(result.model, dataset, probe, seed)
     attacks = attack_report(attacks_before, attacks_after)
     control = attacks.get(KIT_ATTACK_TWIN, {}).get("signal", False)
+    relearned = None
+    if relearn is not None:
+        from unlearnkit.evaluate.relearn import unseen_after_relearning
+
+        device = next(result.model.parameters()).device
+        tensors = lambda x, y, rows: (torch.from_numpy(x[rows]).to(device), torch.from_numpy(y[rows]).to(device))  # noqa: E731
+        relearned = unseen_after_relearning(result.model, *tensors(dataset.train_x, dataset.train_y, split.forget),
+                                            *tensors(dataset.test_x, dataset.test_y, split.test), relearn, seed)
     return result, {
         "config": result.config.model_dump(),
         "retain_sample": int(retain_probe.size),
@@ -152,6 +163,7 @@ def unlearn_and_verify(original, dataset, split: Split, *, method: str, config, 
                         else "not above chance: NO SIGNAL, it could not tell them apart even before unlearning, so its score after proves nothing")),
         },
         "attacks": attacks,
+        **({"relearn": relearned} if relearn is not None else {}),
         "skipped": skipped(int(split.forget.size), int(split.test.size)),
         "unlearn_seconds": result.seconds,
         "what_this_shows": LIMITS,

@@ -123,7 +123,7 @@ def run_report(results: dict, figures: list[Path]) -> str:
 def dashboard(overview: dict) -> str:
     """The service's page: requests by status and time left, model lineage, verdicts, reports."""
     counts = overview["counts"]
-    status_rows = [[escape(s), str(counts.get(s, 0))] for s in ("pending", "in_progress", "retrain_scheduled", "served")]
+    status_rows = [[escape(s), str(counts.get(s, 0))] for s in ("pending", "in_progress", "retrain_scheduled", "failed", "served")]
     open_rows = [[escape(r["id"]), escape(r["status"]), escape(r["received"][:19].replace("T", " ")),
                   f"<span class=overdue>OVERDUE by {escape(r['left'])}</span>" if r["overdue"] else escape(r["left"]), str(r["images"])]
                  for r in overview["open"]]

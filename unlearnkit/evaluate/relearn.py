@@ -162,3 +162,23 @@ def held_under_both(model_entry: dict, margin: float) -> bool | None:
     """Held under every attack (None when an attack has no interval)."""
     verdicts = [held(model_entry[attack], margin) for attack in ATTACKS]
     return None if None in verdicts else all(verdicts)
+
+
+def unseen_after_relearning(model: nn.Module, forget_x: torch.Tensor, forget_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                            options: RelearnOptions | None = None, seed: int = 0) -> dict | None:
+    """The relearning attack without a retrained model (the deletion service's case): after
+    fine-tuning on a part of the forgotten images, is the rest recognised better than unseen
+    test images under the same fine-tuning? Mean final accuracies over the seeds, on the measured
+    rest and on as many test images. None when fewer than two images were forgotten."""
+    options = options or RelearnOptions()
+    if len(forget_x) < 2:
+        return None
+    forgotten, unseen = [], []
+    for repetition in range(options.seeds):
+        relearn, measured = relearn_parts(len(forget_x), options, seed + repetition)
+        sample = np.sort(np.random.default_rng([seed + repetition, 29]).permutation(len(test_x))[: measured.size])
+        x, y = forget_x[relearn], forget_y[relearn]
+        forgotten.append(relearn_curve(model, x, y, forget_x[measured], forget_y[measured], options, seed + repetition).accuracy[-1])
+        unseen.append(relearn_curve(model, x, y, test_x[sample], test_y[sample], options, seed + repetition).accuracy[-1])
+    return {"options": options.model_dump(), "relearned": len(relearn), "measured": len(measured),
+            "forget_acc": float(np.mean(forgotten)), "test_acc": float(np.mean(unseen))}

@@ -40,7 +40,8 @@ class NewRequest(BaseModel):
 def request_json(request: Request) -> dict:
     left, overdue = time_left(request.deadline)
     return {"id": request.id, "status": request.status, "subjects": request.subjects, "images": len(request.sample_ids), "received": request.received,
-            "deadline": request.deadline, "time_left": left, "overdue": overdue and request.status != "served", "action": request.action_id, "served": request.served}
+            "deadline": request.deadline, "time_left": left, "overdue": overdue and request.status != "served", "action": request.action_id, "served": request.served,
+            **({"error": request.error} if request.error else {})}
 
 
 def error(status: int, message: str, **headers) -> JSONResponse:

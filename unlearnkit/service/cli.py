@@ -230,6 +230,8 @@ def serve(
     max_retain_drop: float = typer.Option(0.02, help="verdict: largest allowed fall in accuracy on a sample of retained images"),
     forget_margin: float = typer.Option(0.05, help="verdict: how far above test accuracy the requested images' accuracy (95% lower bound) may be"),
     attack_margin: float = typer.Option(0.0, help="verdict: how far from 0.5 (either side) an attack's AUC interval may lie"),
+    relearn: bool = typer.Option(True, help="verdict: run the relearning attack (10 fine-tuning steps on a part of the requested images)"),
+    relearn_margin: float = typer.Option(0.05, help="verdict: how far above test accuracy the rest of them (95% lower bound) may be after relearning"),
     seed: int = typer.Option(0, help="seed of the method and of the evaluation samples"),
     wait: float = typer.Option(600, help="seconds to wait for another serving process to finish"),
     ledger: Optional[str] = LEDGER,
@@ -239,7 +241,8 @@ def serve(
     from unlearnkit.methods import parse_overrides
     from unlearnkit.service.serving import VerdictRule, serve as run_serve
 
-    rule = VerdictRule(max_test_drop=max_test_drop, max_retain_drop=max_retain_drop, forget_margin=forget_margin, attack_margin=attack_margin)
+    rule = VerdictRule(max_test_drop=max_test_drop, max_retain_drop=max_retain_drop, forget_margin=forget_margin, attack_margin=attack_margin,
+                       relearn=relearn, relearn_margin=relearn_margin)
     config = parse_overrides(set_, [method]).get(method)
     done = run_serve(opened(ledger), actor(), batch=batch, max_wait=parse_duration(max_wait) if max_wait else None, method=method, config=config,
                      rule=rule, seed=seed, wait=wait)

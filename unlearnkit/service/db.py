@@ -22,7 +22,7 @@ from unlearnkit.errors import UnlearnkitError
 LEDGER_ENV = "UNLEARNKIT_LEDGER"
 LEDGER_DIR_ENV = "UNLEARNKIT_LEDGER_DIR"
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0002"  # the newest file in migrations/versions
+HEAD_REVISION = "0003"  # the newest file in migrations/versions
 
 
 def now() -> str:
@@ -76,13 +76,14 @@ class Request(Base):
     action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"))
     served: Mapped[str | None] = mapped_column(String(40))
     submitted_by: Mapped[str | None] = mapped_column(String(200))  # the API token's name, for a submitter's own view
+    error: Mapped[str | None] = mapped_column(String(500))  # status `failed`: why its batch raised
 
 
 class Action(Base):
     __tablename__ = "actions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # unlearn | retrain | noop
-    status: Mapped[str] = mapped_column(String(20))  # running | done | abandoned
+    status: Mapped[str] = mapped_column(String(20))  # running | done | abandoned | failed
     holder: Mapped[str] = mapped_column(String(200))  # host:pid of the process doing it
     requests: Mapped[list]
     input_version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
@@ -95,6 +96,7 @@ class Action(Base):
     verdict: Mapped[dict | None]
     report_path: Mapped[str | None] = mapped_column(String(400))
     report_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(500))  # status `failed`: the exception, one line
 
 
 class Token(Base):

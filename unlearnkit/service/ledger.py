@@ -44,7 +44,7 @@ from unlearnkit.service.db import (
 DEFAULT_DEADLINE_DAYS = 30  # GDPR Art. 12(3): without undue delay, within one month
 MAX_POLICY_DAYS = 3650
 DEFAULT_KEEP_SUPERSEDED_DAYS = 0  # a superseded version that held a deleted image is purged at once
-OPEN = ("pending", "in_progress", "retrain_scheduled")
+OPEN = ("pending", "in_progress", "retrain_scheduled", "failed")  # failed: its batch raised; `ledger retrain` serves it exactly
 SCOPES = ("submit", "read", "admin")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
 FILE_MODE, FOLDER_MODE = 0o600, 0o700  # the ledger holds personal data: its owner's alone
@@ -210,7 +210,7 @@ class Ledger:
     def forgotten_ids(self, session: Session) -> np.ndarray:
         """Every image of every request that was served or awaits retraining: none may be in a
         model made from now on."""
-        rows = session.scalars(select(Request.sample_ids).where(Request.status.in_(("served", "retrain_scheduled", "in_progress")))).all()
+        rows = session.scalars(select(Request.sample_ids).where(Request.status.in_(("served", "retrain_scheduled", "in_progress", "failed")))).all()
         return np.unique(np.concatenate([np.asarray(ids, dtype=np.int64) for ids in rows])) if rows else np.zeros(0, np.int64)
 
     # ---- subjects and models ------------------------------------------------------------------
@@ -586,12 +586,12 @@ def overview(ledger: Ledger) -> dict:
         for request in ledger.requests(session):
             left, overdue = time_left(request.deadline)
             opened.append({"id": request.id, "status": request.status, "received": request.received, "deadline": request.deadline, "left": left,
-                           "overdue": overdue, "images": len(request.sample_ids)})
+                           "overdue": overdue, "images": len(request.sample_ids), "error": request.error})
         versions = [{"id": v.id, "kind": v.kind, "parent": v.parent_id, "method": v.method, "verdict": v.verdict, "train_count": v.train_count, "sha256": v.sha256,
                      "deployed": deployed is not None and v.id == deployed.id, "created": v.created, "purged": v.purged}
                     for v in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
         actions = [{"id": a.id, "kind": a.kind, "status": a.status, "requests": a.requests, "report": a.report_path, "seconds": a.seconds,
-                    "passed": (a.verdict or {}).get("passed") if a.status == "done" and a.kind != "noop" else None}
+                    "passed": (a.verdict or {}).get("passed") if a.status == "done" and a.kind != "noop" else None, "error": a.error}
                    for a in session.scalars(select(Action).order_by(Action.id))]
         counts = ledger.counts(session)
     return {"counts": counts, "open": opened, "versions": versions, "actions": actions, "chain": {"problems": problems, "head": list(head)}}

@@ -56,6 +56,8 @@ class VerdictRule(BaseModel):
     max_retain_drop: float = Field(0.02, ge=0, le=1)
     forget_margin: float = Field(0.05, ge=0, le=1)
     attack_margin: float = Field(0.0, ge=0, le=0.5)
+    relearn: bool = True
+    relearn_margin: float = Field(0.05, ge=0, le=1)
 
 
 def decide(report: dict, images: int, rule: VerdictRule) -> dict:
@@ -85,6 +87,14 @@ def decide(report: dict, images: int, rule: VerdictRule) -> dict:
             # than unseen ones (over-forgetting), which retraining would not do
             "passed": bool(auc["ci95"][0] <= 0.5 + rule.attack_margin and auc["ci95"][1] >= 0.5 - rule.attack_margin),
             "detail": f"AUC {auc['value']:.3f} [{auc['ci95'][0]:.3f}, {auc['ci95'][1]:.3f}]" + ("" if attack["signal"] else " (no signal before unlearning either)"),
+        })
+    if rule.relearn and (relearned := report.get("relearn")):
+        low = wilson_interval(round(relearned["forget_acc"] * relearned["measured"]), relearned["measured"])[0]
+        checks.append({
+            "check": "requested images stay unseen after relearning",
+            "passed": bool(low <= relearned["test_acc"] + rule.relearn_margin),
+            "detail": (f"after {relearned['options']['steps']} fine-tuning steps on {relearned['relearned']} of them: accuracy on {relearned['measured']} others "
+                       f"{100 * relearned['forget_acc']:.1f}% (95% lower bound {100 * low:.1f}%) vs test {100 * relearned['test_acc']:.1f}% + {100 * rule.relearn_margin:.1f}"),
         })
     return {"passed": all(c["passed"] for c in checks), "checks": checks, "rule": rule.model_dump()}
 
@@ -214,11 +224,39 @@ def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta |
             # this batch's images, and those of requests still awaiting retraining (the deployed
             # model holds them too): the new version must be made without any of them
             forgotten = ledger.forgotten_ids(session)
-        trained_on = ledger.train_ids(deployed)
-        forget = np.intersect1d(forgotten, trained_on)
-        if forget.size == 0:
-            return _finish_noop(ledger, actor, action, claimed, deployed)
-        return _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample)
+        try:
+            trained_on = ledger.train_ids(deployed)
+            forget = np.intersect1d(forgotten, trained_on)
+            if forget.size == 0:
+                return _finish_noop(ledger, actor, action, claimed, deployed)
+            return _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample)
+        except Exception as error:  # a kill or Ctrl-C leaves the action running instead, for `recover`
+            if not _mark_failed(ledger, actor, action.id, error):
+                raise
+            raise UnlearnkitError(f"action {action.id} failed ({one_line(error)}); its {len(claimed)} requests are marked failed: "
+                                  "`unlearnkit ledger retrain` serves them exactly") from None
+
+
+def one_line(error: BaseException, limit: int = 400) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mark_failed(ledger: Ledger, actor: str, action_id: int, error: BaseException) -> bool:
+    """Record a batch that raised: its action and requests `failed` with the error, its files
+    removed. False when the action is no longer this process's (taken over: not ours to mark)."""
+    with ledger.write(actor) as (session, record):
+        action = session.get(Action, action_id)
+        if action.status != "running" or action.holder != holder_name():
+            return False
+        message = one_line(error)
+        action.status, action.finished, action.error = "failed", now(), message
+        requests = list(session.scalars(select(Request).where(Request.action_id == action.id, Request.status == "in_progress")))
+        for request in requests:
+            request.status, request.error = "failed", message
+        shutil.rmtree(ledger.path(f"actions/{action.id}"), ignore_errors=True)
+        record("batch.failed", {"action": action.id, "requests": [r.id for r in requests], "error": message}, rows=[action, *requests])
+    return True
 
 
 def _finish_noop(ledger, actor, action, claimed, deployed) -> Served:
@@ -253,8 +291,10 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
     original = ledger.load(deployed, default_device())
     recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(deployed), dict) else Recipe()
     work = ledger.private_folder(f"actions/{action.id}")
-    result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed,
-                                          retain_sample=retain_sample, checkpoint=work / "checkpoint.safetensors")
+    from unlearnkit.evaluate.relearn import RelearnOptions
+
+    result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed, retain_sample=retain_sample,
+                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if rule.relearn else None)
     verdict = decide(verified, int(forget.size), rule)
     report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,
               **verified, "verdict": verdict, "seconds": time.perf_counter() - started}
@@ -300,7 +340,7 @@ class Retrained:
 
 
 def retrain_due(ledger: Ledger, session, every: int | None, above: float | None) -> str | None:
-    scheduled = ledger.requests(session, ("retrain_scheduled",))
+    scheduled = ledger.requests(session, ("retrain_scheduled", "failed"))
     if scheduled:
         return f"{len(scheduled)} requests await retraining"
     last = session.scalar(select(Action.started).where(Action.kind == "retrain", Action.status == "done").order_by(Action.id.desc()).limit(1))
@@ -332,7 +372,7 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
             root = deployed
             while root.kind == "unlearned":
                 root = session.get(ModelVersion, root.parent_id)
-            scheduled = ledger.requests(session, ("retrain_scheduled",))
+            scheduled = ledger.requests(session, ("retrain_scheduled", "failed"))
             action = Action(kind="retrain", status="running", holder=holder_name(), requests=[r.id for r in scheduled], input_version=deployed.id,
                             method=None, config={"reason": reason, "seed": seed, "root_version": root.id}, started=now())
             session.add(action)
@@ -357,13 +397,13 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
             if mine.status != "running" or mine.holder != holder_name():
                 raise UnlearnkitError(f"action {action.id} was taken over by {mine.holder}; this result is dropped")
             parent = session.get(ModelVersion, deployed.id)
-            subjects = sorted({s for r in session.scalars(select(Request).where(Request.status.in_(("served", "retrain_scheduled")))) for s in r.subjects})
+            subjects = sorted({s for r in session.scalars(select(Request).where(Request.status.in_(("served", "retrain_scheduled", "failed")))) for s in r.subjects})
             version = ledger.add_version(session, model, spec, kind="retrained", parent=parent, data=root.data, fingerprint=root.data_fingerprint, train_ids=keep,
                                           method=None, config={"seed": seed}, verdict="pass", excluded_subjects=subjects, recipe=recipe.model_dump())
             session.flush()
             mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), time.perf_counter() - started, version.id
             mine.verdict = {"passed": True, "checks": [{"check": "exact retraining", "passed": True, "detail": f"test accuracy {100 * test_acc:.1f}%"}]}
-            requests = list(session.scalars(select(Request).where(Request.action_id == action.id, Request.status == "retrain_scheduled")))
+            requests = list(session.scalars(select(Request).where(Request.action_id == action.id, Request.status.in_(("retrain_scheduled", "failed")))))
             for request in requests:
                 request.status, request.served = "served", now()
             record("retrain.served", {"action": action.id, "version": version.id, "images": int(keep.size), "test_acc": test_acc},
