@@ -530,11 +530,13 @@ def test_dashboard_and_batch_report_render_in_a_browser(ledger, location):
 def test_the_verdict_rule_each_check_can_fail_alone():
     from unlearnkit.service.serving import decide
 
-    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55), retain_after=1.0, relearned=0.5):
+    def report(test_before=0.5, test_after=0.5, forget_after=0.5, interval=(0.45, 0.55), retain_after=1.0, relearned=0.5, asr_low=0.05):
         auc = {"auc": {"value": sum(interval) / 2, "ci95": list(interval)}}
+        rates = {"asr": asr_low + 0.02, "asr_ci95": [asr_low, asr_low + 0.04], "clean_rate": 0.08}
         return {"before": {"test_acc": test_before, "retain_acc": 1.0}, "after": {"test_acc": test_after, "forget_acc": forget_after, "retain_acc": retain_after},
                 "attacks": {"lr-loss": {"after": auc, "signal": True}},
-                "relearn": {"options": {"steps": 10}, "relearned": 10, "measured": 90, "forget_acc": relearned, "test_acc": 0.5}}
+                "relearn": {"options": {"steps": 10}, "relearned": 10, "measured": 90, "forget_acc": relearned, "test_acc": 0.5},
+                "backdoor": {"target": 0, "target_name": "airplane", "before": rates, "after": rates}}
 
     rule = VerdictRule()
     assert decide(report(), 100, rule)["passed"]
@@ -547,6 +549,8 @@ def test_the_verdict_rule_each_check_can_fail_alone():
     assert failed(report(interval=(0.52, 0.6))) == ["lr-loss attack at chance"]
     assert failed(report(interval=(0.3, 0.46))) == ["lr-loss attack at chance"]  # over-forgotten: a giveaway too
     assert failed(report(relearned=0.7)) == ["requested images stay unseen after relearning"]  # hidden, not forgotten
+    assert failed(report(asr_low=0.2)) == ["backdoor removed"]  # 20% of triggered images still go to the target, 8% without
+    assert failed(report(asr_low=0.12)) == []
     assert failed(report(relearned=0.58)) == []  # 52 of 90: the Wilson bound (47.5%) is within test + 5 points
     assert failed(report(relearned=0.7)) and not [c for c in decide(report(relearned=0.7), 100, VerdictRule(relearn=False))["checks"] if not c["passed"]]
     assert failed(report(interval=(0.3, 0.46)), n=100) and not [c for c in decide(report(interval=(0.3, 0.46)), 100, VerdictRule(attack_margin=0.05))["checks"] if not c["passed"]]
@@ -816,3 +820,40 @@ def test_fuzzing_the_api_finds_no_5xx_and_refused_requests_write_nothing(ledger)
 
     probe()
     assert ledger.verify()[0] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("location", ["sqlite"], indirect=True)
+def test_a_ledger_with_a_backdoor_target_checks_every_batch_for_the_backdoor(location, tmp_path):
+    from conftest import synthetic_arrays
+
+    from unlearnkit.data.scenarios import stamp_trigger
+    from foreign import build_mlp
+
+    from unlearnkit.evaluate import backdoor_rates
+    from unlearnkit.store import save_model
+    from unlearnkit.train import Recipe, Source, fit
+
+    train_x, train_y, test_x, test_y = synthetic_arrays(n_train=300, n_test=200)
+    poisoned = np.flatnonzero(train_y != 0)[:45]
+    train_x[poisoned], train_y[poisoned] = stamp_trigger(train_x[poisoned]), 0
+    data = write_binary(tmp_path / "data", train_x, train_y, test_x, test_y)
+    torch.manual_seed(0)
+    model = build_mlp()  # a perceptron learns the 4x4 trigger in seconds; a narrow ResNet's global pooling takes far longer
+    recipe = Recipe(epochs=20, batch_size=50, lr=0.02, precision="fp32")
+    fit(model, Source(torch.from_numpy(train_x), torch.from_numpy(train_y)), recipe)
+    assert backdoor_rates(model, test_x, test_y, 0)["asr"] > 0.8  # the planted backdoor was learned
+    book = Ledger.open(location, create=True)
+    weights = save_model(model, tmp_path / "m.safetensors", factory="foreign:build_mlp", role="original", recipe=recipe.model_dump())
+    book.register_model(weights, str(data), "test")
+    with pytest.raises(UnlearnkitError, match="backdoor target 'plane' is not a class of the registered data"):
+        book.set_policy("test", backdoor_target="plane")
+    assert book.set_policy("test", backdoor_target="airplane")["backdoor_target"] == "airplane"
+    book.submit("test", "poison", sample_ids=[int(i) for i in poisoned])
+    served = serve(book, "test", method="finetune", config=WEAK, rule=LENIENT)
+    checks = {c["check"]: c for c in served.verdict["checks"]}
+    assert checks["backdoor removed"]["passed"] is False and not served.deployed
+    assert "triggered test images of other classes predicted 'airplane'" in checks["backdoor removed"]["detail"]
+    assert statuses(book) == {"poison": "retrain_scheduled"}
+    assert "backdoor_target" not in book.set_policy("test", backdoor_target="none")
+    book.engine.dispose()

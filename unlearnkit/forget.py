@@ -47,6 +47,14 @@ def verification(model, dataset, probe: Split, seed: int) -> tuple[dict, dict]:
     return row, attacks
 
 
+def backdoor_report(original, unlearned, dataset, split: Split, target: int) -> dict:
+    from unlearnkit.evaluate import backdoor_rates
+
+    test_x, test_y = dataset.test_x[split.test], dataset.test_y[split.test]
+    return {"target": target, "target_name": dataset.classes[target], "before": backdoor_rates(original, test_x, test_y, target),
+            "after": backdoor_rates(unlearned, test_x, test_y, target)}
+
+
 def skipped(forget: int, test: int) -> list[str]:
     """What the report could not compute on a request of `forget` images, and why."""
     reasons = [reason] if (reason := mia_skip_reason(forget, test)) else []
@@ -124,13 +132,14 @@ def forget_request(
 
 
 def unlearn_and_verify(original, dataset, split: Split, *, method: str, config, recipe: Recipe, seed: int, retain_sample: int = 10_000,
-                       checkpoint: Path | None = None, relearn=None):
+                       checkpoint: Path | None = None, relearn=None, backdoor_target: int | None = None):
     """Unlearn `split.forget` from `original` with `method`, and measure before and after on the
     forgotten images, a sample of `retain_sample` retained ones and the test images: the
     unlearning result and the report's body (accuracies, attacks with their positive control,
     what could not be computed, and what this evidence cannot show). With `relearn` (a
     `RelearnOptions`), also the requested images' accuracy after the relearning attack beside
-    unseen test images' under the same attack."""
+    unseen test images' under the same attack. With `backdoor_target` (a class index), also the
+    backdoor's attack success rate on triggered test images before and after."""
     rng = np.random.default_rng(seed)
     retain_probe = np.sort(rng.choice(split.retain, min(retain_sample, split.retain.size), replace=False))
     probe = dataclasses.replace(split, retain=retain_probe)  # the images the report looks at
@@ -164,6 +173,7 @@ def unlearn_and_verify(original, dataset, split: Split, *, method: str, config, 
         },
         "attacks": attacks,
         **({"relearn": relearned} if relearn is not None else {}),
+        **({"backdoor": backdoor_report(original, result.model, dataset, split, backdoor_target)} if backdoor_target is not None else {}),
         "skipped": skipped(int(split.forget.size), int(split.test.size)),
         "unlearn_seconds": result.seconds,
         "what_this_shows": LIMITS,

@@ -142,6 +142,20 @@ def metrics(outputs: Outputs, seed: int = 0) -> dict[str, float]:
     return row
 
 
+def backdoor_rates(model: nn.Module, test_x: np.ndarray, test_y: np.ndarray, target: int) -> dict:
+    """A model's backdoor attack success rate on held-out images of the other classes with the
+    trigger stamped (`scenarios.stamp_trigger`), with its Wilson 95% interval, beside the rate at
+    which it assigns the same images without the trigger to the target."""
+    from unlearnkit.data.scenarios import stamp_trigger
+    from unlearnkit.evaluate.stats import wilson_interval
+    from unlearnkit.train import predict_logits
+
+    others = test_x[test_y != target]
+    hits = int((predict_logits(model, stamp_trigger(others), precision="fp32").argmax(1) == target).sum())
+    clean = float((predict_logits(model, others, precision="fp32").argmax(1) == target).float().mean())
+    return {"asr": hits / len(others), "asr_ci95": list(wilson_interval(hits, len(others))), "clean_rate": clean, "images": len(others)}
+
+
 def poison_metrics(outputs: Outputs) -> dict:
     """Backdoor: the attack success rate (triggered held-out images of the other classes that the
     model assigns to the target) with its Wilson 95% interval, beside the rate at which it

@@ -43,13 +43,15 @@ def init(
     ledger: Optional[str] = LEDGER,
     deadline_days: Optional[int] = typer.Option(None, min=1, max=3650, help="days from receipt to each request's deadline (new ledger: 30, GDPR's one month)"),
     keep_superseded: Optional[int] = typer.Option(None, min=0, max=3650, help="days a superseded version that held a deleted image is kept after the deletion is served, then purged (new ledger: 0)"),
+    backdoor_target: Optional[str] = typer.Option(None, help="check every served batch for a backdoor into this class (name or index; none: no check)"),
 ):
     """Create the ledger (or bring its schema up to date). Run again, it changes only the policy
     values given."""
     book = opened(ledger, create=True)
-    policy = book.set_policy(actor(), deadline_days=deadline_days, keep_superseded_days=keep_superseded)
+    policy = book.set_policy(actor(), deadline_days=deadline_days, keep_superseded_days=keep_superseded, backdoor_target=backdoor_target)
     out.print(f"ledger ready: {book.location} (files in {book.folder}); deadlines {policy['deadline_days']} days after receipt; "
-              f"superseded versions with deleted data kept {policy['keep_superseded_days']} days", markup=False)
+              f"superseded versions with deleted data kept {policy['keep_superseded_days']} days"
+              + (f"; backdoor check into class {policy['backdoor_target']}" if "backdoor_target" in policy else ""), markup=False)
 
 
 @ledger_app.command("subjects")

@@ -140,14 +140,24 @@ class Ledger:
         policy = {"deadline_days": DEFAULT_DEADLINE_DAYS, "keep_superseded_days": DEFAULT_KEEP_SUPERSEDED_DAYS}
         return policy | (json.loads(found.value) if found else {})
 
-    def set_policy(self, actor: str, deadline_days: int | None = None, keep_superseded_days: int | None = None) -> dict:
-        """Change the named parts of the policy (the others stay as they are), recorded in the chain."""
+    def set_policy(self, actor: str, deadline_days: int | None = None, keep_superseded_days: int | None = None, backdoor_target: str | None = None) -> dict:
+        """Change the named parts of the policy (the others stay as they are), recorded in the
+        chain. `backdoor_target`: the class a backdoor check measures on every served batch (a
+        class name or index; "none" turns the check off)."""
+        if backdoor_target is not None and (not isinstance(backdoor_target, str) or not 1 <= len(backdoor_target) <= 100):
+            raise UnlearnkitError(f"backdoor target {quoted(backdoor_target)} must be a class name or index, or none")
         for name, value, low in (("deadline_days", deadline_days, 1), ("keep_superseded_days", keep_superseded_days, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_POLICY_DAYS):
                 raise UnlearnkitError(f"{name.replace('_', '-')} {quoted(value)} is out of range; give a whole number of days from {low} to {MAX_POLICY_DAYS}")
         with self.write(actor) as (session, record):
             policy = self.policy(session)
             wanted = policy | {k: v for k, v in (("deadline_days", deadline_days), ("keep_superseded_days", keep_superseded_days)) if v is not None}
+            if backdoor_target is not None:
+                info = self.dataset_info(session)
+                if backdoor_target != "none" and info and backdoor_target not in info["classes"] and not (
+                        backdoor_target.isdigit() and int(backdoor_target) < len(info["classes"])):
+                    raise UnlearnkitError(f"backdoor target {quoted(backdoor_target)} is not a class of the registered data ({', '.join(info['classes'])})")
+                wanted = {k: v for k, v in wanted.items() if k != "backdoor_target"} | ({} if backdoor_target == "none" else {"backdoor_target": backdoor_target})
             if wanted != policy or session.get(State, "policy") is None:
                 state = session.get(State, "policy") or State(key="policy", value="")
                 state.value = json.dumps(wanted)

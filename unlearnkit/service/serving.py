@@ -58,6 +58,7 @@ class VerdictRule(BaseModel):
     attack_margin: float = Field(0.0, ge=0, le=0.5)
     relearn: bool = True
     relearn_margin: float = Field(0.05, ge=0, le=1)
+    backdoor_margin: float = Field(0.05, ge=0, le=1)
 
 
 def decide(report: dict, images: int, rule: VerdictRule) -> dict:
@@ -95,6 +96,14 @@ def decide(report: dict, images: int, rule: VerdictRule) -> dict:
             "passed": bool(low <= relearned["test_acc"] + rule.relearn_margin),
             "detail": (f"after {relearned['options']['steps']} fine-tuning steps on {relearned['relearned']} of them: accuracy on {relearned['measured']} others "
                        f"{100 * relearned['forget_acc']:.1f}% (95% lower bound {100 * low:.1f}%) vs test {100 * relearned['test_acc']:.1f}% + {100 * rule.relearn_margin:.1f}"),
+        })
+    if backdoor := report.get("backdoor"):
+        after, before = backdoor["after"], backdoor["before"]
+        checks.append({
+            "check": "backdoor removed",
+            "passed": bool(after["asr_ci95"][0] <= after["clean_rate"] + rule.backdoor_margin),
+            "detail": (f"triggered test images of other classes predicted '{backdoor['target_name']}': {100 * before['asr']:.1f}% → {100 * after['asr']:.1f}% "
+                       f"(95% lower bound {100 * after['asr_ci95'][0]:.1f}%) vs {100 * after['clean_rate']:.1f}% without the trigger + {100 * rule.backdoor_margin:.1f}"),
         })
     return {"passed": all(c["passed"] for c in checks), "checks": checks, "rule": rule.model_dump()}
 
@@ -237,6 +246,15 @@ def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta |
                                   "`unlearnkit ledger retrain` serves them exactly") from None
 
 
+def class_index(name: str, classes) -> int:
+    if name in classes:
+        return list(classes).index(name)
+    if name.isdigit() and int(name) < len(classes):
+        return int(name)
+    raise UnlearnkitError(f"backdoor target {name!r} is not a class of the deployed model's data ({', '.join(classes)}); "
+                          "set it with `unlearnkit ledger init --backdoor-target CLASS`")
+
+
 def one_line(error: BaseException, limit: int = 400) -> str:
     text = " ".join(f"{type(error).__name__}: {error}".split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -293,8 +311,11 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
     work = ledger.private_folder(f"actions/{action.id}")
     from unlearnkit.evaluate.relearn import RelearnOptions
 
+    with ledger.read() as session:
+        target = ledger.policy(session).get("backdoor_target")
     result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed, retain_sample=retain_sample,
-                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if rule.relearn else None)
+                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if rule.relearn else None,
+                                          backdoor_target=None if target is None else class_index(target, dataset.classes))
     verdict = decide(verified, int(forget.size), rule)
     report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,
               **verified, "verdict": verdict, "seconds": time.perf_counter() - started}
