@@ -20,6 +20,7 @@ if [ ${#methods[@]} -eq 0 ]; then
   mapfile -t methods < <("$python" -c "import unlearnkit; print('\n'.join(unlearnkit.list_methods()))")
 fi
 for method in "${methods[@]}"; do
+  [ "$method" != sisa ] || continue  # exact deletion from a SISA ensemble: no hyperparameter to search
   hold=()
   if "$python" -c "import sys; from unlearnkit.tune import search_space; sys.exit('epochs' not in search_space('$method'))" && [ "$method" != gradient-ascent ]; then
     hold=(--set "$method.epochs=1")

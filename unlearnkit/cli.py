@@ -83,6 +83,11 @@ class Role(str, Enum):
     retrain = "retrain"
 
 
+class Aggregation(str, Enum):
+    vote = "vote"
+    mean = "mean"
+
+
 @app.command()
 def train(
     role: Role = typer.Option(..., help="original: all training images; retrain: from scratch on the retain set"),
@@ -94,8 +99,11 @@ def train(
     cache: Optional[str] = typer.Option(None, help="model store folder (default: $UNLEARNKIT_CACHE/store)"),
     copy_to: Optional[str] = typer.Option(None, help="also write the model (weights + sidecar) to this .safetensors file, e.g. to deploy it"),
     write_train_ids: Optional[str] = typer.Option(None, help="write the training images it saw as a sample_id CSV (for `unlearnkit ledger register --train-ids`)"),
+    shards: int = typer.Option(1, help="SISA: train this many shard models, each on its own part of the images (1 shard and 1 slice: one model, as without SISA)"),
+    slices: int = typer.Option(1, help="SISA: cut each shard into this many slices, its weights kept after each, so that a deletion retrains from the slice that held the image"),
+    aggregate: Aggregation = typer.Option(Aggregation.vote, help="SISA: how the shards answer: vote (the share of shards predicting each class) or mean (their mean probabilities)"),
 ):
-    """Train (or load from the cache) a reference model and print where it is stored."""
+    """Train (or load from the cache) a reference model, or a SISA ensemble (--shards, --slices), and print where it is stored."""
     import shutil
 
     from unlearnkit.experiment import prepare
@@ -104,7 +112,13 @@ def train(
     from unlearnkit.store import sidecar_path
 
     setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
-    ref = train_reference(role.value, setup.dataset, setup.split, setup.preset, seed, setup.store)
+    sisa = (shards, slices) != (1, 1)
+    if sisa:
+        from unlearnkit.sisa import train_sisa
+
+        ref = train_sisa(role.value, setup.dataset, setup.split, setup.preset, seed, setup.store, shards=shards, slices=slices, aggregate=aggregate.value)
+    else:
+        ref = train_reference(role.value, setup.dataset, setup.split, setup.preset, seed, setup.store)
     if write_train_ids:
         seen = np.sort(np.concatenate([setup.split.forget, setup.split.retain]) if role == Role.original else setup.split.retain)
         atomic_write_bytes(Path(write_train_ids), ("sample_id\n" + "".join(f"{i}\n" for i in seen)).encode())
@@ -119,7 +133,12 @@ def train(
         out.print(f"  copied to {target}")
     metrics, timings = ref.meta["metrics"], ref.meta["timings"]
     status = "loaded from cache" if ref.cached else f"trained in {timings['train_seconds']:.0f}s"
-    out.print(f"{role.value} model ({setup.preset.name}, seed {seed}): {status}")
+    if sisa:
+        metrics = metrics[aggregate.value]
+        layout = f"{shards} shard{'s' * (shards != 1)} × {slices} slice{'s' * (slices != 1)}"
+        out.print(f"{role.value} SISA ensemble ({setup.preset.name}, seed {seed}, {layout}, {aggregate.value}): {status}")
+    else:
+        out.print(f"{role.value} model ({setup.preset.name}, seed {seed}): {status}")
     out.print(f"  train accuracy {metrics['train_acc']:.4f}   test accuracy {metrics['test_acc']:.4f}")
     out.print(f"  stored at {ref.path}")
 

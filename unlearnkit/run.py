@@ -28,7 +28,8 @@ from unlearnkit.data.scenarios import apply_scenario
 from unlearnkit.pages import run_report
 from unlearnkit.report import aggregate_table, evidence_figures, relearn_figure, results_table, write_figures
 from unlearnkit.robustness import headline as robustness_headline, robustness_audits
-from unlearnkit.store import Store, load_model, read_sidecar, save_model, sidecar_path, versions
+from unlearnkit.sisa import SisaEnsemble, check_layout, load_any_model, read_any_sidecar, save_ensemble, train_sisa
+from unlearnkit.store import Store, load_model, save_model, sidecar_path, versions
 from unlearnkit.train import machine_record
 
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
@@ -56,7 +57,7 @@ def finished_model(path: Path, identity: dict) -> dict | None:
     it — or None. After a method's code changes, it runs again."""
     if not sidecar_path(path).exists():
         return None
-    sidecar = read_sidecar(path)
+    sidecar = read_any_sidecar(path)
     return sidecar if all(sidecar.get(key) == value for key, value in identity.items()) else None
 
 
@@ -66,6 +67,15 @@ def method_settings(preset, names: list[str], overrides: dict | None) -> dict[st
     for name, values in chosen.items():
         make_config(name, values)  # a bad value in a preset file fails before any training
     return {name: values for name, values in chosen.items() if values}
+
+
+def sisa_limit(evidence: EvidenceOptions | None) -> str | None:
+    """Why a run cannot include sisa with this evidence (None: it can)."""
+    if evidence is not None and evidence.level == "full":
+        return "--evidence full trains each method's models from the single original, and sisa deletes from a SISA ensemble; use --evidence fast with sisa, or drop sisa from --methods"
+    if evidence is not None and evidence.audits:
+        return f"--audit {','.join(evidence.audits)} runs on single models so far, not on sisa's ensemble; drop --audit or drop sisa from --methods"
+    return None
 
 
 def run_experiment(
@@ -89,6 +99,14 @@ def run_experiment(
     setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     dataset, split = setup.dataset, setup.split
     configs = method_settings(setup.preset, names, configs)
+    if "sisa" in names and (limit := sisa_limit(evidence)):
+        if methods not in ("all", ["all"]):
+            raise UnlearnkitError(limit)
+        names.remove("sisa")
+        say(f"[yellow]--methods all: sisa left out ({limit})[/yellow]")
+    if "sisa" in names:
+        sisa_config = make_config("sisa", configs.get("sisa"))
+        check_layout(split.forget.size + split.retain.size, sisa_config.shards, sisa_config.slices)  # before any training
     say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
     retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)
@@ -109,16 +127,19 @@ def run_experiment(
     for name in names:
         config = make_config(name, (configs or {}).get(name))
         path = out / "models" / f"{name}.safetensors"
-        identity = {"role": "unlearned", "method": name, "method_code": method_digest(name)[:16], "config": config.model_dump(mode="json"), "seed": seed, "input_model": str(original.path),
+        given = original
+        if name == "sisa":  # sisa deletes from a SISA ensemble of the same pool, not from the single original
+            given = train_sisa("original", dataset, split, setup.preset, seed, setup.store, shards=config.shards, slices=config.slices, aggregate=config.aggregate)
+        identity = {"role": "unlearned", "method": name, "method_code": method_digest(name)[:16], "config": config.model_dump(mode="json"), "seed": seed, "input_model": str(given.path),
                     "data_fingerprint": dataset.fingerprint, "split_fingerprint": split.fingerprint}
         if (finished := finished_model(path, {**identity, "versions": versions()})) is not None:
             say(f"[bold]{name}[/bold]: finished by an earlier run into {out}, loaded")
-            model, seconds = load_model(path, next(original.model.parameters()).device), finished["timings"]["unlearn_seconds"]
+            model, seconds = load_any_model(path, next(original.model.parameters()).device), finished["timings"]["unlearn_seconds"]
         else:
             say(f"[bold]{name}[/bold]: unlearning …")
-            result = run_method(name, original.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
+            result = run_method(name, given.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
             model, seconds = result.model, result.seconds
-            save_model(model, path, **identity, timings={"unlearn_seconds": seconds})
+            (save_ensemble if isinstance(model, SisaEnsemble) else save_model)(model, path, **identity, timings={"unlearn_seconds": seconds})
         evaluate(name, model, seconds, path, config.model_dump())
         method_configs[name] = config
     return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started)
@@ -224,6 +245,8 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
     if dataset.fingerprint != results.get("data_fingerprint"):
         raise UnlearnkitError(f"the data given has fingerprint {dataset.fingerprint[:12]}…, but {run_dir} was run on {str(results.get('data_fingerprint'))[:12]}…; pass --data with the same dataset")
     seed = int(results["seed"])
+    if any(row["name"] == "sisa" for row in results["rows"]) and (limit := sisa_limit(evidence)):
+        raise UnlearnkitError(limit)
     setup = Setup(dataset, get_preset(results.get("preset_config", results["preset"])), split, Store(cache) if cache else Store())
     say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {setup.preset.name}, seed {seed}, {len(results['rows']) - 2} methods")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
@@ -235,7 +258,7 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
             ref = original if name == "original" else retrain
             model, cache_file = ref.model, ref.logits_cache(split)
         else:
-            model, cache_file = load_model(old["model"], next(original.model.parameters()).device), None
+            model, cache_file = load_any_model(old["model"], next(original.model.parameters()).device), None
             configs[name] = make_config(name, old.get("config"))
         say(f"evaluating {name} …")
         outputs[name] = model_outputs(model, dataset, split, cache_file)

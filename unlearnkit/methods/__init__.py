@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
@@ -47,7 +48,9 @@ class Task:
     `cache_dir` (the original model's store folder) and `data_key` (the split's fingerprint)
     let a method keep what depends only on the original model and the data between runs.
     `checkpoint`, set by `run_method`, is where the method's training resumes from after a crash:
-    every method passes it to `fit`.
+    every method passes it to `fit`. `forget_ids` and `retain_ids` (set by `from_split`) are the
+    training-set ids of the forget and retain images, row for row, for methods that address
+    training examples by id (sisa).
     """
 
     retain: Source
@@ -61,6 +64,8 @@ class Task:
     data_key: str = ""
     checkpoint: Checkpoint | None = None
     refusals: Source | None = None  # text tasks: the forget rows with each personal value replaced by a refusal
+    forget_ids: np.ndarray | None = None
+    retain_ids: np.ndarray | None = None
 
     @classmethod
     def from_split(cls, dataset, split, original: nn.Module, recipe: Recipe, seed: int, *, cache_dir: Path | None = None) -> "Task":
@@ -74,7 +79,7 @@ class Task:
             forget=take(dataset.train_x, dataset.train_y, split.forget),
             val=take(dataset.test_x, dataset.test_y, split.val),
             original=copy.deepcopy(original).eval(), num_classes=dataset.num_classes, recipe=recipe, seed=seed,
-            cache_dir=cache_dir, data_key=split.fingerprint,
+            cache_dir=cache_dir, data_key=split.fingerprint, forget_ids=split.forget, retain_ids=split.retain,
         )
 
 
