@@ -10,5 +10,6 @@ from unlearnkit.models import create_model, list_models  # noqa: E402
 from unlearnkit.store import load_model, save_model  # noqa: E402
 from unlearnkit.api import AuditReport, audit, list_methods, unlearn  # noqa: E402
 from unlearnkit.evaluate.relearn import RelearnOptions  # noqa: E402
+from unlearnkit.health import UnlearnkitWarning  # noqa: E402
 
-__all__ = ["AuditReport", "RelearnOptions", "UnlearnkitError", "audit", "create_model", "list_methods", "list_models", "load_model", "save_model", "unlearn", "__version__"]
+__all__ = ["AuditReport", "RelearnOptions", "UnlearnkitError", "UnlearnkitWarning", "audit", "create_model", "list_methods", "list_models", "load_model", "save_model", "unlearn", "__version__"]

@@ -252,7 +252,14 @@ def unlearn(
     recipe = Recipe(batch_size=batch_size, precision=precision)
     original = _frozen_copy(working)
     task = Task(retain=retain_source, forget=source(forget_set), val=val_source, original=original, num_classes=classes, recipe=recipe, seed=seed)
-    result = run_method(method, working, task, settings).model
+    done = run_method(method, working, task, settings)
+    for message in done.warnings:
+        import warnings
+
+        from unlearnkit.health import UnlearnkitWarning
+
+        warnings.warn(message, UnlearnkitWarning, stacklevel=2)
+    result = done.model
     return result.model if wrapped else result
 
 

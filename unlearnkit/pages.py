@@ -116,7 +116,8 @@ def run_report(results: dict, figures: list[Path]) -> str:
             "Accuracies in %; each method is compared with <b>retrain</b>, the model trained without the forgotten images.</p>"
             f"<h2>Results</h2>{table(['model'] + present, cells)}"
             f"<p>Positive control: {badge(bool(results.get('positive_control', {}).get('passed')))} {escape(str(results.get('positive_control', {}).get('note', '')))}</p>"
-            f"<h2>Figures</h2><div class=figs>{''.join(file_img(p) for p in figures if p.suffix == '.png' and p.is_file())}</div>")
+            + "".join(f"<p class=overdue>Warning: {escape(w)}</p>" for r in rows for w in r.get("warnings", []))
+            + f"<h2>Figures</h2><div class=figs>{''.join(file_img(p) for p in figures if p.suffix == '.png' and p.is_file())}</div>")
     return page("unlearnkit run", body)
 
 

@@ -114,12 +114,14 @@ def run_experiment(
 
     rows, outputs, method_configs = [], {}, {}
 
-    def evaluate(name: str, model, seconds: float, path: Path, config: dict | None = None, cache: Path | None = None):
+    def evaluate(name: str, model, seconds: float, path: Path, config: dict | None = None, cache: Path | None = None, warnings: list[str] = ()):
         say(f"evaluating {name} …")
         outputs[name] = model_outputs(model, dataset, split, cache)
         row = {"name": name, **metrics(outputs[name], seed=seed), "seconds": seconds, "time_ratio": seconds / retrain.seconds, "model": str(path)}
         if config is not None:
             row["config"] = config
+        if warnings:  # unlearnkit.health: the model collapsed or did not move
+            row["warnings"] = list(warnings)
         rows.append(row)
 
     for ref in (original, retrain):
@@ -135,12 +137,13 @@ def run_experiment(
         if (finished := finished_model(path, {**identity, "versions": versions()})) is not None:
             say(f"[bold]{name}[/bold]: finished by an earlier run into {out}, loaded")
             model, seconds = load_any_model(path, next(original.model.parameters()).device), finished["timings"]["unlearn_seconds"]
+            warnings = finished.get("warnings", [])
         else:
             say(f"[bold]{name}[/bold]: unlearning …")
             result = run_method(name, given.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
-            model, seconds = result.model, result.seconds
-            (save_ensemble if isinstance(model, SisaEnsemble) else save_model)(model, path, **identity, timings={"unlearn_seconds": seconds})
-        evaluate(name, model, seconds, path, config.model_dump())
+            model, seconds, warnings = result.model, result.seconds, result.warnings
+            (save_ensemble if isinstance(model, SisaEnsemble) else save_model)(model, path, **identity, timings={"unlearn_seconds": seconds}, warnings=warnings)
+        evaluate(name, model, seconds, path, config.model_dump(), warnings=warnings)
         method_configs[name] = config
     return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started)
 
@@ -193,6 +196,9 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
     Console(width=None if sys.stdout.isatty() else 180).print(results_table(rows, control, found.summary()))
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
+    for row in rows:
+        for warning in row.get("warnings", []):
+            console.print(f"[bold yellow]warning[/bold yellow]: {warning}", markup=True, highlight=False)
     say(f"wrote {out / 'results.json'}, {out / 'report.html'}, {out / 'split.npz'} and {len(figures)} figures under {out / 'figures'} in {results['seconds_total']:.0f}s")
     return results
 

@@ -29,6 +29,7 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import sha256_arrays, sha256_json
 from unlearnkit.plugins import load_plugins, refuse_clash
+from unlearnkit.progress import say
 from unlearnkit.train import Checkpoint, Recipe, Source, tensor_bytes
 
 
@@ -239,6 +240,7 @@ class MethodResult:
     model: nn.Module
     config: MethodConfig
     seconds: float
+    warnings: list[str] = dataclasses.field(default_factory=list)  # unlearnkit.health: collapsed or unchanged
 
 
 def run_method(
@@ -258,4 +260,11 @@ def run_method(
     started = time.perf_counter()
     result = method.fn(working, task, config)
     seconds = time.perf_counter() - started
-    return MethodResult(name, result.eval(), config, seconds)
+    warnings = []
+    if modality == "image":  # the text methods' models are language models: their checks are the facts evidence
+        from unlearnkit.health import health_warnings
+
+        warnings = health_warnings(name, model, result, task)
+        for warning in warnings:
+            say(f"[yellow]warning: {warning}[/yellow]")
+    return MethodResult(name, result.eval(), config, seconds, warnings)

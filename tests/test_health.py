@@ -1,0 +1,60 @@
+"""The check after every method (`unlearnkit.health`): a collapsed or untouched model is said,
+never returned in silence."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_arrays
+from foreign import build_mlp
+
+import unlearnkit
+from unlearnkit.health import health_warnings
+from unlearnkit.methods import Task
+from unlearnkit.train import Recipe, Source, fit
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train_x, train_y, test_x, test_y = synthetic_arrays(n_train=300, n_test=200)
+    torch.manual_seed(0)
+    model = build_mlp()
+    fit(model, Source(torch.from_numpy(train_x), torch.from_numpy(train_y)), Recipe(epochs=10, batch_size=50, lr=0.02, precision="fp32"))
+    return model, (train_x, train_y, test_x, test_y)
+
+
+def unlearnkit_warnings(model, data, method, config) -> list[str]:
+    train_x, train_y, test_x, test_y = data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unlearnkit.unlearn(model, forget=(train_x[:30], train_y[:30]), retain=(train_x[30:], train_y[30:]), val=(test_x, test_y), method=method, config=config)
+    return [str(w.message) for w in caught if issubclass(w.category, unlearnkit.UnlearnkitWarning)]
+
+
+def test_a_collapse_is_warned_of_on_retain_and_val(fitted):
+    model, data = fitted
+    said = unlearnkit_warnings(model, data, "gradient-ascent", {"lr": 1.0})
+    assert [s.split(":")[0] for s in said] == ["gradient-ascent collapsed the model"] * 2
+    assert "retain accuracy 100.0% →" in said[0] and "val accuracy" in said[1] and "(chance 10.0%)" in said[0]
+
+
+def test_a_model_that_kept_its_accuracy_is_not_warned_of(fitted):
+    model, data = fitted
+    assert unlearnkit_warnings(model, data, "finetune", {"epochs": 0.3, "lr": 0.001}) == []
+
+
+def test_unchanged_weights_are_warned_of_and_a_moved_model_is_not(fitted):
+    model, (train_x, train_y, test_x, test_y) = fitted
+    source = lambda x, y: Source(torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
+    task = Task(retain=source(train_x[30:], train_y[30:]), forget=source(train_x[:30], train_y[:30]), val=source(test_x, test_y),
+                original=model, num_classes=10, recipe=Recipe())
+    same = copy.deepcopy(model)
+    assert health_warnings("m", model, same, task) == ["m returned the input weights unchanged: nothing was unlearned (a guard may have stepped back; try a smaller learning rate)"]
+    with torch.no_grad():
+        same.out.bias.add_(1e-3)
+    assert health_warnings("m", model, same, task) == []
+    assert np.isclose(float((same.out.bias - model.out.bias).abs().max()), 1e-3)
