@@ -31,7 +31,8 @@ COLUMNS = {
               ("× retrain", "time_ratio", 1, 3)],
     "text": [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1),
              ("extraction", "extraction_forget", 100, 1), ("perplexity", "perplexity", 1, 2), ("ε score", "neurips_score", 1, 3),
-             ("KLoM", "klom", 1, 2), ("KLoM smoothed", "klom_smoothed", 1, 3), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)],
+             ("KLoM", "klom", 1, 2), ("KLoM smoothed", "klom_smoothed", 1, 3), ("relearn gap", "relearn_gap", 100, 1),
+             ("int4 QA-forget gap", "int4_forget_gap", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)],
 }
 # the accuracies whose mean |difference| to the retrained model is a text row's "avg gap"
 TEXT_GAP_KEYS = ("qa_forget", "qa_retain", "qa_test", "extraction_forget")

@@ -254,3 +254,34 @@ def test_a_text_run_and_a_served_request_write_their_reports_in_process(tmp_path
     report = forget_request(model=results["rows"][0]["model"], requests=tmp_path / "requests.csv", method="idk", config={"epochs": 1}, seed=0, out=tmp_path / "served")
     assert report["requests"]["people"] == [person] and report["method"] == "idk"
     assert (tmp_path / "served" / "report.md").read_text().startswith("# Deletion request: 1 people")
+
+
+def test_relearn_parts_take_whole_attributes_of_each_forgotten_person(smoke):
+    from unlearnkit.text.robust import relearn_parts
+
+    setup, _ = smoke
+    data, split = setup.data, setup.split
+    relearn, measured = relearn_parts(data, split, 0.1, seed=0)
+    assert relearn.size and measured.size and not np.intersect1d(relearn, measured).size
+    assert set(data.person[relearn]) == set(data.person[measured]) == set(split.forget_people.tolist())
+    for person in split.forget_people:
+        taught = set(data.attribute[relearn][data.person[relearn] == person])
+        assert len(taught) == 1 and not taught & set(data.attribute[measured][data.person[measured] == person])  # 10% of ten attributes: one
+    assert not np.array_equal(relearn, relearn_parts(data, split, 0.1, seed=1)[0])
+
+
+@pytest.mark.slow
+def test_the_text_relearning_and_quantization_audits_tell_the_original_from_retrained_models(smoke):
+    from unlearnkit.evaluate.relearn import RelearnOptions
+    from unlearnkit.text.robust import text_headline, text_robustness_audits
+
+    setup, original = smoke
+    retrain = train_language_model("retrain", setup, seed=0)
+    other = train_language_model("retrain", setup, seed=1)  # a second retrained model: it must pass as the first does
+    models = {"original": original.model, "retrain": retrain.model, "other-retrain": other.model}
+    options = RelearnOptions()
+    found = text_robustness_audits(models, setup.data, setup.split, seed=0, audits=("relearn", "quantize"), relearn=options)
+    rows = {name: text_headline(found, name, options.margin) for name in models}
+    assert rows["original"]["relearn_held"] is False and rows["original"]["relearn_gap_ci95"][0] > 0.3
+    assert rows["other-retrain"]["relearn_held"] is True and rows["retrain"]["relearn_gap"] == 0.0
+    assert rows["original"]["int8_forget_gap"] >= 0.9 and abs(rows["other-retrain"]["int8_forget_gap"]) <= 0.1

@@ -88,9 +88,6 @@ def run_experiment(
             raise UnlearnkitError(f"preset {chosen_preset.name} generates its own corpus; drop --data")
         from unlearnkit.text.run import run_text_experiment
 
-        if evidence is not None and evidence.audits:
-            raise UnlearnkitError(f"--audit {','.join(evidence.audits)} runs on image presets so far; preset {chosen_preset.name} is a text preset — drop --audit")
-
         return run_text_experiment(preset=chosen_preset, methods=methods, seed=seed, out=out, cache=cache, configs=configs, forget=forget, evidence=evidence)
     names = resolve_methods(methods)
     out = Path(out)

@@ -177,6 +177,7 @@ def run_text_experiment(
 
     for ref in (original, retrain):
         evaluate(ref.role, ref.model, ref.seconds, ref.path)
+    models = {"original": original.model, "retrain": retrain.model}
     task = text_task(setup, original.model, seed)
     for name in names:
         say(f"[bold]{name}[/bold]: unlearning …")
@@ -185,12 +186,21 @@ def run_text_experiment(
                           config=result.config.model_dump(), seed=seed, input_model=str(original.path),
                           data_fingerprint=setup.data.fingerprint, split_fingerprint=split.fingerprint, timings={"unlearn_seconds": result.seconds})
         evaluate(name, result.model, result.seconds, path, result.config.model_dump())
+        models[name] = result.model
+    robust = {}
+    if evidence is not None and evidence.audits:
+        from unlearnkit.evaluate.relearn import RelearnOptions
+        from unlearnkit.text.robust import text_headline, text_robustness_audits
 
-    return report_text_run(out, setup, seed, original, retrain, rows, outputs, chosen, evidence, started)
+        options = RelearnOptions()
+        robust = text_robustness_audits(models, setup.data, split, seed, evidence.audits, options)
+        for row in rows:
+            row.update(text_headline(robust, row["name"], options.margin))
+    return report_text_run(out, setup, seed, original, retrain, rows, outputs, chosen, evidence, started, robust)
 
 
 def report_text_run(out: Path, setup: TextSetup, seed: int, original: Reference, retrain: Reference, rows: list[dict], outputs: dict[str, TextOutputs],
-                    chosen: dict[str, MethodConfig], evidence: EvidenceOptions | None, started: float) -> dict:
+                    chosen: dict[str, MethodConfig], evidence: EvidenceOptions | None, started: float, robust: dict | None = None) -> dict:
     """Attacks, positive control, ensembles (with `--evidence full`), table, results.json, figures
     and report of a text run whose models are evaluated."""
     from unlearnkit.text.report import write_text_report
@@ -224,6 +234,7 @@ def report_text_run(out: Path, setup: TextSetup, seed: int, original: Reference,
         "majority_answer_rate": setup.data.corpus.majority_rate(split.test_people),
         "reference_cached": {"original": original.cached, "retrain": retrain.cached},
         "positive_control": control, "evidence": meta, "rows": rows,
+        **({"robustness": robust} if robust else {}),
     }
     split.save(out / "split.npz")
     figures = write_text_report(out, results, outputs, attacks)
@@ -243,6 +254,8 @@ def evaluate_text_run(run_dir: Path, results: dict, *, cache=None, evidence: Evi
     say) on the same split, rewriting results.json, the figures and the report."""
     from unlearnkit.presets import get_preset
 
+    if evidence is not None and evidence.audits:
+        raise UnlearnkitError(f"--audit on a text run runs with `unlearnkit run --preset {results['preset']} --audit {','.join(evidence.audits)}`; `evaluate` does not rerun it yet")
     started = time.perf_counter()
     remove_temporaries(run_dir)
     preset, seed = get_preset(results["preset_config"]), int(results["seed"])
