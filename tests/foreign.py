@@ -37,6 +37,13 @@ class WrappedOutputNet(GreyNet):
         return Output(super().forward(x))
 
 
+class TupleOutputNet(GreyNet):
+    """Returns a tuple as a Hugging Face model called with return_dict=False does."""
+
+    def forward(self, x):
+        return (super().forward(x),)
+
+
 class NoNormNet(nn.Module):
     """No batch norm at all: nothing that pruning methods can find."""
 

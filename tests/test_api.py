@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import unlearnkit
-from foreign import GreyNet, NoNormNet, WrappedOutputNet, build, grey_data
+from foreign import GreyNet, NoNormNet, TupleOutputNet, WrappedOutputNet, build, grey_data
 from unlearnkit import UnlearnkitError
 from unlearnkit.api import examples
 from unlearnkit.train import Recipe, Source, fit, predict_logits
@@ -104,6 +104,10 @@ def test_models_that_return_an_output_object(world):
     plain = unlearnkit.unlearn(original, forget=forget, retain=retain, config={"epochs": 1})
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), new.state_dict().values()))
     assert unlearnkit.audit(new, forget=forget, test=test).to_dict()["models"]["unlearned"]["forget_acc"] is not None
+    as_tuple = TupleOutputNet()  # a Hugging Face model called with return_dict=False
+    as_tuple.load_state_dict(original.state_dict())
+    from_tuple = unlearnkit.unlearn(as_tuple, forget=forget, retain=retain, config={"epochs": 1})
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), from_tuple.state_dict().values()))
 
 
 @pytest.mark.parametrize("name", ["prune-l1", "prune-cosine", "bad-teacher"])

@@ -28,15 +28,18 @@ from unlearnkit.errors import UnlearnkitError
 
 
 def logits(output: Any) -> torch.Tensor:
-    """The logits in a model's output: a tensor, `.logits`, or `["logits"]`."""
+    """The logits in a model's output: a tensor, `.logits`, `["logits"]`, or the first element of
+    a tuple (a Hugging Face model called with `return_dict=False`, given no labels)."""
     if isinstance(output, torch.Tensor):
         found = output
+    elif isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        found = output[0]
     elif isinstance(output, dict) and "logits" in output:
         found = output["logits"]
     elif hasattr(output, "logits"):
         found = output.logits
     else:
-        raise UnlearnkitError(f"the model returned {type(output).__name__}; a classifier must return logits: a tensor, an object with .logits or a dict with 'logits'")
+        raise UnlearnkitError(f"the model returned {type(output).__name__}; a classifier must return logits: a tensor, an object with .logits, a dict with 'logits' or a tuple whose first element is the logits")
     if not isinstance(found, torch.Tensor) or found.ndim != 2:
         raise UnlearnkitError(f"the model's logits have shape {tuple(getattr(found, 'shape', ()))}; a classifier must return (batch, classes)")
     return found
