@@ -317,7 +317,7 @@ def test_max_wait_holds_a_small_batch(ledger):
 
 def serve_command(location: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "unlearnkit", "requests", "serve", "--ledger", location, "--set", "finetune.epochs=0.1",
-            "--max-test-drop", "1", "--max-retain-drop", "1", "--forget-margin", "1", "--attack-margin", "0.5", *extra]
+            "--max-test-drop", "1", "--max-retain-drop", "1", "--forget-margin", "1", "--attack-margin", "0.5", "--no-relearn", *extra]
 
 
 def check_exactly_once(book: Ledger) -> None:

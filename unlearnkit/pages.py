@@ -92,7 +92,8 @@ def batch_report(report: dict) -> str:
             f"<p>{len(report['requests'])} request{'s' if len(report['requests']) != 1 else ''} ({escape(', '.join(report['requests'][:20]))}{' …' if len(report['requests']) > 20 else ''}), "
             f"{report['images']} images unlearned from model version {report['input_version']} with <b>{escape(report['method'])}</b> "
             f"in {report['unlearn_seconds']:.1f} s.</p>"
-            f"<h2>Verdict</h2>{table(['check', 'result', 'measured'], checks)}"
+            + (f"<p><b>Exact deletion</b>: {escape(report['exact'])}.</p>" if report.get("exact") else "")
+            + f"<h2>Verdict</h2>{table(['check', 'result', 'measured'], checks)}"
             f"<p class=muted>Rule: {escape(json.dumps(verdict['rule']))}. A failed verdict sends the requests to exact retraining.</p>"
             f"<h2>Before and after</h2>{table(['measure', 'before', 'after'], rows)}{figure}"
             f"<h2>Positive control</h2><p>{escape(report['positive_control']['note'])}.</p>"

@@ -154,16 +154,23 @@ def new_net(spec: dict, seed: int, shard: int, device: torch.device) -> nn.Modul
     return build_model(spec).to(device, memory_format=torch.channels_last)
 
 
+def slice_keys(images: TrainingImages, layout: list[np.ndarray], shard: int, spec: dict, recipe: Recipe, seed: int) -> list[str]:
+    """The store keys of shard `shard`'s slice checkpoints: slice k's covers the ids and images of
+    slices 1..k, the model, the recipe (its precision as resolved on the images' device), the
+    layout, the seed and this module's code."""
+    digests = [images.digest(part) for part in layout]
+    made_by = {"model": spec, "recipe": {**recipe.model_dump(), "precision": resolve_precision(recipe.precision, images.device)},
+               "slices": len(layout), "seed": seed, "shard": shard, "code": engine_digest(modules=("sisa.py",))[:16]}
+    return [images.store.key(kind="sisa-slice", data=digests[: k + 1], **made_by) for k in range(len(layout))]
+
+
 def train_shard(images: TrainingImages, layout: list[np.ndarray], shard: int, spec: dict, recipe: Recipe, seed: int) -> tuple[nn.Module, ShardRun]:
     """Shard `shard` trained slice by slice on `layout` (its slices' ids), its weights kept in the
     store after each slice. Training starts after the last slice whose weights the store holds
     (the same ids, images, model, recipe and seeds): a deletion finds every slice before the
     first one it touches there."""
     per_slice = slice_recipe(recipe, len(layout))
-    digests = [images.digest(part) for part in layout]
-    made_by = {"model": spec, "recipe": {**recipe.model_dump(), "precision": resolve_precision(recipe.precision, images.device)},
-               "slices": len(layout), "seed": seed, "shard": shard, "code": engine_digest(modules=("sisa.py",))[:16]}
-    keys = [images.store.key(kind="sisa-slice", data=digests[: k + 1], **made_by) for k in range(len(layout))]
+    keys = slice_keys(images, layout, shard, spec, recipe, seed)
     model = new_net(spec, seed, shard, images.device)
     done = next((k for k in reversed(range(len(layout))) if images.store.find(keys[k])), -1)
     if done >= 0:
@@ -251,6 +258,24 @@ def delete(ensemble: SisaEnsemble, ids: np.ndarray, images: TrainingImages) -> D
         removed += sum(int(hit.sum()) for hit in hits)
         runs.append(run)
     return Deletion(removed, runs, time.perf_counter() - started)
+
+
+def restarts(layout: list[list[np.ndarray]], ids: np.ndarray) -> list[tuple[int, int]]:
+    """(shard, first slice holding one of `ids`) for each shard that a deletion of `ids` retrains,
+    from that slice on."""
+    found = []
+    for shard, parts in enumerate(layout):
+        touched = [k for k, part in enumerate(parts) if np.isin(part, ids).any()]
+        if touched:
+            found.append((shard, touched[0]))
+    return found
+
+
+def deletion_checkpoints(ensemble: SisaEnsemble, images: TrainingImages) -> list[tuple[int, int, str]]:
+    """(shard, slice, store key) of every slice checkpoint a deletion may restart from: each
+    shard's slices but its last (whose weights are the shard's own, in the ensemble)."""
+    return [(shard, k, key) for shard, parts in enumerate(ensemble.layout)
+            for k, key in enumerate(slice_keys(images, parts, shard, ensemble.spec, ensemble.recipe, ensemble.seed)[:-1])]
 
 
 def save_ensemble(ensemble: SisaEnsemble, path: str | Path, **metadata) -> Path:

@@ -63,18 +63,23 @@ def subjects(file: str = typer.Argument(..., help="CSV with subject_id,sample_id
 
 @ledger_app.command("register")
 def register(
-    model: str = typer.Argument(..., help="the trained model: .safetensors with its unlearnkit sidecar, or any weights with --model-factory"),
+    model: str = typer.Argument(..., help="the trained model: .safetensors with its unlearnkit sidecar (a model or a SISA ensemble), or any weights with --model-factory"),
     data: Optional[str] = typer.Option(None, help="the data it was trained on (see `unlearnkit data info`)"),
     train_ids: Optional[str] = typer.Option(None, help="CSV with a sample_id column: the training images it saw (default: the whole training set)"),
     model_factory: Optional[str] = typer.Option(None, help="package.module:function that builds the architecture"),
     model_kwargs: Optional[str] = typer.Option(None, help="--model-factory's keyword arguments as a JSON object"),
     deploy: bool = typer.Option(True, help="make it the deployed version"),
+    cache: Optional[str] = typer.Option(None, help="a SISA ensemble: the model store holding its slice checkpoints, copied into the ledger (default: $UNLEARNKIT_CACHE/store, where `unlearnkit train` keeps them)"),
     ledger: Optional[str] = LEDGER,
 ):
     """Record a trained model version (and deploy it)."""
+    from unlearnkit.service.ensembles import layout_of
+
     kwargs = parse_json_object(model_kwargs, "--model-kwargs") if model_kwargs else None
-    version = opened(ledger).register_model(model, data, actor(), train_ids, model_factory, kwargs, deploy)
-    out.print(f"model version {version.id} (sha256 {version.sha256[:16]}…, {version.train_count} training images){' deployed' if deploy else ''}")
+    version = opened(ledger).register_model(model, data, actor(), train_ids, model_factory, kwargs, deploy, sisa_store=cache)
+    sisa = layout_of(version)
+    ensemble = f", a SISA ensemble of {sisa['shards']} shards × {sisa['slices']} slices, {len(sisa['checkpoints'])} slice checkpoints copied" if sisa else ""
+    out.print(f"model version {version.id} (sha256 {version.sha256[:16]}…, {version.train_count} training images{ensemble}){' deployed' if deploy else ''}")
 
 
 def status_table(view: dict) -> Table:
@@ -151,7 +156,8 @@ def retrain(
     if done.version is None:
         out.print(done.message)
         return
-    out.print(f"{done.message}; model version {done.version} deployed (test accuracy {100 * done.test_acc:.1f}%); served {len(done.requests)} requests: {', '.join(done.requests)}")
+    accuracy = "" if done.test_acc is None else f" (test accuracy {100 * done.test_acc:.1f}%)"
+    out.print(f"{done.message}; model version {done.version} deployed{accuracy}; served {len(done.requests)} requests: {', '.join(done.requests)}", markup=False)
 
 
 @ledger_app.command("dashboard")
@@ -226,7 +232,7 @@ def parse_duration(text: str) -> timedelta:
 def serve(
     batch: int = typer.Option(100, min=1, help="serve up to this many pending requests, oldest first, in one unlearning run"),
     max_wait: Optional[str] = typer.Option(None, help="serve a smaller batch only once its oldest request is this old (90s, 30m, 12h, 2d)"),
-    method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`)"),
+    method: str = typer.Option("finetune", help="unlearning method (see `unlearnkit methods`); a deployed SISA ensemble is always served exactly by sisa"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a hyperparameter of the method: METHOD.FIELD=VALUE (repeatable)"),
     max_test_drop: float = typer.Option(0.02, help="verdict: largest allowed fall in test accuracy"),
     max_retain_drop: float = typer.Option(0.02, help="verdict: largest allowed fall in accuracy on a sample of retained images"),

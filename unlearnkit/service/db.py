@@ -45,9 +45,9 @@ class ModelVersion(Base):
     path: Mapped[str] = mapped_column(String(400))  # weights, relative to the ledger folder
     spec: Mapped[dict]  # how to rebuild the architecture (the sidecar's "model")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    kind: Mapped[str] = mapped_column(String(20))  # trained | unlearned | retrained
+    kind: Mapped[str] = mapped_column(String(20))  # trained | unlearned | retrained | deleted-exactly (served from a SISA ensemble)
     method: Mapped[str | None] = mapped_column(String(60))
-    config: Mapped[dict | None]
+    config: Mapped[dict | None]  # a SISA ensemble's: {"sisa": {shards, slices, aggregate, seed, checkpoints}, …}
     data: Mapped[str] = mapped_column(String(400))  # where the training data is read
     data_fingerprint: Mapped[str] = mapped_column(String(64))
     train_ids_path: Mapped[str] = mapped_column(String(400))  # .npy of sorted training indices

@@ -237,13 +237,18 @@ class Ledger:
         return len(new)
 
     def register_model(self, weights: str | Path, data: str | None, actor: str, train_ids_csv: str | Path | None = None,
-                       factory: str | None = None, factory_kwargs: dict | None = None, deploy: bool = True) -> ModelVersion:
+                       factory: str | None = None, factory_kwargs: dict | None = None, deploy: bool = True,
+                       sisa_store: str | Path | None = None) -> ModelVersion:
         """Record a trained model: its weights (copied into the ledger folder), architecture,
-        data and the training images it saw (all of the data's training set by default)."""
+        data and the training images it saw (all of the data's training set by default). A SISA
+        ensemble's slice checkpoints are copied too, from `sisa_store` (default: the cache's)."""
         from unlearnkit.data import load_dataset, resolve_data_path
+        from unlearnkit.service.ensembles import is_ensemble_file
         from unlearnkit.store import load_model, model_spec, read_sidecar, sidecar_path
 
         weights = Path(weights)
+        if is_ensemble_file(weights):
+            return self.register_ensemble(weights, data, actor, train_ids_csv, deploy, sisa_store)
         model = load_model(weights, factory=factory, factory_kwargs=factory_kwargs)  # verifies against the sidecar
         side = read_sidecar(weights) if sidecar_path(weights).is_file() else {}
         spec = side["model"] if side else model_spec(model, factory, factory_kwargs)
@@ -254,13 +259,39 @@ class Ledger:
         if isinstance(side.get("trained_on"), int) and side["trained_on"] != ids.size:
             raise UnlearnkitError(f"{weights} was trained on {side['trained_on']} images but {ids.size} are given as its training set; "
                                   "give the images it saw with --train-ids (`unlearnkit train --write-train-ids` writes them)")
-        recipe = side.get("recipe")
+        return self._record_trained(actor, model, spec, weights, data_path, dataset, ids, side.get("recipe"), deploy)
+
+    def register_ensemble(self, weights: Path, data: str | None, actor: str, train_ids_csv: str | Path | None, deploy: bool,
+                          sisa_store: str | Path | None) -> ModelVersion:
+        """A saved SISA ensemble: its training ids are the union of its shards', and the slice
+        checkpoints a deletion restarts from are copied into the ledger's own store."""
+        from unlearnkit.data import load_dataset, resolve_data_path
+        from unlearnkit.service.ensembles import import_checkpoints, version_config
+        from unlearnkit.sisa import load_ensemble
+        from unlearnkit.store import Store
+
+        source = Store(sisa_store) if sisa_store else Store()
+        ensemble = load_ensemble(weights, store=source)
+        data_path = str(resolve_data_path(data)[0].resolve())
+        dataset = load_dataset(data)
+        ids = ensemble.ids
+        if ids.max() >= len(dataset.train_y):
+            raise UnlearnkitError(f"SISA ensemble {weights} was trained on sample_id {int(ids.max())}, not a training image of {data_path} ({len(dataset.train_y)}); give the data it was trained on")
+        if train_ids_csv is not None and not np.array_equal(read_id_list(train_ids_csv, len(dataset.train_y)), ids):
+            raise UnlearnkitError(f"{train_ids_csv} is not the training set of SISA ensemble {weights} ({ids.size} images, its shards' union); leave --train-ids out")
+        with self.read() as session:
+            self.same_dataset(session, dataset, data_path)
+        import_checkpoints(self, ensemble, dataset, source, weights)
+        return self._record_trained(actor, ensemble, ensemble.spec, weights, data_path, dataset, ids, ensemble.recipe.model_dump(), deploy,
+                                    config=version_config(ensemble, dataset, self))
+
+    def _record_trained(self, actor: str, model, spec: dict, weights: Path, data_path: str, dataset, ids: np.ndarray, recipe: dict | None,
+                        deploy: bool, config: dict | None = None) -> ModelVersion:
+        n_train = len(dataset.train_y)
         with self.write(actor) as (session, record):
-            info = self.dataset_info(session)
-            if info and info["fingerprint"] != dataset.fingerprint:
-                raise UnlearnkitError(f"data {data_path} is not the dataset this ledger serves ({info['data']}); one ledger holds models of one dataset")
+            info = self.same_dataset(session, dataset, data_path)
             version = self.add_version(session, model, spec, kind="trained", parent=None, data=data_path, fingerprint=dataset.fingerprint,
-                                        train_ids=ids, method=None, config=None, recipe=recipe, source={"path": str(weights), "sha256": sha256_file(weights)})
+                                        train_ids=ids, method=None, config=config, recipe=recipe, source={"path": str(weights), "sha256": sha256_file(weights)})
             rows = [version]
             if not info:
                 state = State(key="dataset", value=json.dumps({"data": data_path, "fingerprint": dataset.fingerprint, "n_train": n_train,
@@ -272,11 +303,19 @@ class Ledger:
             record("model.registered", {"version": version.id, "sha256": version.sha256, "deployed": deploy}, rows=rows)
         return version
 
+    def same_dataset(self, session: Session, dataset, data_path: str) -> dict | None:
+        """The registered data's description; refuses other data."""
+        info = self.dataset_info(session)
+        if info and info["fingerprint"] != dataset.fingerprint:
+            raise UnlearnkitError(f"data {data_path} is not the dataset this ledger serves ({info['data']}); one ledger holds models of one dataset")
+        return info
+
     def add_version(self, session: Session, model, spec: dict, *, kind: str, parent: ModelVersion | None, data: str,
                      fingerprint: str, train_ids: np.ndarray, method: str | None, config: dict | None, verdict: str | None = None,
                      excluded_subjects: list | None = None, **metadata) -> ModelVersion:
         """The weights into models/SHA.safetensors (with a sidecar), the training set into
         train-ids/, and the version row. None of the forgotten images may be in that set."""
+        from unlearnkit.sisa import SisaEnsemble, save_ensemble
         from unlearnkit.store import save_model, sidecar_path
 
         leaked = np.intersect1d(train_ids, self.forgotten_ids(session))
@@ -284,7 +323,10 @@ class Ledger:
             raise UnlearnkitError(f"refusing to register a {kind} model trained on forgotten sample_id {int(leaked[0])} ({leaked.size} in all); a forgotten subject must never come back")
         staging = self.path(f"models/.incoming-{secrets.token_hex(8)}.safetensors")
         self.private_folder("models")
-        save_model(model, staging, factory=spec.get("factory"), factory_kwargs=spec.get("kwargs") if "factory" in spec else None, role=kind, **metadata)
+        if isinstance(model, SisaEnsemble):
+            save_ensemble(model, staging, role=kind, **metadata)
+        else:
+            save_model(model, staging, factory=spec.get("factory"), factory_kwargs=spec.get("kwargs") if "factory" in spec else None, role=kind, **metadata)
         os.chmod(staging, FILE_MODE)
         digest = sha256_file(staging)
         if (existing := session.scalar(select(ModelVersion).where(ModelVersion.sha256 == digest))) is not None:
@@ -305,17 +347,22 @@ class Ledger:
         return version
 
     def load(self, version: ModelVersion, device="cpu"):
-        from unlearnkit.store import load_model
+        """The version's model, or its SISA ensemble (which deletes from the ledger's own store)."""
+        from unlearnkit.service.ensembles import ledger_store
+        from unlearnkit.sisa import SisaEnsemble, load_any_model
 
         path = self.path(version.path)
         if not path.is_file() or sha256_file(path) != version.sha256:
             raise UnlearnkitError(f"{path} is missing or does not match the sha256 the ledger recorded for model version {version.id}; the weights were changed")
-        return load_model(path, device)
+        model = load_any_model(path, device)
+        if isinstance(model, SisaEnsemble):
+            model.store = ledger_store(self)
+        return model
 
     def recipe(self, version: ModelVersion) -> dict | None:
-        from unlearnkit.store import read_sidecar
+        from unlearnkit.sisa import read_any_sidecar
 
-        return read_sidecar(self.path(version.path)).get("recipe")
+        return read_any_sidecar(self.path(version.path)).get("recipe")
 
     # ---- requests -----------------------------------------------------------------------------
     def submit(self, actor: str, request_id: str | None = None, subjects=(), sample_ids=(), received: str | None = None,
@@ -409,14 +456,16 @@ class Ledger:
 
     # ---- retention ----------------------------------------------------------------------------
     def version_files(self, version: ModelVersion, session: Session) -> list[Path]:
-        """The files a version owns: weights, sidecar, and its training ids unless a version
-        that is not purged shares them."""
+        """The files a version owns: weights, sidecar, its training ids unless a version that is
+        not purged shares them, and (an ensemble) the folders of the slice checkpoints that no
+        such version lists."""
+        from unlearnkit.service.ensembles import owned_checkpoints
         from unlearnkit.store import sidecar_path
 
         files = [self.path(version.path), sidecar_path(self.path(version.path))]
         shared = session.scalar(select(func.count()).select_from(ModelVersion).where(
             ModelVersion.train_ids_path == version.train_ids_path, ModelVersion.id != version.id, ModelVersion.purged.is_(None)))
-        return files + ([] if shared else [self.path(version.train_ids_path)])
+        return files + ([] if shared else [self.path(version.train_ids_path)]) + owned_checkpoints(self, version, session)
 
     def purge_due(self, session: Session, at: str | None = None) -> list[ModelVersion]:
         """The versions whose files must go now: not deployed, not purged yet, and either trained
@@ -452,11 +501,16 @@ class Ledger:
         with self.read() as session:
             for version in session.scalars(select(ModelVersion).where(ModelVersion.purged.is_not(None))):
                 for path in self.version_files(version, session):
-                    path.unlink(missing_ok=True)
+                    if path.is_dir():  # a slice checkpoint's folder
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
         return [v.id for v in due]
 
     # ---- the chain ----------------------------------------------------------------------------
     def verify(self) -> tuple[list[str], tuple[int, str]]:
+        from unlearnkit.service.ensembles import STORE, missing_checkpoints
+
         with self.read() as session:
             problems, head = chain.verify(session)
             for action in session.scalars(select(Action).where(Action.report_path.is_not(None))):
@@ -466,6 +520,8 @@ class Ledger:
             for version in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
                 if version.purged is None and not self.path(version.path).is_file():
                     problems.append(f"the weights of model version {version.id} ({version.path}) are missing, and it was not purged")
+                elif version.purged is None and (missing := missing_checkpoints(self, version)):
+                    problems.append(f"{len(missing)} slice checkpoints of model version {version.id} (SISA ensemble) are missing from {STORE}/, and it was not purged")
                 elif version.purged is not None and (left := [p.name for p in self.version_files(version, session) if p.exists()]):
                     problems.append(f"model version {version.id} was purged at {version.purged[:19]} but {', '.join(left)} are still on disk; run `unlearnkit ledger purge`")
             due = self.purge_due(session)

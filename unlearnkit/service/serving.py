@@ -30,6 +30,7 @@ from unlearnkit.evaluate.stats import wilson_interval
 from unlearnkit.fileio import sha256_file
 from unlearnkit.progress import say
 from unlearnkit.service.db import Action, ModelVersion, Request, State, now, parse_time
+from unlearnkit.service.ensembles import EXACT_KIND, layout_of, method_config, retrained, retrained_text, sweep, version_config
 from unlearnkit.service.ledger import Ledger
 
 LEASE_SECONDS = 120  # a lease whose heartbeat is older than this is taken over (other hosts)
@@ -190,6 +191,7 @@ def recover(ledger: Ledger, session, record) -> None:
             weights = f"models/{path.name.removesuffix('.json').removesuffix('.safetensors')}.safetensors"
             if weights not in owned:
                 path.unlink(missing_ok=True)
+    sweep(ledger, session)
 
 
 @dataclass
@@ -202,16 +204,19 @@ class Served:
     deployed: bool = False
     report: str | None = None
     message: str = ""
+    exact: bool = False  # a deletion from a SISA ensemble: deployed whatever the verdict says
 
 
 def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta | None = None, method: str = "finetune", config: dict | None = None,
           rule: VerdictRule | None = None, seed: int = 0, retain_sample: int = 10_000, wait: float = 600) -> Served:
     """Serve up to `batch` pending requests, oldest first. With `max_wait`, a batch smaller than
-    `batch` waits until its oldest request is that old."""
+    `batch` waits until its oldest request is that old. From a deployed SISA ensemble the batch
+    is deleted exactly (method sisa, whatever `method` says)."""
     from unlearnkit.methods import make_config
 
     rule = rule or VerdictRule()
     config = make_config(method, config)  # a bad method or config fails before anything changes
+    asked = method
     with serving_lease(ledger, actor, wait):
         with ledger.write(actor) as (session, record):
             query = select(Request).where(Request.status == "pending").order_by(Request.received, Request.id).limit(batch)
@@ -223,6 +228,8 @@ def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta |
             deployed = ledger.deployed(session)
             if deployed is None:
                 raise UnlearnkitError("no model is deployed; register one with `unlearnkit ledger register MODEL --data DATA`")
+            if (exact := method_config(deployed)) is not None:
+                method, config = "sisa", make_config("sisa", exact)
             action = Action(kind="unlearn", status="running", holder=holder_name(), requests=[r.id for r in claimed], input_version=deployed.id,
                             method=method, config=config.model_dump(), started=now())
             session.add(action)
@@ -238,7 +245,7 @@ def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta |
             forget = np.intersect1d(forgotten, trained_on)
             if forget.size == 0:
                 return _finish_noop(ledger, actor, action, claimed, deployed)
-            return _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample)
+            return _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample, asked)
         except Exception as error:  # a kill or Ctrl-C leaves the action running instead, for `recover`
             if not _mark_failed(ledger, actor, action.id, error):
                 raise
@@ -288,7 +295,7 @@ def _finish_noop(ledger, actor, action, claimed, deployed) -> Served:
     return Served(action=action.id, requests=action.requests, version=deployed.id, message="nothing to unlearn: no requested image is in the deployed model")
 
 
-def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample) -> Served:
+def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on, method, config, rule, seed, retain_sample, asked) -> Served:
     import dataclasses
 
     from unlearnkit.data import load_dataset
@@ -313,42 +320,67 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
 
     with ledger.read() as session:
         target = ledger.policy(session).get("backdoor_target")
+    exact = layout_of(deployed) is not None
     result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed, retain_sample=retain_sample,
-                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if rule.relearn else None,
+                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if relearns(rule, original) else None,
                                           backdoor_target=None if target is None else class_index(target, dataset.classes))
     verdict = decide(verified, int(forget.size), rule)
+    shards = retrained(original.layout, forget) if exact else None
     report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,
-              **verified, "verdict": verdict, "seconds": time.perf_counter() - started}
+              **verified, "verdict": verdict, "seconds": time.perf_counter() - started, **({"exact": exact_note(shards, original, asked)} if exact else {})}
+    if rule.relearn and not relearns(rule, original):
+        report["skipped"] = [*report["skipped"], "the relearning attack: a voting ensemble has no gradient to fine-tune through"]
     ledger.write_file(f"actions/{action.id}/report.json", json.dumps(report, indent=2, default=float).encode())
     ledger.write_file(f"actions/{action.id}/report.html", batch_report(report).encode())
     (work / "checkpoint.safetensors").unlink(missing_ok=True)
     relative = f"actions/{action.id}/report.html"
+    made_with = version_config(result.model, dataset, ledger) | {"retrained_shards": shards} if exact else verified["config"]
     with ledger.write(actor) as (session, record):
         mine = session.get(Action, action.id)
         if mine.status != "running" or mine.holder != holder_name():
             raise UnlearnkitError(f"action {action.id} was taken over by {mine.holder} ({mine.status}); this result is dropped")
         passed = verdict["passed"]
+        deploy = passed or exact  # an exact deletion needs no evidence: its verdict is recorded, not obeyed
         parent = session.get(ModelVersion, deployed.id)
         subjects = sorted({s for r in claimed for s in r.subjects} | set(parent.excluded_subjects))
-        version = ledger.add_version(session, result.model, parent.spec, kind="unlearned", parent=parent, data=parent.data, fingerprint=parent.data_fingerprint,
-                                      train_ids=split.retain, method=method, config=verified["config"], verdict="pass" if passed else "fail",
-                                      excluded_subjects=subjects, recipe=recipe.model_dump())
+        version = ledger.add_version(session, result.model, parent.spec, kind=EXACT_KIND if exact else "unlearned", parent=parent, data=parent.data,
+                                      fingerprint=parent.data_fingerprint, train_ids=split.retain, method=method, config=made_with,
+                                      verdict="pass" if passed else "fail", excluded_subjects=subjects, recipe=recipe.model_dump())
         session.flush()  # the version's id
         mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), report["seconds"], version.id
         mine.verdict, mine.report_path, mine.report_sha256 = verdict, relative, sha256_file(ledger.path(relative))
         rows = [mine, version]
         requests = [session.get(Request, r.id) for r in claimed]
         for request in requests:
-            request.status = "served" if passed else "retrain_scheduled"
-            request.served = now() if passed else None
-        if passed:
+            request.status = "served" if deploy else "retrain_scheduled"
+            request.served = now() if deploy else None
+        if deploy:
             rows.append(ledger.set_deployed(session, version))
-        record("batch.served" if passed else "batch.verdict_failed", {"action": action.id, "version": version.id, "verdict": passed,
-                                                                      "report_sha256": mine.report_sha256}, rows=rows + requests)
-    if passed:
+        record("batch.served" if deploy else "batch.verdict_failed", {"action": action.id, "version": version.id, "verdict": passed,
+                                                                      "report_sha256": mine.report_sha256,
+                                                                      **({"exact": True, "retrained_shards": shards} if exact else {})}, rows=rows + requests)
+    if deploy:
         ledger.purge(actor)
-    return Served(action=action.id, requests=action.requests, images=int(forget.size), verdict=verdict, version=version.id, deployed=passed, report=relative,
-                  message=("served: the new version is deployed" if passed else "the verdict failed: the requests await `unlearnkit ledger retrain`"))
+    if exact:
+        with ledger.read() as session:
+            sweep(ledger, session)
+    message = (report["exact"] if exact else "served: the new version is deployed" if passed else "the verdict failed: the requests await `unlearnkit ledger retrain`")
+    return Served(action=action.id, requests=action.requests, images=int(forget.size), verdict=verdict, version=version.id, deployed=deploy, report=relative,
+                  message=message, exact=exact)
+
+
+def relearns(rule: VerdictRule, model) -> bool:
+    """Whether the relearning attack runs: a voting SISA ensemble's output has no gradient."""
+    from unlearnkit.sisa import SisaEnsemble
+
+    return rule.relearn and not (isinstance(model, SisaEnsemble) and model.aggregate == "vote")
+
+
+def exact_note(shards: list[dict], ensemble, asked: str) -> str:
+    """What the served message and the report say of an exact deletion."""
+    instead = f" (not {asked}: the deployed model is a SISA ensemble)" if asked != "sisa" else ""
+    return (f"served exactly by sisa{instead}: {retrained_text(shards, len(ensemble.layout))} without the requested images, each bitwise the shard "
+            "trained without them; the new version is deployed whatever the approximate checks say (exact by construction)")
 
 
 @dataclass
@@ -358,6 +390,7 @@ class Retrained:
     version: int | None = None
     test_acc: float | None = None
     message: str = ""
+    shards: list[dict] | None = None  # a SISA ensemble: the shards retrained, each from which slice (from 0)
 
 
 def retrain_due(ledger: Ledger, session, every: int | None, above: float | None) -> str | None:
@@ -379,10 +412,11 @@ def retrain_due(ledger: Ledger, session, every: int | None, above: float | None)
 
 def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: float | None = None, seed: int = 0, wait: float = 600) -> Retrained:
     """Train from scratch, with the original's recipe and architecture, on every image of the
-    original training set not forgotten so far; deploy it and close the requests that awaited it."""
+    original training set not forgotten so far; deploy it and close the requests that awaited it.
+    A deployed SISA ensemble has those images deleted exactly instead: only the shards that held
+    one retrain, each from the slice that first held one."""
     from unlearnkit.data import load_dataset
-    from unlearnkit.store import build_model
-    from unlearnkit.train import Recipe, Source, accuracy, default_device, fit
+    from unlearnkit.train import Recipe, accuracy
 
     with serving_lease(ledger, actor, wait):
         with ledger.write(actor) as (session, record):
@@ -390,12 +424,15 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
             if reason is None:
                 return Retrained(message="retraining is not due")
             deployed = ledger.deployed(session)
+            scheduled = ledger.requests(session, ("retrain_scheduled", "failed"))
+            exact = layout_of(deployed) is not None
+            if exact and not scheduled:
+                return Retrained(message=f"retraining is not needed ({reason}): the deployed model is a SISA ensemble, and each deletion from it was exact")
             root = deployed
             while root.kind == "unlearned":
                 root = session.get(ModelVersion, root.parent_id)
-            scheduled = ledger.requests(session, ("retrain_scheduled", "failed"))
             action = Action(kind="retrain", status="running", holder=holder_name(), requests=[r.id for r in scheduled], input_version=deployed.id,
-                            method=None, config={"reason": reason, "seed": seed, "root_version": root.id}, started=now())
+                            method="sisa" if exact else None, config={"reason": reason, "seed": seed, "root_version": root.id}, started=now())
             session.add(action)
             session.flush()
             for request in scheduled:
@@ -403,31 +440,83 @@ def retrain(ledger: Ledger, actor: str, *, every: int | None = None, above: floa
             record("retrain.started", {"action": action.id, "reason": reason, "root": root.id}, rows=[action, *scheduled])
             # the deployed version's files, not the root's: the root may be purged, and each
             # version since was made from its parent's images less the forgotten ones
-            keep = np.setdiff1d(ledger.train_ids(deployed), ledger.forgotten_ids(session))
+            trained_on, forgotten = ledger.train_ids(deployed), ledger.forgotten_ids(session)
+            keep = np.setdiff1d(trained_on, forgotten)
         started = time.perf_counter()
         dataset = load_dataset(deployed.data)
         recipe = Recipe(**recipe) if isinstance(recipe := ledger.recipe(deployed), dict) else Recipe()
-        spec = deployed.spec
-        device = default_device()
-        model = build_model(spec).to(device)
-        say(f"[bold]retraining[/bold] from scratch on {keep.size} images (action {action.id}: {reason})")
-        fit(model, Source.take(dataset.train_x, dataset.train_y, keep, device), recipe, seed=seed, description="retrain")
+        shards = None
+        if exact:
+            doomed = np.intersect1d(trained_on, forgotten)
+            if doomed.size == 0:
+                return _close_retraining(ledger, actor, action.id, deployed.id, reason)
+            model, shards = _delete_exactly(ledger, deployed, dataset, doomed)
+            made_with = version_config(model, dataset, ledger) | {"retrained_shards": shards}
+        else:
+            model, made_with = _train_from_scratch(deployed.spec, dataset, keep, recipe, seed, action.id, reason), {"seed": seed}
         test_acc = accuracy(model, dataset.test_x, dataset.test_y, precision="fp32")
+        detail = f"test accuracy {100 * test_acc:.1f}%" + (f"; {retrained_text(shards, len(model.layout))}" if exact else "")
         with ledger.write(actor) as (session, record):
             mine = session.get(Action, action.id)
             if mine.status != "running" or mine.holder != holder_name():
                 raise UnlearnkitError(f"action {action.id} was taken over by {mine.holder}; this result is dropped")
             parent = session.get(ModelVersion, deployed.id)
             subjects = sorted({s for r in session.scalars(select(Request).where(Request.status.in_(("served", "retrain_scheduled", "failed")))) for s in r.subjects})
-            version = ledger.add_version(session, model, spec, kind="retrained", parent=parent, data=root.data, fingerprint=root.data_fingerprint, train_ids=keep,
-                                          method=None, config={"seed": seed}, verdict="pass", excluded_subjects=subjects, recipe=recipe.model_dump())
+            version = ledger.add_version(session, model, deployed.spec, kind="retrained", parent=parent, data=root.data, fingerprint=root.data_fingerprint,
+                                          train_ids=keep, method="sisa" if exact else None, config=made_with, verdict="pass", excluded_subjects=subjects,
+                                          recipe=recipe.model_dump())
             session.flush()
             mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), time.perf_counter() - started, version.id
-            mine.verdict = {"passed": True, "checks": [{"check": "exact retraining", "passed": True, "detail": f"test accuracy {100 * test_acc:.1f}%"}]}
+            mine.verdict = {"passed": True, "checks": [{"check": "exact deletion (SISA)" if exact else "exact retraining", "passed": True, "detail": detail}]}
+            if exact:
+                mine.config = {**mine.config, "retrained_shards": shards}
             requests = list(session.scalars(select(Request).where(Request.action_id == action.id, Request.status.in_(("retrain_scheduled", "failed")))))
             for request in requests:
                 request.status, request.served = "served", now()
-            record("retrain.served", {"action": action.id, "version": version.id, "images": int(keep.size), "test_acc": test_acc},
+            record("retrain.served", {"action": action.id, "version": version.id, "images": int(keep.size), "test_acc": test_acc,
+                                      **({"retrained_shards": shards} if exact else {})},
                    rows=[mine, version, ledger.set_deployed(session, version), *requests])
         ledger.purge(actor)
-    return Retrained(action=action.id, requests=[r.id for r in requests], version=version.id, test_acc=test_acc, message=f"retrained: {reason}")
+        if exact:
+            with ledger.read() as session:
+                sweep(ledger, session)
+    message = f"retrained: {reason}" + (f"; deleted exactly from the SISA ensemble, {retrained_text(shards, len(model.layout))}" if exact else "")
+    return Retrained(action=action.id, requests=[r.id for r in requests], version=version.id, test_acc=test_acc, message=message, shards=shards)
+
+
+def _train_from_scratch(spec: dict, dataset, keep: np.ndarray, recipe, seed: int, action: int, reason: str):
+    from unlearnkit.store import build_model
+    from unlearnkit.train import Source, default_device, fit
+
+    device = default_device()
+    model = build_model(spec).to(device)
+    say(f"[bold]retraining[/bold] from scratch on {keep.size} images (action {action}: {reason})")
+    fit(model, Source.take(dataset.train_x, dataset.train_y, keep, device), recipe, seed=seed, description="retrain")
+    return model
+
+
+def _delete_exactly(ledger: Ledger, deployed: ModelVersion, dataset, doomed: np.ndarray):
+    """The deployed ensemble without `doomed`, and which shards were retrained from which slice."""
+    from unlearnkit.service.ensembles import training_images
+    from unlearnkit.sisa import delete
+    from unlearnkit.train import default_device
+
+    ensemble = ledger.load(deployed, default_device())
+    shards = retrained(ensemble.layout, doomed)
+    say(f"[bold]deleting exactly[/bold] {doomed.size} images from the SISA ensemble of model version {deployed.id}: {retrained_text(shards, len(ensemble.layout))}")
+    delete(ensemble, doomed, training_images(ledger, dataset))
+    return ensemble, shards
+
+
+def _close_retraining(ledger: Ledger, actor: str, action_id: int, version_id: int, reason: str) -> Retrained:
+    """Close the requests that awaited retraining when none of their images is in the deployed
+    ensemble: it is already the model without them."""
+    note = f"none of their images is in the deployed SISA ensemble (model version {version_id}): nothing to delete"
+    with ledger.write(actor) as (session, record):
+        mine = session.get(Action, action_id)
+        mine.status, mine.finished, mine.seconds, mine.output_version = "done", now(), 0.0, version_id
+        requests = list(session.scalars(select(Request).where(Request.action_id == action_id, Request.status.in_(("retrain_scheduled", "failed")))))
+        for request in requests:
+            request.status, request.served = "served", now()
+        record("retrain.served", {"action": action_id, "version": version_id, "note": note}, rows=[mine, *requests])
+    return Retrained(action=action_id, requests=[r.id for r in requests], version=version_id, message=f"retrained: {reason}; {note}")
