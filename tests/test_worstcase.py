@@ -80,7 +80,7 @@ def outliers(tmp_path, cache):
     folder = write_binary(tmp_path / "cifar-10-batches-bin", train_x, train_y, test_x, test_y)
     # a perceptron memorizes such images in a few epochs, where the smoke preset's narrow ResNet does not
     preset = get_preset("smoke").model_copy(update={
-        "recipe": Recipe(epochs=20, batch_size=32, lr=0.02, schedule="onecycle"), "model": ModelSpec(factory="foreign:build_mlp"),
+        "recipe": Recipe(epochs=20, batch_size=32, lr=0.02, schedule="onecycle", precision="fp32"), "model": ModelSpec(factory="foreign:build_mlp"),
     })
     return str(folder), preset, planted
 
