@@ -22,7 +22,7 @@ fi
 for method in "${methods[@]}"; do
   [ "$method" != sisa ] || continue  # exact deletion from a SISA ensemble: no hyperparameter to search
   hold=()
-  if "$python" -c "import sys; from unlearnkit.tune import search_space; sys.exit('epochs' not in search_space('$method'))" && [ "$method" != gradient-ascent ]; then
+  if "$python" -c "import sys; from unlearnkit.tuning import search_space; sys.exit('epochs' not in search_space('$method'))" && [ "$method" != gradient-ascent ]; then
     hold=(--set "$method.epochs=1")
   fi
   "$python" -m unlearnkit tune "$method" --preset default --seed 0 --trials "$trials" --cpus-per-task "$threads" --export docs/tune "${hold[@]}"

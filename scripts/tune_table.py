@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from unlearnkit.tune import study_name
+from unlearnkit.tuning import study_name
 
 
 def studies(folder: Path, preset: str, seed: int) -> list[dict]:

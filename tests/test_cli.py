@@ -92,7 +92,7 @@ def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(bina
     is in the best config at its held value, and names the study."""
     from unlearnkit.methods import make_config
     from unlearnkit.train import machine_description
-    from unlearnkit.tune import tune
+    from unlearnkit.tuning import tune
 
     summary = tune("finetune", preset="smoke", data=binary_dir, trials=2, storage=f"sqlite:///{tmp_path / 's.db'}", export=tmp_path / "export", hold={"epochs": 0.5})
     assert summary["study"] == "finetune-smoke-seed0-epochs0.5"
@@ -110,7 +110,7 @@ def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(bina
 def test_tune_chooses_the_best_trial_within_the_time_budget():
     from types import SimpleNamespace
 
-    from unlearnkit.tune import pick_best
+    from unlearnkit.tuning import pick_best
 
     fast, slow_but_closer = SimpleNamespace(value=0.3, user_attrs={"time_ratio": 0.15}), SimpleNamespace(value=0.1, user_attrs={"time_ratio": 0.35})
     assert pick_best([slow_but_closer, fast], 0.2) == (fast, True)

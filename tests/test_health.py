@@ -58,3 +58,19 @@ def test_unchanged_weights_are_warned_of_and_a_moved_model_is_not(fitted):
         same.out.bias.add_(1e-3)
     assert health_warnings("m", model, same, task) == []
     assert np.isclose(float((same.out.bias - model.out.bias).abs().max()), 1e-3)
+
+
+def test_tune_searches_a_method_on_your_own_model_and_data(fitted):
+    pytest.importorskip("optuna")
+    model, (train_x, train_y, test_x, test_y) = fitted
+    found = unlearnkit.tune(model, forget=(train_x[:30], train_y[:30]), retain=(train_x[30:], train_y[30:]), val=(test_x, test_y),
+                            method="gradient-ascent", trials=4, fixed={"epochs": 1.0})
+    assert isinstance(found, unlearnkit.TuneResult) and len(found.trials) == 4
+    assert found.trials[0]["config"]["lr"] == unlearnkit.methods.make_config("gradient-ascent").lr  # the defaults come first
+    assert len({row["config"]["lr"] for row in found.trials}) == 4  # the search moved
+    distance = lambda f, before: abs(f["forget"] - f["val"]) + abs(f["retain"] - before["retain"]) + abs(f["val"] - before["val"])  # noqa: E731
+    for row in found.trials:
+        assert row["distance"] == pytest.approx(distance(row["figures"], found.best["before"]))
+    assert found.best["distance"] == min(row["distance"] for row in found.trials)
+    with pytest.raises(unlearnkit.UnlearnkitError, match="trials=0 must be a whole number ≥ 1"):
+        unlearnkit.tune(model, forget=(train_x[:30], train_y[:30]), retain=(train_x[30:], train_y[30:]), val=(test_x, test_y), trials=0)

@@ -224,10 +224,27 @@ def unlearn(
     for memory (or any, with `stream=True`) is read batch by batch in the engine's order, by
     `prefetch` threads or, with `workers` > 0, by that many worker processes reading ahead
     (pinned memory on CUDA), and gives the same model as resident data."""
-    from unlearnkit.methods import Task, make_config, run_method
-    from unlearnkit.train import Recipe, Source
+    from unlearnkit.methods import make_config, run_method
 
     settings = make_config(method, config)  # a bad method or config fails before any data is read
+    working, wrapped, task = _task(model, forget, retain, val, seed, batch_size, precision, stream, prefetch, workers)
+    done = run_method(method, working, task, settings)
+    for message in done.warnings:
+        import warnings
+
+        from unlearnkit.health import UnlearnkitWarning
+
+        warnings.warn(message, UnlearnkitWarning, stacklevel=2)
+    result = done.model
+    return result.model if wrapped else result
+
+
+def _task(model, forget, retain, val, seed: int, batch_size: int, precision: str, stream, prefetch: int, workers: int):
+    """The checked data as a method's task around a frozen copy of `model`: (the model to
+    unlearn, whether it was wrapped to return logits, the task)."""
+    from unlearnkit.methods import Task
+    from unlearnkit.train import Recipe, Source
+
     if precision not in ("fp32", "bf16", "auto"):
         raise UnlearnkitError(f"precision '{precision}' is not one of fp32, bf16, auto")
     streamed = should_stream(retain, stream)
@@ -252,15 +269,66 @@ def unlearn(
     recipe = Recipe(batch_size=batch_size, precision=precision)
     original = _frozen_copy(working)
     task = Task(retain=retain_source, forget=source(forget_set), val=val_source, original=original, num_classes=classes, recipe=recipe, seed=seed)
-    done = run_method(method, working, task, settings)
-    for message in done.warnings:
-        import warnings
+    return working, wrapped, task
 
-        from unlearnkit.health import UnlearnkitWarning
 
-        warnings.warn(message, UnlearnkitWarning, stacklevel=2)
-    result = done.model
-    return result.model if wrapped else result
+@dataclass
+class TuneResult:
+    """What `tune` found: the best config, its figures, and every trial (config, figures,
+    distance, seconds) in the order run."""
+
+    method: str
+    best: dict
+    trials: list[dict]
+
+
+def tune(
+    model: nn.Module, *, forget: Data, retain: Data, val: Data, method: str = "erase-repair", trials: int = 12, seed: int = 0,
+    fixed: dict | None = None, batch_size: int = 256, precision: str = "fp32",
+) -> TuneResult:
+    """Search `method`'s hyperparameters on your own model and data (Optuna's TPE over the ranges
+    its config declares; the method's defaults are the first trial). Without a model retrained
+    without `forget`, a trial is scored by how far it is from what retraining would give, as far
+    as the data can tell: the forget set's accuracy should fall to the val set's (unseen images),
+    and retain and val accuracy should stay the original's. The distance is the sum of those three
+    absolute differences (accuracies measured on `forget`, on a sample of up to 2,000 `retain`
+    images and on `val`). `fixed` holds config values not searched. Needs Optuna (the `tune` extra)."""
+    from unlearnkit.methods import make_config, run_method
+    from unlearnkit.tuning import OPTUNA_HINT, default_params, distributions, search_space
+
+    try:
+        import optuna
+    except ImportError:
+        raise UnlearnkitError(f"unlearnkit.tune needs Optuna, which is not installed; {OPTUNA_HINT}") from None
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UnlearnkitError(f"trials={trials!r} must be a whole number ≥ 1")
+    fixed = dict(fixed or {})
+    space = {k: v for k, v in search_space(method).items() if k not in fixed}
+    make_config(method, fixed)  # a bad method or fixed value fails before any data is read
+    working, wrapped, task = _task(model, forget, retain, val, seed, batch_size, precision, None, 4, 0)
+    rows = np.sort(np.random.default_rng([seed, 0x70E]).permutation(len(task.retain))[:2000])
+    probe = {"forget": (task.forget.x, task.forget.y), "retain": task.retain.batch(torch.from_numpy(rows)), "val": (task.val.x, task.val.y)}
+
+    def figures(candidate: nn.Module) -> dict[str, float]:
+        from unlearnkit.train import accuracy
+
+        return {part: accuracy(candidate, x, y, "fp32") for part, (x, y) in probe.items()}
+
+    before = figures(working)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(default_params(method, fixed, space, "image"))
+    found = []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for _ in range(trials):
+        trial = study.ask(distributions(space))
+        config = make_config(method, {**fixed, **trial.params})
+        done = run_method(method, working, task, config)
+        after = figures(done.model)
+        distance = abs(after["forget"] - after["val"]) + abs(after["retain"] - before["retain"]) + abs(after["val"] - before["val"])
+        study.tell(trial, distance)
+        found.append({"config": config.model_dump(), "figures": after, "distance": distance, "seconds": done.seconds, "warnings": done.warnings})
+    best = min(found, key=lambda row: row["distance"])
+    return TuneResult(method, {**best, "before": before}, found)
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:

@@ -239,8 +239,8 @@ def tune(
     from unlearnkit.cluster import Executor
     from unlearnkit.methods import parse_overrides
     from unlearnkit.presets import get_preset
-    from unlearnkit.tune import format_params
-    from unlearnkit.tune import tune as run_tune
+    from unlearnkit.tuning import format_params
+    from unlearnkit.tuning import tune as run_tune
 
     hold = parse_overrides(set_, [method], get_preset(preset).modality).get(method, {})
     executor = Executor(workers=workers, address=address, cpus_per_task=cpus_per_task)
