@@ -187,16 +187,7 @@ def run_text_experiment(
                           data_fingerprint=setup.data.fingerprint, split_fingerprint=split.fingerprint, timings={"unlearn_seconds": result.seconds})
         evaluate(name, result.model, result.seconds, path, result.config.model_dump())
         models[name] = result.model
-    robust = {}
-    if evidence is not None and evidence.audits:
-        from unlearnkit.evaluate.relearn import RelearnOptions
-        from unlearnkit.text.robust import text_headline, text_robustness_audits
-
-        options = RelearnOptions()
-        robust = text_robustness_audits(models, setup.data, split, seed, evidence.audits, options)
-        for row in rows:
-            row.update(text_headline(robust, row["name"], options.margin))
-    return report_text_run(out, setup, seed, original, retrain, rows, outputs, chosen, evidence, started, robust)
+    return report_text_run(out, setup, seed, original, retrain, rows, outputs, chosen, evidence, started, audit_text_models(models, setup, seed, evidence, rows))
 
 
 def report_text_run(out: Path, setup: TextSetup, seed: int, original: Reference, retrain: Reference, rows: list[dict], outputs: dict[str, TextOutputs],
@@ -254,8 +245,6 @@ def evaluate_text_run(run_dir: Path, results: dict, *, cache=None, evidence: Evi
     say) on the same split, rewriting results.json, the figures and the report."""
     from unlearnkit.presets import get_preset
 
-    if evidence is not None and evidence.audits:
-        raise UnlearnkitError(f"--audit on a text run runs with `unlearnkit run --preset {results['preset']} --audit {','.join(evidence.audits)}`; `evaluate` does not rerun it yet")
     started = time.perf_counter()
     remove_temporaries(run_dir)
     preset, seed = get_preset(results["preset_config"]), int(results["seed"])
@@ -265,13 +254,28 @@ def evaluate_text_run(run_dir: Path, results: dict, *, cache=None, evidence: Evi
         raise UnlearnkitError(f"{run_dir} was run on a corpus with fingerprint {str(results.get('data_fingerprint'))[:12]}…, which its preset no longer generates")
     say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {preset.name}, seed {seed}, {len(results['rows']) - 2} methods")
     original, retrain = train_language_model("original", setup, seed), train_language_model("retrain", setup, seed)
-    rows, outputs, configs = [], {}, {}
+    rows, outputs, configs, models = [], {}, {}, {}
     for old in results["rows"]:
         name = old["name"]
         model = {"original": original.model, "retrain": retrain.model}.get(name)
         if model is None:
             model = load_model(old["model"], next(original.model.parameters()).device)
             configs[name] = make_config(name, old.get("config"), "text")
+        models[name] = model
         outputs[name] = lm_outputs(model, setup.data, setup.split)
         rows.append({"name": name, **text_metrics(outputs[name]), **{k: old[k] for k in ("seconds", "time_ratio", "model", "config") if k in old}})
-    return report_text_run(run_dir, setup, seed, original, retrain, rows, outputs, configs, evidence, started)
+    return report_text_run(run_dir, setup, seed, original, retrain, rows, outputs, configs, evidence, started, audit_text_models(models, setup, seed, evidence, rows))
+
+
+def audit_text_models(models: dict, setup: TextSetup, seed: int, evidence: EvidenceOptions | None, rows: list[dict]) -> dict:
+    """`--audit` on a text run's models: the audits' results, their columns added to `rows`."""
+    if evidence is None or not evidence.audits:
+        return {}
+    from unlearnkit.evaluate.relearn import RelearnOptions
+    from unlearnkit.text.robust import text_headline, text_robustness_audits
+
+    options = RelearnOptions()
+    robust = text_robustness_audits(models, setup.data, setup.split, seed, evidence.audits, options)
+    for row in rows:
+        row.update(text_headline(robust, row["name"], options.margin))
+    return robust
