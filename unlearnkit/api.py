@@ -63,10 +63,15 @@ def _tensor(value, what: str) -> torch.Tensor:
 
 
 def _images(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.ndim == 2 and x.is_floating_point():  # N, D: rows of a table, features as the model takes them
+        x = x.float().contiguous()
+        if not torch.isfinite(x).all():
+            raise UnlearnkitError(f"{name} rows contain NaN or inf; impute or drop them first")
+        return x
     if x.ndim == 3:  # N, H, W: one channel
         x = x[:, None]
     if x.ndim != 4:
-        raise UnlearnkitError(f"{name} images have shape {tuple(x.shape)}; expected (N, C, H, W), (N, H, W, C) or (N, H, W)")
+        raise UnlearnkitError(f"{name} images have shape {tuple(x.shape)}; expected (N, C, H, W), (N, H, W, C) or (N, H, W) images, or (N, D) float table rows")
     if x.shape[1] > 4 and x.shape[-1] <= 4:  # channels last
         x = x.permute(0, 3, 1, 2)
     # a fresh copy with canonical strides: a permuted one-channel tensor keeps odd strides on its

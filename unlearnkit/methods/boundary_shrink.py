@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, searched
 from unlearnkit.train import Recipe, Source, fit, to_float
@@ -88,6 +89,8 @@ def boundary_shrink(model, task, config: BoundaryShrinkConfig):
     """Boundary Shrink (Chen et al., "Boundary Unlearning", CVPR 2023): label each forget image
     with the original's prediction after an adversarial step, then fine-tune on the forget
     images with those labels."""
+    if task.forget.x.ndim != 4:
+        raise UnlearnkitError(f"boundary-shrink attacks in pixel space (a step clamped to [0, 1], rounded to 1/255): it works on images only, not on inputs of shape {tuple(task.forget.x.shape[1:])}")
     labels = boundary_labels(task.original, task.forget.x, task.forget.y, config.epsilon, wrong_only=config.wrong_only)
     if config.with_retain:
         data = {"retain": task.retain, "forget": Source(task.forget.x, labels, config.forget_batch)}

@@ -69,7 +69,10 @@ def error_maximizing_noise(model, classes: list[int], image_shape: tuple[int, ..
     model's cross-entropy on the class, less `noise_l2` × its mean summed square. The model runs
     in train mode, as in the reference (batch statistics; its running statistics move)."""
     device = model_device(model)
-    mean, std = input_normalization(model, image_shape[0])
+    if len(image_shape) == 3:
+        mean, std = input_normalization(model, image_shape[0])
+    else:  # table rows or other inputs: the noise lives in the input space as given
+        mean, std = torch.zeros((), device=device), torch.ones((), device=device)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     images = []
@@ -80,7 +83,7 @@ def error_maximizing_noise(model, classes: list[int], image_shape: tuple[int, ..
         for _ in range(config.noise_steps):
             with autocast(device, precision):
                 logits = model(mean + std * noise)
-            loss = -F.cross_entropy(logits.float(), labels) + config.noise_l2 * noise.pow(2).sum(dim=(1, 2, 3)).mean()
+            loss = -F.cross_entropy(logits.float(), labels) + config.noise_l2 * noise.pow(2).sum(dim=tuple(range(1, noise.ndim))).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
