@@ -22,6 +22,7 @@ from unlearnkit.errors import UnlearnkitError
 LEDGER_ENV = "UNLEARNKIT_LEDGER"
 LEDGER_DIR_ENV = "UNLEARNKIT_LEDGER_DIR"
 MIGRATIONS = Path(__file__).parent / "migrations"
+FILE_MODE, FOLDER_MODE = 0o600, 0o700  # the ledger holds personal data: its owner's alone
 HEAD_REVISION = "0003"  # the newest file in migrations/versions
 
 

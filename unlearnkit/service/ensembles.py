@@ -131,7 +131,7 @@ def sweep(ledger, session) -> None:
 
 def make_private(ledger) -> None:
     """What training wrote into the ledger's store (checkpoints, locks), its owner's alone."""
-    from unlearnkit.service.ledger import FILE_MODE, FOLDER_MODE
+    from unlearnkit.service.db import FILE_MODE, FOLDER_MODE
 
     root = ledger.path(STORE)
     for folder, _, files in os.walk(root):

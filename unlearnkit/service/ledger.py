@@ -37,6 +37,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_bytes, sha256_file
 from unlearnkit.service import chain
 from unlearnkit.service.db import (
+    FILE_MODE, FOLDER_MODE,
     HEAD_REVISION, Action, LogEntry, ModelVersion, Request, State, Subject, Token, default_location, files_folder, make_engine, migrate, now,
     parse_time, sessions,
 )
@@ -47,7 +48,6 @@ DEFAULT_KEEP_SUPERSEDED_DAYS = 0  # a superseded version that held a deleted ima
 OPEN = ("pending", "in_progress", "retrain_scheduled", "failed")  # failed: its batch raised; `ledger retrain` serves it exactly
 SCOPES = ("submit", "read", "admin")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
-FILE_MODE, FOLDER_MODE = 0o600, 0o700  # the ledger holds personal data: its owner's alone
 
 
 def quoted(value, limit: int = 80) -> str:
