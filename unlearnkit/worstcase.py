@@ -73,10 +73,10 @@ def halves(pool: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _true_label_probability(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from unlearnkit.evaluate.features import confidence
     from unlearnkit.train import predict_logits
 
-    logits = predict_logits(model, x, precision="fp32").float()
-    return torch.softmax(logits, dim=1)[torch.arange(len(y)), torch.as_tensor(y)].numpy()
+    return confidence(predict_logits(model, x, precision="fp32").numpy(), y)
 
 
 def memorization_scores(dataset: Dataset, split: Split, preset: Preset, seed: int, store: Store) -> np.ndarray:
