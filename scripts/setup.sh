@@ -19,5 +19,5 @@ if ((${#missing[@]})); then
     fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q -c constraints.txt -e ".[dev,ray,tune,service]"
+.venv/bin/pip install -q -c constraints.txt -e ".[dev,ray,tune,service,hf]"
 echo "setup: done (.venv/bin/unlearnkit, .venv/bin/python -m pytest -q)"

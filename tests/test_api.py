@@ -132,7 +132,7 @@ def test_a_method_that_needs_missing_structure_refuses_in_one_line(world):
         (lambda f, r: ((f[0], f[1] + 4), r), r"forget label \d is out of range: the model predicts 4 classes, so labels must lie in 0..3"),
         (lambda f, r: ((f[0][:0], f[1][:0]), r), r"the forget set is empty"),
         (lambda f, r: ((np.concatenate([f[0], r[0][:1]]), np.concatenate([f[1], r[1][:1]])), r), r"forget example 32 is also retain example 0"),
-        (lambda f, r: ((f[0][:, :40], f[1]), r), r"images of different shapes"),
+        (lambda f, r: ((f[0][:, :40], f[1]), r), r"inputs of different shapes"),
         (lambda f, r: ("images.npy", r), r"forget is a str; give a tuple"),
     ],
 )

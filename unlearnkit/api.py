@@ -9,11 +9,19 @@
     unlearnkit.list_methods()
 
 Data (`F`, `R`, `V`, `T`) may be a tuple `(x, y)` of tensors or numpy arrays, a
-`torch.utils.data.Dataset` yielding `(x, y)`, or a `DataLoader`. Images are NCHW or NHWC (or
-NHW for one channel), of any size and channel count. uint8 images reach the model as floats in
-[0, 1]; float images reach it unchanged (so a model trained on normalized tensors gets them as
-it was trained). The number of classes is read from the model's output, which may be a tensor,
-an object with `.logits` or a dict with "logits".
+`torch.utils.data.Dataset` yielding `(x, y)`, or a `DataLoader`. `x` may be
+- images, NCHW or NHWC (or NHW for one channel), of any size and channel count: uint8 images
+  reach the model as floats in [0, 1]; float images reach it unchanged (so a model trained on
+  normalized tensors gets them as it was trained);
+- rows of a table, float (N, D);
+- token ids, integer (N, L), given to the model as they are;
+- a dict of tensors, as a Hugging Face tokenizer's `BatchEncoding` or image processor gives
+  (`{"input_ids": …, "attention_mask": …}`, `{"pixel_values": …}`): the model is called with
+  them as keyword arguments.
+The number of classes is read from the model's output, which may be a tensor, an object with
+`.logits` (a Hugging Face `ModelOutput`), a dict with "logits" or a tuple led by the logits.
+Steps that only make sense for images (pixel-space adversarial examples, noise images) refuse
+other inputs in one line naming them.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +53,7 @@ class Examples:
     y: torch.Tensor
     name: str
     keys: tuple = ()  # dataset indices when the data came as a Subset: what identifies an example
+    input_names: tuple[str, ...] = ()  # dict inputs: the keyword of each slice of x along dim 1 (one name: x itself)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -62,7 +72,29 @@ def _tensor(value, what: str) -> torch.Tensor:
         raise UnlearnkitError(f"{what} is a {type(value).__name__}; give a tensor or a numpy array") from None
 
 
+def _packed(value: Mapping, name: str) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """A dict of per-example tensors as one tensor the engine can batch, and the keyword of each
+    part: one entry is itself; several (token ids, attention mask, token types: one shape, integer)
+    are stacked along dim 1."""
+    if not value:
+        raise UnlearnkitError(f"{name} inputs are an empty dict; give the tensors the model takes, e.g. {{'input_ids': …, 'attention_mask': …}}")
+    names = tuple(str(k) for k in value)
+    parts = [_tensor(v, f"{name} input '{k}'") for k, v in value.items()]
+    if len(parts) == 1:
+        return parts[0], names
+    shapes = {tuple(p.shape) for p in parts}
+    if len(shapes) > 1:
+        described = ", ".join(f"{k} {tuple(p.shape)}" for k, p in zip(names, parts))
+        raise UnlearnkitError(f"{name} inputs hold tensors of different shapes ({described}); dict inputs must share one shape (pad them to one length)")
+    if any(p.is_floating_point() or p.is_complex() for p in parts):
+        described = ", ".join(f"{k} {p.dtype}" for k, p in zip(names, parts))
+        raise UnlearnkitError(f"{name} inputs mix dtypes ({described}); several dict inputs must all be integer (ids and masks), or give one tensor")
+    return torch.stack([p.long() for p in parts], dim=1), names
+
+
 def _images(x: torch.Tensor, name: str) -> torch.Tensor:
+    if not x.is_floating_point() and x.dtype not in (torch.uint8, torch.bool) and not x.is_complex() and x.ndim >= 2:
+        return x.long().contiguous()  # token ids (N, L), or packed dict inputs (N, parts, L): given to the model as they are
     if x.ndim == 2 and x.is_floating_point():  # N, D: rows of a table, features as the model takes them
         x = x.float().contiguous()
         if not torch.isfinite(x).all():
@@ -71,7 +103,7 @@ def _images(x: torch.Tensor, name: str) -> torch.Tensor:
     if x.ndim == 3:  # N, H, W: one channel
         x = x[:, None]
     if x.ndim != 4:
-        raise UnlearnkitError(f"{name} images have shape {tuple(x.shape)}; expected (N, C, H, W), (N, H, W, C) or (N, H, W) images, or (N, D) float table rows")
+        raise UnlearnkitError(f"{name} images have shape {tuple(x.shape)}; expected (N, C, H, W), (N, H, W, C) or (N, H, W) images, (N, D) float table rows or (N, L) integer token ids")
     if x.shape[1] > 4 and x.shape[-1] <= 4:  # channels last
         x = x.permute(0, 3, 1, 2)
     # a fresh copy with canonical strides: a permuted one-channel tensor keeps odd strides on its
@@ -96,22 +128,35 @@ def _labels(y: torch.Tensor, name: str) -> torch.Tensor:
 def examples(data: Data, name: str) -> Examples:
     """Any accepted form of data → resident `Examples` (the engine's fast path)."""
     keys: tuple = ()
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
-        x, y = _tensor(data[0], f"{name} images"), _tensor(data[1], f"{name} labels")
+    names: tuple[str, ...] = ()
+
+    def inputs(value) -> torch.Tensor:
+        nonlocal names
+        if isinstance(value, Mapping):
+            value, found = _packed(value, name)
+            if names and found != names:
+                raise UnlearnkitError(f"the {name} set's inputs change keys from {list(names)} to {list(found)}; give every example the same keys")
+            names = found
+            return value
+        return _tensor(value, f"{name} images")
+
+    if isinstance(data, Mapping):
+        bx, by = _pair(data, name)
+        x, y = inputs(bx), _tensor(by, f"{name} labels")
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
+        x, y = inputs(data[0]), _tensor(data[1], f"{name} labels")
     elif isinstance(data, torch.utils.data.DataLoader):
-        batches = [(_tensor(bx, f"{name} images"), _tensor(by, f"{name} labels")) for bx, by in data]
+        batches = [(inputs(bx), _tensor(by, f"{name} labels")) for bx, by in map(lambda batch: _pair(batch, name), data)]
         if not batches:
             raise UnlearnkitError(f"the {name} DataLoader yielded no batch; it needs at least one example")
-        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1].reshape(-1) for b in batches])
-    elif isinstance(data, torch.utils.data.Dataset):
+        x, y = _concatenated([b[0] for b in batches], name), torch.cat([b[1].reshape(-1) for b in batches])
+    elif isinstance(data, torch.utils.data.Dataset) or (isinstance(data, list) and data and isinstance(data[0], Mapping)):  # a list of dict rows: a dataset's items
         if isinstance(data, torch.utils.data.Subset):
             keys = (id(data.dataset), *map(int, data.indices))
-        items = [data[i] for i in range(len(data))]
+        items = [_pair(data[i], name) for i in range(len(data))]
         if not items:
             raise UnlearnkitError(f"the {name} set is empty; it needs at least one example")
-        if not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items[:1]):
-            raise UnlearnkitError(f"the {name} Dataset yields {type(items[0]).__name__}; it must yield (image, label) pairs")
-        x = torch.stack([_tensor(item[0], f"{name} images") for item in items])
+        x = _concatenated([inputs({k: _tensor(v, f'{name} input {k!r}')[None] for k, v in item[0].items()} if isinstance(item[0], Mapping) else _tensor(item[0], f'{name} images')[None]) for item in items], name)
         y = torch.as_tensor([int(item[1]) for item in items])
     else:
         raise UnlearnkitError(f"{name} is a {type(data).__name__}; give a tuple (images, labels), a torch Dataset or a DataLoader")
@@ -119,24 +164,52 @@ def examples(data: Data, name: str) -> Examples:
         raise UnlearnkitError(f"the {name} set is empty; it needs at least one example")
     x, y = _images(x, name), _labels(y, name)
     if len(x) != len(y):
-        raise UnlearnkitError(f"the {name} set has {len(x)} images but {len(y)} labels; they must match one to one")
-    return Examples(x, y, name, keys)
+        raise UnlearnkitError(f"the {name} set has {len(x)} inputs but {len(y)} labels; they must match one to one")
+    return Examples(x, y, name, keys, names)
+
+
+def _pair(item, name: str) -> tuple:
+    """(inputs, label) from a pair, or from a dict holding the label under "labels" or "label"
+    (Hugging Face's convention: the rest are the model's keyword inputs)."""
+    if isinstance(item, Mapping):
+        label_key = next((k for k in ("labels", "label") if k in item), None)
+        if label_key is None:
+            raise UnlearnkitError(f"the {name} data is a dict with keys {list(item)} and no 'labels'; add the class labels under 'labels', or give (inputs, labels)")
+        return {k: v for k, v in item.items() if k != label_key}, item[label_key]
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        return item[0], item[1]
+    raise UnlearnkitError(f"the {name} data yields {type(item).__name__}; it must yield (input, label) pairs or dicts with 'labels'")
+
+
+def _concatenated(parts: list[torch.Tensor], name: str) -> torch.Tensor:
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) > 1:
+        raise UnlearnkitError(f"the {name} set's examples have different shapes ({', '.join(map(str, sorted(shapes)))}); give them one shape (pad token ids to one length)")
+    return torch.cat(parts)
 
 
 def _inspect(model: nn.Module, sample: Examples) -> tuple[int, nn.Module, bool]:
     """From one forward pass on one example: the number of classes (checking that the output
-    is (batch, classes)), and the model as a classifier that returns logits — wrapped (True)
-    when its output is an object or dict holding them."""
+    is (batch, classes)), and the model as a classifier that takes one tensor and returns logits
+    — wrapped (True) when its output is an object, dict or tuple holding them, or when it takes
+    keyword inputs (dict data)."""
+    if not isinstance(model, nn.Module):
+        raise UnlearnkitError(f"the model is a {type(model).__module__}.{type(model).__name__}, not a torch.nn.Module; unlearnkit unlearns and audits PyTorch models")
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        out = model(_as_input(sample.x[:1]).to(_device(model)))
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            out = Classifier(model, sample.input_names).call(_as_input(sample.x[:1]).to(_device(model)))
+    except (TypeError, ValueError, RuntimeError, IndexError) as error:
+        given = f"keyword inputs {list(sample.input_names)}" if sample.input_names else f"one tensor of shape {tuple(sample.x.shape[1:])} per example ({sample.x.dtype})"
+        raise UnlearnkitError(f"the model failed on {given}: {str(error).splitlines()[0] if str(error) else type(error).__name__}; give the inputs its forward takes") from None
+    finally:
+        model.train(was_training)
     found = logits(out)
     if found.shape[0] != 1:
-        raise UnlearnkitError(f"the model's output has shape {tuple(found.shape)} for one image; a classifier must return (batch, classes)")
-    wrapped = not isinstance(out, torch.Tensor)
-    return int(found.shape[1]), Classifier(model) if wrapped else model, wrapped
+        raise UnlearnkitError(f"the model's output has shape {tuple(found.shape)} for one example; a classifier must return (batch, classes)")
+    wrapped = not isinstance(out, torch.Tensor) or bool(sample.input_names)
+    return int(found.shape[1]), Classifier(model, sample.input_names) if wrapped else model, wrapped
 
 
 def _as_input(x: torch.Tensor) -> torch.Tensor:
@@ -158,10 +231,13 @@ def _check_labels(data: Examples, classes: int) -> None:
 
 
 def _image_shape(sets: list[Examples]) -> None:
+    if len({s.input_names for s in sets}) > 1:
+        described = ", ".join(f"{s.name} {list(s.input_names) or 'one tensor'}" for s in sets)
+        raise UnlearnkitError(f"the sets give the model different inputs ({described}); give them all the same keys")
     shapes = {tuple(s.x.shape[1:]) for s in sets}
     if len(shapes) > 1:
         described = ", ".join(f"{s.name} {tuple(s.x.shape[1:])}" for s in sets)
-        raise UnlearnkitError(f"the sets hold images of different shapes ({described}); give them all one shape")
+        raise UnlearnkitError(f"the sets hold inputs of different shapes ({described}); give them all one shape (pad token ids to one length)")
 
 
 def _disjoint(forget: Examples, retain: Examples) -> None:

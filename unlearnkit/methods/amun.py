@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods import MethodConfig, Task, register_method
-from unlearnkit.methods.common import searched
+from unlearnkit.methods.common import require_continuous_inputs, searched
 from unlearnkit.train import Recipe, Source, autocast, fit, model_device, to_float
 
 
@@ -145,6 +145,7 @@ def adversarial_unlearning(model, task, config: AMUNConfig):
     label it with the class it was pushed to; fine-tuning on those together with the retain
     and forget images lowers the model's confidence on the forget images where it changes the
     decision boundary only near them."""
+    require_continuous_inputs(task, "amun", "searches adversarial examples by gradient steps in input space")
     x_adv, y_adv = adversarial_examples(task.original, task.forget, config, task.recipe.precision)
     extra = [("adversarial", x_adv, y_adv)] if config.adv_only else [("forget", task.forget.x, task.forget.y), ("adversarial", x_adv, y_adv)]
     sizes = proportional_batches([len(task.retain), *(len(y) for _, _, y in extra)], task.recipe.batch_size)

@@ -28,6 +28,7 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import register_method
 from unlearnkit.methods.common import FitConfig, searched
+from unlearnkit.models.interface import model_name, unwrapped
 from unlearnkit.train import Recipe, Source, StreamSource, fit
 
 
@@ -53,7 +54,7 @@ def confused_layers(model: nn.Module, relative_all_convs: bool) -> list[nn.Modul
     have a weight (`conv1` of a ResNet), or every convolution."""
     if relative_all_convs:
         return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return [module for name, module in model.named_children() if hasattr(module, "weight") and "conv" in name]
+    return [module for name, module in unwrapped(model).named_children() if hasattr(module, "weight") and "conv" in name]
 
 
 def add_noise(layers: list[nn.Module], std: float, generator: torch.Generator, relative: bool) -> None:
@@ -83,7 +84,7 @@ def noisy_class_weighted(model, task, config: CFWConfig):
     layers = confused_layers(model, config.relative_all_convs)
     if not layers:
         raise UnlearnkitError(
-            f"cfw adds its noise to the top-level layers named 'conv…' (as the reference does); {type(model).__name__} has none: "
+            f"cfw adds its noise to the top-level layers named 'conv…' (as the reference does); {model_name(model)} has none: "
             "set cfw.relative_all_convs=true to perturb every convolution instead"
         )
     generator = torch.Generator().manual_seed(task.seed)

@@ -9,8 +9,17 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import MethodConfig, Task
 from unlearnkit.train import Recipe, accuracy
+
+
+def require_continuous_inputs(task: Task, method: str, why: str) -> None:
+    """Refuse in one line inputs a method cannot perturb: integer token ids (a method that
+    optimizes or adds noise in input space needs images or float rows)."""
+    x = task.forget.x
+    if not (x.is_floating_point() or x.dtype == torch.uint8):
+        raise UnlearnkitError(f"{method} {why}, which needs images or float rows; it cannot work on integer inputs (token ids) of shape {tuple(x.shape[1:])}: choose another method (e.g. finetune, kl, scrub)")
 
 
 def searched(low: float, high: float, *, log: bool = False) -> dict:

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import MethodConfig, register_method
+from unlearnkit.models.interface import model_name
 from unlearnkit.progress import say
 from unlearnkit.sisa import SisaEnsemble, TrainingImages, delete
 from unlearnkit.store import Store
@@ -37,7 +38,7 @@ def sisa(model, task, config: SisaConfig):
     """SISA: exact deletion from a sharded, sliced ensemble, retraining only the shards that held a
     forget image from the slice that first held one."""
     if not isinstance(model, SisaEnsemble):
-        raise UnlearnkitError(f"sisa deletes from a SISA ensemble, not a {type(model).__name__}; {HOW_TO_GET_ONE}")
+        raise UnlearnkitError(f"sisa deletes from a SISA ensemble, not a {model_name(model)}; {HOW_TO_GET_ONE}")
     if task.forget_ids is None or task.retain_ids is None:
         raise UnlearnkitError(f"sisa needs the training ids of the forget and retain images (Task.from_split sets forget_ids and retain_ids); {HOW_TO_GET_ONE}")
     layout = (len(model.layout), len(model.layout[0]))

@@ -33,7 +33,7 @@ from pydantic import Field
 
 from unlearnkit.methods import MethodConfig, register_method
 from unlearnkit.methods.bad_teacher import Mixture, labels_of
-from unlearnkit.methods.common import searched
+from unlearnkit.methods.common import require_continuous_inputs, searched
 from unlearnkit.train import Recipe, Source, autocast, fit, model_device
 
 
@@ -105,6 +105,7 @@ def synthetic_proxy(model, task, config: SyntheticProxyConfig):
     of the forget set, noise images that maximize the model's error on the class; an impair pass
     (train on that noise, labelled with its class, mixed with retain samples), then a repair pass
     on the retain samples. The method reads the forget set's labels, never its images."""
+    require_continuous_inputs(task, "synthetic-proxy", "learns noise inputs by gradient ascent")
     classes = task.forget.y.cpu().unique().tolist()
     noise = error_maximizing_noise(model, classes, task.retain.image_shape, config, task.seed, task.recipe.precision)
     noise_labels = torch.tensor(classes).repeat_interleave(config.noise_per_class)

@@ -46,15 +46,35 @@ def logits(output: Any) -> torch.Tensor:
 
 
 class Classifier(nn.Module):
-    """Wraps a model whose output is not a plain tensor so that it returns logits; every other
-    attribute is the wrapped model's."""
+    """Wraps a model so that it takes one tensor and returns logits: its output may hold them (see
+    `logits`), and with `input_names` it takes keyword inputs, which arrive packed along dim 1
+    (one name: the tensor itself)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, input_names: tuple[str, ...] = ()):
         super().__init__()
         self.model = model
+        self.input_names = tuple(input_names)
+
+    def call(self, x: torch.Tensor):
+        """The wrapped model's own output for packed inputs `x`."""
+        if not self.input_names:
+            return self.model(x)
+        if len(self.input_names) == 1:
+            return self.model(**{self.input_names[0]: x})
+        return self.model(**{name: x[:, i] for i, name in enumerate(self.input_names)})
 
     def forward(self, x):
-        return logits(self.model(x))
+        return logits(self.call(x))
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The user's own model inside a `Classifier` wrapper (or the model itself)."""
+    return model.model if isinstance(model, Classifier) else model
+
+
+def model_name(model: nn.Module) -> str:
+    """The class name of the user's model, for messages (not the wrapper's)."""
+    return type(unwrapped(model)).__name__
 
 
 def declares(model: nn.Module, name: str) -> bool:
@@ -66,7 +86,7 @@ def head(model: nn.Module) -> nn.Linear:
         return model.classifier_head()
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise UnlearnkitError(f"{type(model).__name__} has no nn.Linear to take as its classifier head; define classifier_head() on it")
+        raise UnlearnkitError(f"{model_name(model)} has no nn.Linear to take as its classifier head; define classifier_head() on it")
     return linears[-1]
 
 
@@ -81,7 +101,7 @@ def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     finally:
         handle.remove()
     if not captured:
-        raise UnlearnkitError(f"{type(model).__name__}'s forward pass did not use its last nn.Linear; define features(x) on it")
+        raise UnlearnkitError(f"{model_name(model)}'s forward pass did not use its last nn.Linear; define features(x) on it")
     return captured[-1].flatten(1)
 
 
@@ -113,7 +133,7 @@ def prunable_groups(model: nn.Module) -> list[PrunableGroup]:
 
 def require_prunable(model: nn.Module, method: str) -> list[PrunableGroup]:
     if not (groups := prunable_groups(model)):
-        raise UnlearnkitError(f"{method} needs prunable groups (a convolution followed by a batch norm of as many channels) and found none in {type(model).__name__}; define prunable_groups() on the model or choose another method")
+        raise UnlearnkitError(f"{method} needs prunable groups (a convolution followed by a batch norm of as many channels) and found none in {model_name(model)}; define prunable_groups() on the model or choose another method")
     return groups
 
 
