@@ -133,3 +133,18 @@ def test_dict_inputs_of_different_lengths_are_refused_in_one_line():
     model = bert(tok.vocab_size, 0)
     with pytest.raises(UnlearnkitError, match=r"^the sets hold inputs of different shapes \(forget \(2, 12\), retain \(2, 14\)\)"):
         unlearnkit.unlearn(model, forget=(short, labels[:8]), retain=(long, labels[8:40]), method="finetune")
+
+
+@pytest.mark.slow
+def test_a_method_whose_default_rate_wrecks_the_bert_runs_again_at_a_tenth(setup):
+    _, original, _, sets = setup
+    data = {"forget": sets["forget"], "retain": sets["retain"], "val": sets["test"]}
+    with pytest.warns(unlearnkit.UnlearnkitWarning) as without:
+        wrecked = unlearnkit.unlearn(original, **data, method="salun", lr_backoff=0)
+    assert any("salun collapsed the model: retain accuracy" in str(w.message) for w in without)
+    with pytest.warns(unlearnkit.UnlearnkitWarning) as caught:
+        kept = unlearnkit.unlearn(original, **data, method="salun")
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("salun collapsed the model at lr 0.3; it kept the model at lr 0.03") for m in messages), messages
+    accuracy = lambda model: unlearnkit.audit(model, forget=sets["forget"], test=sets["retain"]).to_dict()["models"]["unlearned"]["test_acc"]  # noqa: E731
+    assert accuracy(wrecked) <= 0.7 and accuracy(kept) >= 0.9

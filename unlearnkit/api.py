@@ -295,7 +295,7 @@ def stream_source(data: Data, classes: int, device: torch.device, prefetch: int,
 def unlearn(
     model: nn.Module, *, forget: Data, retain: Data, val: Data | None = None, method: str = "erase-repair",
     config: dict | None = None, seed: int = 0, batch_size: int = 256, precision: str = "fp32",
-    stream: bool | None = None, prefetch: int = 4, workers: int = 0,
+    stream: bool | None = None, prefetch: int = 4, workers: int = 0, lr_backoff: int = 2,
 ) -> nn.Module:
     """A copy of `model` with the influence of `forget` removed by `method` (see
     `list_methods()`; `config` sets its hyperparameters). `model` is left untouched. `retain` is
@@ -304,18 +304,30 @@ def unlearn(
     units ("auto" picks it where the CPU has them), "fp32" (the default) gives the same result on every CPU. A `retain` Dataset too large
     for memory (or any, with `stream=True`) is read batch by batch in the engine's order, by
     `prefetch` threads or, with `workers` > 0, by that many worker processes reading ahead
-    (pinned memory on CUDA), and gives the same model as resident data."""
+    (pinned memory on CUDA), and gives the same model as resident data.
+
+    The methods' default learning rates were tuned for our ResNet-18; on another model they may
+    wreck it. When the model comes back collapsed (`unlearnkit.health`: retain or val accuracy near
+    chance) and `config` did not set `lr`, the method runs again at a tenth of the rate, up to
+    `lr_backoff` times (0: never), and a warning says which rate was kept."""
+    import warnings
+
+    from unlearnkit.health import UnlearnkitWarning
     from unlearnkit.methods import make_config, run_method
 
     settings = make_config(method, config)  # a bad method or config fails before any data is read
     working, wrapped, task = _task(model, forget, retain, val, seed, batch_size, precision, stream, prefetch, workers)
     done = run_method(method, working, task, settings)
+    tried = []
+    while done.collapsed and len(tried) < lr_backoff and "lr" in type(settings).model_fields and "lr" not in (config or {}):
+        tried.append(settings.lr)
+        settings = settings.model_copy(update={"lr": settings.lr / 10})
+        done = run_method(method, working, task, settings)
     for message in done.warnings:
-        import warnings
-
-        from unlearnkit.health import UnlearnkitWarning
-
         warnings.warn(message, UnlearnkitWarning, stacklevel=2)
+    if tried:
+        outcome = f"still collapsed at lr {settings.lr:g}" if done.collapsed else f"kept the model at lr {settings.lr:g}"
+        warnings.warn(f"{method} collapsed the model at lr {', '.join(f'{lr:g}' for lr in tried)}; it {outcome}; set config={{'lr': …}} or use unlearnkit.tune to choose", UnlearnkitWarning, stacklevel=2)
     result = done.model
     return result.model if wrapped else result
 

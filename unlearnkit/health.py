@@ -47,12 +47,9 @@ def unchanged(before: nn.Module, after: nn.Module) -> bool:
     return all(name in mine and torch.equal(p.detach().cpu(), mine[name].detach().cpu()) for name, p in before.named_parameters())
 
 
-def health_warnings(name: str, before: nn.Module, after: nn.Module, task) -> list[str]:
-    """The warnings for method `name`, which made `after` from `before` on `task` (empty when the
-    model kept its accuracy and moved)."""
-    found = []
-    if unchanged(before, after):
-        found.append(f"{name} returned the input weights unchanged: nothing was unlearned (a guard may have stepped back; try a smaller learning rate)")
+def collapses(before: nn.Module, after: nn.Module, task) -> dict[str, tuple[float, float]]:
+    """The sets (retain, val) on which `after` collapsed, each with its accuracy before and after."""
+    found = {}
     chance = 1.0 / task.num_classes
     for part in ("retain", "val"):
         sample = _sample(getattr(task, part), task.seed)
@@ -60,6 +57,18 @@ def health_warnings(name: str, before: nn.Module, after: nn.Module, task) -> lis
             continue
         was, now = _accuracy(before, *sample), _accuracy(after, *sample)
         if was - chance >= MIN_MARGIN and now - chance < KEPT * (was - chance):
-            found.append(f"{name} collapsed the model: {part} accuracy {100 * was:.1f}% → {100 * now:.1f}% (chance {100 * chance:.1f}%); "
-                         "its defaults may not fit this model: lower its lr with --set or `unlearnkit tune`")
+            found[part] = (was, now)
+    return found
+
+
+def health_warnings(name: str, before: nn.Module, after: nn.Module, task, collapsed: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """The warnings for method `name`, which made `after` from `before` on `task` (empty when the
+    model kept its accuracy and moved); `collapsed`: what `collapses` found, if already measured."""
+    found = []
+    if unchanged(before, after):
+        found.append(f"{name} returned the input weights unchanged: nothing was unlearned (a guard may have stepped back; try a smaller learning rate)")
+    chance = 1.0 / task.num_classes
+    for part, (was, now) in (collapses(before, after, task) if collapsed is None else collapsed).items():
+        found.append(f"{name} collapsed the model: {part} accuracy {100 * was:.1f}% → {100 * now:.1f}% (chance {100 * chance:.1f}%); "
+                     "its defaults may not fit this model: lower its lr with --set or `unlearnkit tune`")
     return found

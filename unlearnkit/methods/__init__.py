@@ -241,6 +241,7 @@ class MethodResult:
     config: MethodConfig
     seconds: float
     warnings: list[str] = dataclasses.field(default_factory=list)  # unlearnkit.health: collapsed or unchanged
+    collapsed: tuple[str, ...] = ()  # the sets (retain, val) on which the model collapsed
 
 
 def run_method(
@@ -260,11 +261,12 @@ def run_method(
     started = time.perf_counter()
     result = method.fn(working, task, config)
     seconds = time.perf_counter() - started
-    warnings = []
+    warnings, collapsed = [], {}
     if modality == "image":  # the text methods' models are language models: their checks are the facts evidence
-        from unlearnkit.health import health_warnings
+        from unlearnkit.health import collapses, health_warnings
 
-        warnings = health_warnings(name, model, result, task)
+        collapsed = collapses(model, result, task)
+        warnings = health_warnings(name, model, result, task, collapsed)
         for warning in warnings:
             say(f"[yellow]warning: {warning}[/yellow]")
-    return MethodResult(name, result.eval(), config, seconds, warnings)
+    return MethodResult(name, result.eval(), config, seconds, warnings, tuple(collapsed))
