@@ -5,8 +5,8 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import create_model, list_models
 
 
-SMALL = {"resnet18": {"width": 4}, "vgg11": {"width": 4}, "vit-tiny": {"dim": 24, "depth": 2, "heads": 2}}
-LANGUAGE_MODELS = {"gpt-tiny"}  # token ids in, (batch, time, vocab) out: tested below
+SMALL = {"resnet18": {"width": 4}, "vgg11": {"width": 4}, "vit-tiny": {"dim": 24, "depth": 2, "heads": 2}, "mlp": {"in_features": 3 * 32 * 32}}
+LANGUAGE_MODELS = {"gpt-tiny", "hf-gpt2"}  # token ids in, (batch, time, vocab) out: tested below
 
 
 @pytest.mark.parametrize("name", [name for name in list_models() if name not in LANGUAGE_MODELS])
@@ -32,7 +32,7 @@ def test_normalization_lives_in_the_model():
 
 
 def test_unknown_model_and_bad_kwargs():
-    with pytest.raises(UnlearnkitError, match="unknown model 'vgg99'; choose one of gpt-tiny, resnet18"):
+    with pytest.raises(UnlearnkitError, match="unknown model 'vgg99'; choose one of gpt-tiny, hf-gpt2, .*resnet18"):
         create_model("vgg99")
     with pytest.raises(UnlearnkitError, match="rejected its arguments"):
         create_model("resnet18", depth=3)

@@ -27,7 +27,6 @@ other inputs in one line naming them.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.fileio import jsonable
+from unlearnkit.estimators import refuse_non_torch
 from unlearnkit.models.interface import Classifier, logits
 
 if TYPE_CHECKING:
@@ -315,6 +316,7 @@ def unlearn(
     from unlearnkit.health import UnlearnkitWarning
     from unlearnkit.methods import make_config, run_method
 
+    refuse_non_torch("unlearn", model=model)
     settings = make_config(method, config)  # a bad method or config fails before any data is read
     working, wrapped, task = _task(model, forget, retain, val, seed, batch_size, precision, stream, prefetch, workers)
     done = run_method(method, working, task, settings)
@@ -389,6 +391,7 @@ def tune(
     from unlearnkit.methods import make_config, run_method
     from unlearnkit.tuning import OPTUNA_HINT, default_params, distributions, search_space
 
+    refuse_non_torch("tune an unlearning method on", model=model)
     try:
         import optuna
     except ImportError:
@@ -454,24 +457,10 @@ class AuditReport:
     relearn: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "sizes": self.sizes, "models": self.models, "attacks": self.attacks, "positive_control": self.positive_control,
             "divergence": self.divergence, "gaps": self.gaps, "skipped": self.skipped, "relearn": self.relearn,
         })
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -503,6 +492,7 @@ def audit(
     from unlearnkit.evaluate.population import Probe, divergence, population_attacks
     from unlearnkit.evaluate.stats import has_signal
 
+    refuse_non_torch("audit", model=model, original=original, reference=reference)
     forget_set, test_set = examples(forget, "forget"), examples(test, "test")
     retain_set = examples(retain, "retain") if retain is not None else None
     sets = [s for s in (forget_set, test_set, retain_set) if s is not None]

@@ -44,8 +44,8 @@ def common(version: bool = typer.Option(False, "--version", callback=show_versio
     """Machine unlearning for image classifiers, measured against retraining."""
 out = Console(soft_wrap=True)
 
-DATA_HELP = "dataset location (CIFAR-10/100 batches or tarball, MNIST idx, image folders or .npz; CIFAR-100 with #coarse: its 20 superclasses as labels); default: $UNLEARNKIT_DATA, then the cache"
-PRESET_HELP = "recipe preset: smoke, default, paper, or a .toml file (model, recipe, train_pool, forget)"
+DATA_HELP = "dataset location (CIFAR-10/100 batches or tarball, MNIST idx, image folders or .npz; CIFAR-100 with #coarse: its 20 superclasses as labels), or sklearn:breast_cancer|wine|iris (a table bundled with scikit-learn); default: the preset's data, $UNLEARNKIT_DATA, then the cache"
+PRESET_HELP = "recipe preset: smoke, default, paper, tabular-default, or a .toml file (model, recipe, train_pool, forget, data)"
 FORGET_HELP = "what to forget: random:0.1 | random:2500 | class:cat[,dog][:0.5] | subclass:rocket[:0.5] (data PATH#coarse) | skewed:animals=3:0.1 | file:REQUESTS.csv (default: the preset's random:0.1)"
 SUBJECTS_HELP = "CSV mapping subject_id to sample_id, for request files that list subject_id"
 
@@ -336,7 +336,7 @@ def eda(
     model = train_reference("original", setup.dataset, setup.split, setup.preset, seed, setup.store).model if tsne else None
     paths = write_eda(setup.dataset, setup.split, Path(out) / "figures", model=model, seed=seed)
     forget_counts = np.bincount(setup.dataset.train_y[setup.split.forget], minlength=setup.dataset.num_classes)
-    print(f"{setup.split.spec}: {setup.split.forget.size} forget / {setup.split.retain.size} retain images; forget per class: "
+    print(f"{setup.split.spec}: {setup.split.forget.size} forget / {setup.split.retain.size} retain {'rows' if setup.dataset.is_table else 'images'}; forget per class: "
           + ", ".join(f"{name} {count}" for name, count in zip(setup.dataset.classes, forget_counts)))
     for path in paths:
         print(f"wrote {path}")
@@ -377,7 +377,7 @@ def data_info(data: Optional[str] = typer.Option(None, help=DATA_HELP)):
     ds = load_dataset(data)
     out.print(f"source: {ds.source}  (layout: {ds.layout})")
     out.print(f"fingerprint: {ds.fingerprint}")
-    table = Table(title=f"{len(ds.train_y)} train / {len(ds.test_y)} held-out images, shape {ds.image_shape}")
+    table = Table(title=f"{len(ds.train_y)} train / {len(ds.test_y)} held-out {'rows' if ds.is_table else 'images'}, shape {ds.image_shape}")
     table.add_column("class")
     table.add_column("train", justify="right")
     table.add_column("held-out", justify="right")
@@ -386,11 +386,38 @@ def data_info(data: Optional[str] = typer.Option(None, help=DATA_HELP)):
     for i, name in enumerate(ds.classes):
         table.add_row(f"{i} {name}", str(train_counts[i]), str(test_counts[i]))
     out.print(table)
+    if ds.is_table:
+        for split, x in (("train", ds.train_x), ("held-out", ds.test_x)):
+            mean, std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
+            out.print(f"{split:9s} {x.shape[1]} features: means {mean.min():.3f}..{mean.max():.3f}   stds {std.min():.3f}..{std.max():.3f}")
+        return
     for split, x in (("train", ds.train_x), ("held-out", ds.test_x)):
         pixels = x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
         mean = pixels.mean(axis=1, dtype=np.float64) / 255
         std = np.array([c.std(dtype=np.float64) for c in pixels]) / 255
         out.print(f"{split:9s} mean {' '.join(f'{m:.4f}' for m in mean)}   std {' '.join(f'{s:.4f}' for s in std)}")
+
+
+@app.command("facts")
+def facts_export(
+    tofu: str = typer.Option(..., help="write the corpus as TOFU-format JSON lines (full, forgetXX / retainYY, their perturbed files, heldout) to this folder"),
+    preset: str = typer.Option("facts-default", help="the facts preset whose corpus is written"),
+    forget: str = typer.Option("10", help="forget percentages of the trained people, comma-separated (TOFU's: 1,5,10)"),
+):
+    """Write a facts preset's corpus in TOFU's format, for `unlearn_lm` / `audit_lm` or TOFU's own code."""
+    from unlearnkit.presets import get_preset
+    from unlearnkit.text.facts import generate
+    from unlearnkit.text.tofu import write_tofu
+
+    chosen = get_preset(preset)
+    if chosen.corpus is None:
+        raise UnlearnkitError(f"preset '{chosen.name}' has no facts corpus; choose a facts preset (facts-smoke, facts-default, hf-facts-smoke)")
+    try:
+        percents = tuple(int(p) for p in forget.split(","))
+    except ValueError:
+        raise UnlearnkitError(f"--forget {forget!r} is not whole percentages separated by commas, e.g. 1,5,10") from None
+    for name, path in write_tofu(generate(chosen.corpus), tofu, percents).items():
+        out.print(f"{name}: {path}")
 
 
 @app.command("models")

@@ -128,12 +128,13 @@ def tsne_figure(model, dataset: Dataset, split: Split, path: Path, per_set: int 
 
 
 def write_eda(dataset: Dataset, split: Split, folder: Path, model=None, seed: int = 0) -> list[Path]:
-    """Every exploratory figure under `folder`; the t-SNE needs the original model."""
-    paths = [
-        class_distribution(dataset, split, folder / "class-distribution.png"),
-        mean_images(dataset, split, folder / "mean-images.png"),
-        sample_grid(dataset, split, folder / "forget-samples.png", seed=seed),
-    ]
+    """Every exploratory figure under `folder`; the t-SNE needs the original model. Table rows
+    get no mean images or sample grid: both draw pixels."""
+    paths = [class_distribution(dataset, split, folder / "class-distribution.png")]
+    if dataset.is_table:
+        say(f"[dim]mean images and forget samples skipped: {dataset.source} is table rows, which have no pixels to draw[/dim]")
+    else:
+        paths += [mean_images(dataset, split, folder / "mean-images.png"), sample_grid(dataset, split, folder / "forget-samples.png", seed=seed)]
     if model is not None:
         paths.append(tsne_figure(model, dataset, split, folder / "tsne.png", seed=seed))
     return paths

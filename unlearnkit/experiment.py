@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from unlearnkit.data import Dataset, load_dataset
 from unlearnkit.data.scenarios import apply_scenario, parse_forget
 from unlearnkit.data.splits import Split, make_split
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.presets import Preset, get_preset
 from unlearnkit.store import Store
 
@@ -25,7 +26,9 @@ def prepare(*, data=None, preset: str | Preset = "default", seed: int = 0, cache
     """`forget` is a scenario spec (see `unlearnkit.data.scenarios`; default: the preset's random
     fraction); `subjects` maps subject ids to sample ids for request files that name subjects."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    dataset = load_dataset(data)
+    dataset = load_dataset(data if data is not None else preset.data)
+    if dataset.is_table and preset.recipe.augment:
+        raise UnlearnkitError(f"preset {preset.name} turns on image augmentation (recipe.augment), but {dataset.source} is table rows, which have no pixels to crop or flip; set augment = false")
     scenario = parse_forget(preset.forget if forget is None else forget, dataset.classes, subjects, len(dataset.train_y), len(dataset.test_y), dataset.subclasses)
     store = Store(cache) if cache else Store()
     split_of = functools.partial(

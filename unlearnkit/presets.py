@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.recsys.data import LogSpec
 from unlearnkit.text.facts import FactsSpec
 from unlearnkit.train import Recipe
 
@@ -35,10 +36,13 @@ class Preset(BaseModel):
     forget: float = Field(0.1, description="forget-set size: a fraction of the pool, or a count")
     methods: dict[str, dict] = Field(default_factory=dict, description="method name → config values used instead of the method's defaults (what `unlearnkit tune --write-preset` writes); --set still wins")
     corpus: FactsSpec | None = Field(None, description="a text experiment: the personal-facts corpus to generate (then the model is a language model and the methods are the text methods)")
+    data: str | None = Field(None, description="the dataset this preset runs on when --data is not given, e.g. 'sklearn:breast_cancer' (a table bundled with scikit-learn); None = --data, $UNLEARNKIT_DATA, then CIFAR-10 in the cache")
+
+    interactions: LogSpec | None = Field(None, description="a recommender experiment: the synthetic interaction log to generate (then the model is a recommender, `forget` counts users, and the methods are the recsys methods)")
 
     @property
     def modality(self) -> str:
-        return "text" if self.corpus is not None else "image"
+        return "text" if self.corpus is not None else "recsys" if self.interactions is not None else "image"
 
 
 PRESETS: dict[str, Preset] = {
@@ -79,9 +83,31 @@ PRESETS: dict[str, Preset] = {
             recipe=Recipe(epochs=30, batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine", warmup=0.0, augment=True),
         ),
         Preset(
+            name="tabular-default",
+            description=(
+                "seconds on a CPU: scikit-learn's bundled Wisconsin breast-cancer table (569 patients × 30 features; a stratified 30% "
+                "held out, features standardized on the training rows), an MLP with one hidden layer of 64 units, 200 epochs, so "
+                "that the original memorizes its training rows; forget 10% of them at random"
+            ),
+            model=ModelSpec(name="mlp", kwargs={"width": 64}),
+            recipe=Recipe(epochs=200, batch_size=32, lr=0.05, weight_decay=5e-4, schedule="onecycle", warmup=0.2, precision="fp32"),
+            data="sklearn:breast_cancer",
+        ),
+        Preset(
             name="facts-smoke",
             description="seconds: a width-64, 2-block byte-level GPT on 12 fictitious people (9 trained, 2 of them forgotten), for tests, not for conclusions",
             model=ModelSpec(name="gpt-tiny", kwargs={"width": 64, "depth": 2, "heads": 2, "context": 72}),
+            recipe=Recipe(epochs=60, batch_size=8, lr=3e-3, momentum=0.9, weight_decay=0.0, optimizer="adamw", schedule="onecycle", warmup=0.05),
+            corpus=FactsSpec(people=12, heldout=0.25, paraphrases=1, filler=40),
+            forget=2,
+        ),
+        Preset(
+            name="hf-facts-smoke",
+            description=(
+                "facts-smoke with a Hugging Face model: GPT2LMHeadModel from a random-init config (width 64, 2 blocks, 2 heads, "
+                "context 72) over the byte vocabulary, through the same text methods and evidence; needs the hf extra"
+            ),
+            model=ModelSpec(name="hf-gpt2", kwargs={"width": 64, "depth": 2, "heads": 2, "context": 72}),
             recipe=Recipe(epochs=60, batch_size=8, lr=3e-3, momentum=0.9, weight_decay=0.0, optimizer="adamw", schedule="onecycle", warmup=0.05),
             corpus=FactsSpec(people=12, heldout=0.25, paraphrases=1, filler=40),
             forget=2,
@@ -107,6 +133,26 @@ PRESETS: dict[str, Preset] = {
                 "grad-diff": {"epochs": 2.064, "lr": 0.001905, "forget_weight": 0.1536},
                 "npo": {"epochs": 4.813, "lr": 0.001958, "beta": 0.1108, "retain_weight": 1.446},
             },
+        ),
+        Preset(
+            name="recsys-smoke",
+            description="seconds: matrix factorization (dim 32) trained by BPR on a synthetic log of 300 users × 300 items (20 interactions each, a fifth held out), 15 users deleted; for tests, not for conclusions",
+            model=ModelSpec(name="mf", kwargs={"dim": 32}),
+            recipe=Recipe(epochs=30, batch_size=256, lr=0.01, momentum=0.9, weight_decay=0.1, optimizer="adamw", schedule="onecycle", warmup=0.1, precision="fp32"),
+            interactions=LogSpec(users=300, items=300, genres=8, per_user=20),
+            forget=0.05,
+        ),
+        Preset(
+            name="recsys-default",
+            description=(
+                "2-core CPU, a few minutes in all: matrix factorization (dim 32) trained by BPR (AdamW, decoupled weight decay 0.1) "
+                "for 30 epochs on a synthetic log of 3,000 users × 1,500 items in 8 genres (40 interactions each, a fifth held out), "
+                "long enough that the original ranks a user's own training items above their held-out ones; 5% of the users (150) deleted"
+            ),
+            model=ModelSpec(name="mf", kwargs={"dim": 32}),
+            recipe=Recipe(epochs=30, batch_size=512, lr=0.01, momentum=0.9, weight_decay=0.1, optimizer="adamw", schedule="onecycle", warmup=0.1, precision="fp32"),
+            interactions=LogSpec(users=3000, items=1500, genres=8, per_user=40),
+            forget=0.05,
         ),
     ]
 }
@@ -147,6 +193,11 @@ def validated(data: dict, what: str) -> Preset:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "preset"
         raise UnlearnkitError(f"{what}: field '{field}': {first['msg']} (got {first.get('input')!r})") from None
+    if preset.interactions is not None:
+        from unlearnkit.recsys.models import check_recommender
+
+        check_recommender(preset.model.name, what)
+        return preset
     from unlearnkit.models import list_models
 
     if preset.model.factory is None and preset.model.name not in list_models():

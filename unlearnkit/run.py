@@ -40,6 +40,10 @@ def resolve_methods(methods: str | list[str] | None, modality: str = "image") ->
         from unlearnkit.text.run import resolve_text_methods
 
         return resolve_text_methods(methods)
+    if modality == "recsys":
+        from unlearnkit.recsys.run import resolve_recsys_methods
+
+        return resolve_recsys_methods(methods)
     if methods is None:
         return list(DEFAULT_METHODS)
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
@@ -89,11 +93,17 @@ def run_experiment(
         from unlearnkit.text.run import run_text_experiment
 
         return run_text_experiment(preset=chosen_preset, methods=methods, seed=seed, out=out, cache=cache, configs=configs, forget=forget, evidence=evidence)
+    if chosen_preset.modality == "recsys":
+        if data is not None or subjects is not None:
+            raise UnlearnkitError(f"preset {chosen_preset.name} generates its own interaction log and names users with --forget (0.05, 10, users:3,17 or file:REQUESTS.csv with a user_id column); drop --{'data' if data is not None else 'subjects'}")
+        from unlearnkit.recsys.run import run_recsys_experiment
+
+        return run_recsys_experiment(preset=chosen_preset, methods=methods, seed=seed, out=out, cache=cache, configs=configs, forget=forget, evidence=evidence)
     names = resolve_methods(methods)
     out = Path(out)
     remove_temporaries(out)
     started = time.perf_counter()
-    setup = prepare(data=data, preset=preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
+    setup = prepare(data=data, preset=chosen_preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     dataset, split = setup.dataset, setup.split
     configs = method_settings(setup.preset, names, configs)
     if "sisa" in names and (limit := sisa_limit(evidence)):
@@ -104,12 +114,13 @@ def run_experiment(
     if "sisa" in names:
         sisa_config = make_config("sisa", configs.get("sisa"))
         check_layout(split.forget.size + split.retain.size, sisa_config.shards, sisa_config.slices)  # before any training
-    say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val images, methods {', '.join(names)}")
+    say(f"[bold]unlearnkit run[/bold]: preset {setup.preset.name}, seed {seed}, {split.forget.size} forget / {split.retain.size} retain / {split.test.size} test / {split.val.size} val {'rows' if dataset.is_table else 'images'}, methods {', '.join(names)}")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
     retrain = train_reference("retrain", dataset, split, setup.preset, seed, setup.store)
     task = Task.from_split(dataset, split, original.model, setup.preset.recipe, seed, cache_dir=original.path.parent)
 
     rows, outputs, method_configs = [], {}, {}
+    refused = {}  # --methods all: a method that cannot work on this model or data, and its one-line reason
 
     def evaluate(name: str, model, seconds: float, path: Path, config: dict | None = None, cache: Path | None = None, warnings: list[str] = ()):
         say(f"evaluating {name} …")
@@ -137,15 +148,23 @@ def run_experiment(
             warnings = finished.get("warnings", [])
         else:
             say(f"[bold]{name}[/bold]: unlearning …")
-            result = run_method(name, given.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
+            try:
+                result = run_method(name, given.model, task, config, checkpoint=out / "models" / f"{name}.checkpoint.safetensors")
+            except UnlearnkitError as refusal:
+                if methods not in ("all", ["all"]):
+                    raise
+                refused[name] = str(refusal)
+                say(f"[yellow]--methods all: {name} refused ({refusal})[/yellow]")
+                continue
             model, seconds, warnings = result.model, result.seconds, result.warnings
             (save_ensemble if isinstance(model, SisaEnsemble) else save_model)(model, path, **identity, timings={"unlearn_seconds": seconds}, warnings=warnings)
         evaluate(name, model, seconds, path, config.model_dump(), warnings=warnings)
         method_configs[name] = config
-    return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started)
+    return report_run(out, setup, seed, original, retrain, rows, outputs, method_configs, evidence, started, refused)
 
 
-def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict], outputs: dict, method_configs: dict, evidence: EvidenceOptions | None, started: float) -> dict:
+def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict], outputs: dict, method_configs: dict, evidence: EvidenceOptions | None, started: float,
+               refused: dict[str, str] | None = None) -> dict:
     """Evidence, table, results.json, figures and manifest of a run whose models are evaluated."""
     dataset, split = setup.dataset, setup.split
     add_average_gaps(rows)
@@ -184,6 +203,7 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
         "evidence": found.summary(),
         **({"robustness": robust} if robust else {}),
         "rows": rows,
+        **({"refused": refused} if refused else {}),
         "figures": [str(p.relative_to(out)) for p in figures],
         "seconds_total": time.perf_counter() - started,
     }
@@ -193,6 +213,8 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
     Console(width=None if sys.stdout.isatty() else 180).print(results_table(rows, control, found.summary()))
     if not control["passed"]:
         console.print(f"[bold red]positive control failed[/bold red]: {control['note']}")
+    for name, reason in (refused or {}).items():
+        console.print(f"[bold yellow]refused[/bold yellow]: {name}: {reason}", markup=True, highlight=False)
     for row in rows:
         for warning in row.get("warnings", []):
             console.print(f"[bold yellow]warning[/bold yellow]: {warning}", markup=True, highlight=False)
@@ -241,9 +263,12 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
         from unlearnkit.text.run import evaluate_text_run
 
         return evaluate_text_run(run_dir, results, cache=cache, evidence=evidence)
+    if results.get("modality") == "recsys":
+        raise UnlearnkitError(f"{run_dir} is a recsys run, which measures everything as it runs; run its command again ({results.get('command')}): its reference models come from the store")
     started = time.perf_counter()
     remove_temporaries(run_dir)
     split = Split.load(run_dir / "split.npz")
+    data = data if data is not None else results.get("preset_config", {}).get("data")  # a preset that names its data (a table) was run on it
     dataset = apply_scenario(load_dataset(data), split)  # a backdoor or confusion run was made on its poisoned data
     if dataset.fingerprint != results.get("data_fingerprint"):
         raise UnlearnkitError(f"the data given has fingerprint {dataset.fingerprint[:12]}…, but {run_dir} was run on {str(results.get('data_fingerprint'))[:12]}…; pass --data with the same dataset")

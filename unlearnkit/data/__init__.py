@@ -3,7 +3,8 @@
 The layout is detected from what is there: CIFAR-10 binary or python batches (or a folder
 holding them), an official tarball, CIFAR-100 (python or binary), MNIST / Fashion-MNIST idx
 files, image folders, or an .npz file. An empty cache folder
-triggers a download of the official binary release.
+triggers a download of the official binary release. `sklearn:NAME` names a table bundled with
+scikit-learn, read as rows of floats (`unlearnkit.data.tables`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from unlearnkit.data import cifar, others
+from unlearnkit.data import cifar, others, tables
 from unlearnkit.data.dataset import Dataset
 from unlearnkit.data.generic import read_folders, read_npz
 from unlearnkit.errors import UnlearnkitError
@@ -77,6 +78,8 @@ def load_dataset(data: str | Path | None = None) -> Dataset:
     in `#coarse` is read with its 20 superclasses as labels, the 100 fine classes as sub-classes."""
     if isinstance(data, str) and data.endswith(COARSE_SUFFIX):
         return load_dataset(data.removesuffix(COARSE_SUFFIX)).superclasses()
+    if tables.names_a_table(data):
+        return tables.read_table(data)
     path, is_default = resolve_data_path(data)
     if not path.exists() and not is_default:
         raise UnlearnkitError(f"data path {path} does not exist; {cifar.HOW_TO_POINT}")

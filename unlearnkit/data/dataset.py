@@ -13,7 +13,8 @@ from unlearnkit.fileio import sha256_arrays
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and held-out images as uint8 NCHW arrays with int64 labels.
+    """Train and held-out images as uint8 NCHW arrays (or rows of a table as float32 (N, D)
+    arrays, `is_table`) with int64 labels.
 
     `source` says where it was read from and `layout` which reader read it; neither enters
     the fingerprint, which depends on the pixels, labels and class names alone.
@@ -80,14 +81,21 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])
 
+    @property
+    def is_table(self) -> bool:
+        """Rows of floats (N, D) rather than images: no pixels, channels or augmentation."""
+        return self.train_x.ndim == 2
+
 
 def validate_split_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str) -> None:
-    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] not in (1, 3):
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        validate_rows(x, split)
+    elif not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] not in (1, 3):
         shape = getattr(x, "shape", type(x).__name__)
         raise UnlearnkitError(
-            f"{split} images have shape {shape}; expected (N, C, H, W) with C = 1 or 3"
+            f"{split} images have shape {shape}; expected (N, C, H, W) with C = 1 or 3, or table rows (N, D) of float32"
         )
-    if x.dtype != np.uint8:
+    elif x.dtype != np.uint8:
         raise UnlearnkitError(f"{split} images have dtype {x.dtype}; expected uint8 (0-255)")
     if not isinstance(y, np.ndarray) or y.ndim != 1:
         raise UnlearnkitError(
@@ -108,6 +116,13 @@ def validate_split_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split:
             f"{split} label {bad} is out of range: labels must lie in 0..{num_classes - 1} "
             f"for {num_classes} classes"
         )
+
+
+def validate_rows(x: np.ndarray, split: str) -> None:
+    if x.dtype != np.float32:
+        raise UnlearnkitError(f"{split} rows have dtype {x.dtype}; expected float32 (standardize the features and cast them)")
+    if not np.isfinite(x).all():
+        raise UnlearnkitError(f"{split} rows contain NaN or inf; impute or drop them first")
 
 
 def to_uint8_images(x: np.ndarray, split: str, channels_last: bool) -> np.ndarray:

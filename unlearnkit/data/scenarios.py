@@ -322,6 +322,9 @@ def apply_scenario(dataset, split):
         a, b = scenario.targets
         train_y[split.forget] = np.where(dataset.train_y[split.forget] == a, b, a)
         return dataclasses.replace(dataset, train_y=train_y, _checked=False)
+    if dataset.is_table:
+        raise UnlearnkitError(f"forget spec '{scenario.text}' stamps a trigger patch on images, and {dataset.source} is table rows, which have no pixels; "
+                              "plant an effect in a table with confusion:A,B:0.1 (swapped labels), or forget random rows or a request file")
     target = scenario.targets[0]
     train_x[split.forget] = stamp_trigger(dataset.train_x[split.forget])
     train_y[split.forget] = target

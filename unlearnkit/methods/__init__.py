@@ -93,9 +93,9 @@ class Method:
     modality: str = "image"
 
 
-# modality ("image": classifiers; "text": language models) → name → method. The same name may
+# modality ("image": classifiers; "text": language models; "recsys": recommenders) → name → method. The same name may
 # mean different things for a classifier and a language model (finetune, gradient-ascent, kl).
-_REGISTRY: dict[str, dict[str, Method]] = {"image": {}, "text": {}}
+_REGISTRY: dict[str, dict[str, Method]] = {"image": {}, "text": {}, "recsys": {}}
 MODALITIES = tuple(_REGISTRY)
 
 
@@ -123,6 +123,7 @@ def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
     import unlearnkit.text.methods  # noqa: F401  (registers the language-model methods)
+    import unlearnkit.recsys.methods  # noqa: F401  (registers the recommender methods)
 
     load_plugins("unlearnkit.methods")
 

@@ -90,7 +90,7 @@ def boundary_shrink(model, task, config: BoundaryShrinkConfig):
     with the original's prediction after an adversarial step, then fine-tune on the forget
     images with those labels."""
     if task.forget.x.ndim != 4:
-        raise UnlearnkitError(f"boundary-shrink attacks in pixel space (a step clamped to [0, 1], rounded to 1/255): it works on images only, not on inputs of shape {tuple(task.forget.x.shape[1:])}")
+        raise UnlearnkitError(f"boundary-shrink attacks in pixel space (a step clamped to [0, 1], rounded to 1/255): it works on images only, not on {'table rows' if task.forget.x.ndim == 2 and task.forget.x.is_floating_point() else 'inputs'} of shape {tuple(task.forget.x.shape[1:])}")
     labels = boundary_labels(task.original, task.forget.x, task.forget.y, config.epsilon, wrong_only=config.wrong_only)
     if config.with_retain:
         data = {"retain": task.retain, "forget": Source(task.forget.x, labels, config.forget_batch)}

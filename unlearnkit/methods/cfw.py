@@ -82,6 +82,8 @@ def noisy_class_weighted(model, task, config: CFWConfig):
     noise on the first convolution's weights (the model's top-level "conv" layers), then training
     on the retain set with class-weighted cross-entropy, a little noise again before the last pass."""
     layers = confused_layers(model, config.relative_all_convs)
+    if not layers and not confused_layers(model, True):
+        raise UnlearnkitError(f"cfw adds its noise to convolutions, and {model_name(model)} has none (a model for table rows, say); choose another method (e.g. finetune, scrub)")
     if not layers:
         raise UnlearnkitError(
             f"cfw adds its noise to the top-level layers named 'conv…' (as the reference does); {model_name(model)} has none: "

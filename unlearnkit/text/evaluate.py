@@ -59,12 +59,18 @@ class TextOutputs:
 
     def attack_scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Membership scores, higher = more likely trained on."""
-        lp = self.logprob[rows]
-        counts = (~np.isnan(lp)).sum(axis=1)
-        ordered = np.sort(np.where(np.isnan(lp), np.inf, lp), axis=1)
-        k = np.maximum((counts * MIN_K).astype(int), 1)
-        min_k = np.array([ordered[i, : k[i]].mean() for i in range(len(rows))])
-        return {"loss": np.nanmean(lp, axis=1), "min-k": min_k, "zlib": np.nansum(lp, axis=1) / self.data.compressed[rows]}
+        return membership_scores(self.logprob[rows], self.data.compressed[rows])
+
+
+def membership_scores(lp: np.ndarray, compressed: np.ndarray) -> dict[str, np.ndarray]:
+    """Each row's loss, min-k% and zlib scores (higher = more likely trained on) from its target
+    log-probabilities `lp` (rows × positions, NaN where no target) and the zlib-compressed length
+    of its text."""
+    counts = (~np.isnan(lp)).sum(axis=1)
+    ordered = np.sort(np.where(np.isnan(lp), np.inf, lp), axis=1)
+    k = np.maximum((counts * MIN_K).astype(int), 1)
+    min_k = np.array([ordered[i, : k[i]].mean() for i in range(len(lp))])
+    return {"loss": np.nanmean(lp, axis=1), "min-k": min_k, "zlib": np.nansum(lp, axis=1) / compressed}
 
 
 @torch.no_grad()

@@ -48,7 +48,8 @@ class RMUConfig(LMConfig):
 
 def block_output(model: torch.nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
     captured = []
-    handle = model.blocks[layer].register_forward_hook(lambda module, args, output: captured.append(output))
+    # a Hugging Face decoder layer may return a tuple led by its hidden states
+    handle = model.blocks[layer].register_forward_hook(lambda module, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
     try:
         model(x)
     finally:
@@ -64,11 +65,28 @@ def activation_loss(activations: torch.Tensor, target: torch.Tensor, y: torch.Te
     return (summed / mask.sum(dim=-1, keepdim=True)).mean()
 
 
+# the MLP output projection of a block: gpt-tiny and OPT (fc2), GPT-2 (c_proj), Llama, Mistral,
+# Qwen, Gemma (down_proj), GPT-NeoX (dense_4h_to_h), GPT-J (fc_out), Phi (mlp.fc2)
+MLP_OUT = ("fc2.weight", "mlp.c_proj.weight", "mlp.down_proj.weight", "mlp.dense_4h_to_h.weight", "mlp.fc_out.weight", "mlp.fc2.weight")
+
+
 def trained_parameters(model: torch.nn.Module, layer: int, update: str) -> set[str]:
-    names = [name for name, _ in model.named_parameters()]
-    if update == "blocks":
-        return {name for name in names if any(name.startswith(f"blocks.{i}.") for i in range(layer + 1))}
-    return {f"blocks.{i}.fc2.weight" for i in range(max(layer - 2, 0), layer + 1)} & set(names)
+    """Names of the parameters rmu trains: the MLP output weights of the steered block and the
+    two before it, or every parameter of blocks 0..layer; a block is found wherever
+    `model.blocks` puts it (gpt-tiny: blocks.i; a Hugging Face model: its decoder layer list)."""
+    where = {id(module): name for name, module in model.named_modules()}
+    trained = set()
+    for i in range(layer + 1) if update == "blocks" else range(max(layer - 2, 0), layer + 1):
+        prefix = where[id(model.blocks[i])] + "."
+        names = {name for name, _ in model.blocks[i].named_parameters()}
+        if update == "blocks":
+            trained |= {prefix + name for name in names}
+            continue
+        found = [suffix for suffix in MLP_OUT if suffix in names]
+        if len(found) != 1:
+            raise UnlearnkitError(f"rmu cannot tell the MLP output weight of block {i} (looked for {', '.join(MLP_OUT)}); set update='blocks' to train whole blocks")
+        trained.add(prefix + found[0])
+    return trained
 
 
 @register_method("rmu", RMUConfig, modality="text")
@@ -81,7 +99,8 @@ def rmu(model, task, config: RMUConfig):
     if not isinstance(blocks, torch.nn.ModuleList) or not 0 <= config.layer < len(blocks):
         raise UnlearnkitError(f"rmu steers block {config.layer} of model.blocks; this model has {len(blocks) if isinstance(blocks, torch.nn.ModuleList) else 'no'} blocks")
     reference = task.original.eval()
-    width = model.tokens.weight.shape[1] if hasattr(model, "tokens") else blocks[config.layer].norm1.normalized_shape[0]
+    with torch.no_grad():  # the width of the steered block's output
+        width = block_output(reference, config.layer, task.forget.x[:1]).shape[-1]
     generator = torch.Generator().manual_seed(task.seed)
     direction = torch.rand(1, 1, width, generator=generator)
     target = (direction / torch.norm(direction) * config.steering).to(next(model.parameters()).device)
