@@ -79,7 +79,7 @@ def main(out: Path) -> None:
         table.add_row(name, f"{m['forget']['qa_exact']:.2f}", f"{m['forget']['rouge_l_recall']:.2f}", f"{m['forget']['answer_prob']:.2f}",
                       f"{m['forget']['truth_ratio']:.2f}", f"{quality['forget_quality']:.3g}", f"{m['retain']['qa_exact']:.2f}", f"{m['model_utility']:.2f}",
                       f"{attacks['loss']['auc']['value']:.2f}")
-    Console().print(table)
+    Console(width=160).print(table)
     print("the reference's forget quality is 1 by definition (its truth ratios against themselves); higher forget quality is closer to it")
     print(f"positive control (loss, min-k, zlib find the forget rows on the original above the reference): {reports['original']['positive_control']['signal']}")
     print(f"done in {time.perf_counter() - started:.0f}s")

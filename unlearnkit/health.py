@@ -9,7 +9,12 @@ raises them as `UnlearnkitWarning`.
 - **collapse**: on a seeded sample of the retain set and on the val set (each measured before and
   after), the accuracy kept less than a quarter of its margin over chance (1/classes), where the
   input model had a margin of at least 10 points;
-- **unchanged**: no parameter moved at all.
+- **unchanged**: no parameter moved at all;
+- **stalled**: parameters moved, but on a seeded sample of the forget set no class probability
+  moved by more than STALLED: the method made no difference a user could see. A saturated model
+  (training loss near zero, as a long AdamW run leaves a small transformer) gives gradient
+  methods at their default rates next to no gradient, and the returned model is the original in
+  all but its bits.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 SAMPLE = 512  # images per set: enough to tell 10% from 60%, cheap beside any method
 KEPT = 0.25  # a set collapsed when less than this share of its margin over chance is left
 MIN_MARGIN = 0.10  # below this margin before, there was nothing to collapse
+STALLED = 1e-3  # a probability change below this on every forget example is no change at all
 
 
 class UnlearnkitWarning(UserWarning):
@@ -47,6 +53,20 @@ def unchanged(before: nn.Module, after: nn.Module) -> bool:
     return all(name in mine and torch.equal(p.detach().cpu(), mine[name].detach().cpu()) for name, p in before.named_parameters())
 
 
+@torch.no_grad()
+def largest_forget_change(before: nn.Module, after: nn.Module, task) -> float | None:
+    """The largest change of any class probability on a seeded sample of the forget set (None
+    where the forget set is not resident)."""
+    from unlearnkit.train import predict_logits
+
+    sample = _sample(task.forget, task.seed)
+    if sample is None:
+        return None
+    x = sample[0]
+    was, now = (torch.softmax(predict_logits(m, x, precision="fp32").float(), dim=1) for m in (before, after))
+    return float((now - was).abs().max())
+
+
 def collapses(before: nn.Module, after: nn.Module, task) -> dict[str, tuple[float, float]]:
     """The sets (retain, val) on which `after` collapsed, each with its accuracy before and after."""
     found = {}
@@ -67,6 +87,9 @@ def health_warnings(name: str, before: nn.Module, after: nn.Module, task, collap
     found = []
     if unchanged(before, after):
         found.append(f"{name} returned the input weights unchanged: nothing was unlearned (a guard may have stepped back; try a smaller learning rate)")
+    elif (moved := largest_forget_change(before, after, task)) is not None and moved < STALLED:
+        found.append(f"{name} barely changed the model: no class probability on the forget set moved by more than {moved:.1e}; a saturated model gives "
+                     "its defaults next to no gradient: raise its lr or epochs with --set, or use `unlearnkit tune`")
     chance = 1.0 / task.num_classes
     for part, (was, now) in (collapses(before, after, task) if collapsed is None else collapsed).items():
         found.append(f"{name} collapsed the model: {part} accuracy {100 * was:.1f}% → {100 * now:.1f}% (chance {100 * chance:.1f}%); "
