@@ -237,7 +237,26 @@ def test_the_audit_tells_the_original_from_the_reference(tofu, tokenizer, traine
     assert o["forget"]["truth_ratio"] < r["forget"]["truth_ratio"]  # the original prefers the true values to the perturbed ones
     assert report["forget_quality"]["original"]["forget_quality"] < 0.05  # KS: its truth ratios are not the reference's
     assert any(report["positive_control"]["signal"].values()) and report["attacks"]["original"]["loss"]["auc"]["value"] > 0.7
-    assert 0 < o["model_utility"] <= 1 and report["gaps"]["original"]["forget.qa_exact"] >= 0.6 and not report["skipped"]
+    assert 0 < o["model_utility"] <= 1 and report["gaps"]["original"]["forget.qa_exact"] >= 0.6
+    assert report["skipped"] == ["ε score and KLoM: they need at least 2 unlearned and 2 retrained models (model=[…], reference=[…], one per seed); got 1 and 1"]
+
+
+@pytest.mark.slow
+def test_ensembles_of_seeds_give_the_epsilon_score_and_klom(tofu, tokenizer, trained):
+    from unlearnkit.text.hf import finetune_lm
+
+    original, reference = trained
+    second_original, second_reference = gpt2(tokenizer, seed=1), gpt2(tokenizer, seed=1)
+    finetune_lm(second_original, tokenizer, tofu["full"], epochs=40, lr=3e-3, batch_size=16, seed=1)
+    finetune_lm(second_reference, tokenizer, tofu["retain90"], epochs=40, lr=3e-3, batch_size=16, seed=1)
+    references = [reference, second_reference]
+    remembering = audit([original, second_original], tokenizer, tofu, reference=references)["ensemble"]
+    retrained = audit([second_reference, reference], tokenizer, tofu, reference=references)["ensemble"]  # the same sample as the references
+    assert remembering["models_per_side"] == [2, 2] and retrained["klom"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert remembering["klom"]["mean"] > 1.0 and remembering["forgetting_quality"] < retrained["forgetting_quality"]
+    assert 0 <= remembering["neurips_score"] < retrained["neurips_score"]
+    with pytest.raises(UnlearnkitError, match=r"^reference is str; give a torch causal language model, or a list of them"):
+        audit(original, tokenizer, tofu, reference=["retrained.safetensors"])
 
 
 @pytest.mark.slow

@@ -323,13 +323,14 @@ class LMAuditReport:
     attacks: dict[str, dict] = field(default_factory=dict)
     positive_control: dict[str, Any] = field(default_factory=dict)
     gaps: dict[str, dict] = field(default_factory=dict)
+    ensemble: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         from unlearnkit.fileio import jsonable
 
         return jsonable({"sizes": self.sizes, "models": self.models, "forget_quality": self.forget_quality, "attacks": self.attacks,
-                          "positive_control": self.positive_control, "gaps": self.gaps, "skipped": self.skipped})
+                          "positive_control": self.positive_control, "gaps": self.gaps, "ensemble": self.ensemble, "skipped": self.skipped})
 
 
 @dataclass
@@ -381,8 +382,45 @@ def _figures(model, tokenizer, data: _Set, role: str, pad: int, eos: int) -> tup
     return figures, kept
 
 
+def _models(given, name: str) -> list[nn.Module]:
+    found = list(given) if isinstance(given, (list, tuple)) else [given]
+    if not found or not all(isinstance(m, nn.Module) for m in found):
+        kinds = ", ".join(sorted({type(m).__name__ for m in found})) or "an empty list"
+        raise UnlearnkitError(f"{name} is {kinds}; give a torch causal language model, or a list of them (one per seed)")
+    return found
+
+
+def confidences(logprobs: list[np.ndarray]) -> np.ndarray:
+    """Per row, log p − log(1 − p) with p the geometric mean of its answer tokens' probabilities."""
+    log_p = np.minimum(np.array([lp.mean() for lp in logprobs]), -1e-7)
+    return log_p - np.log(-np.expm1(log_p))
+
+
+def _ensemble(runs, references, report, kept, prepared, pad: int) -> dict:
+    """ε score and KLoM of the unlearned runs against the retrained models on the forget rows."""
+    from unlearnkit.evaluate.epsilon import neurips_score
+    from unlearnkit.evaluate.klom import klom_both
+
+    def measured(extra: list[nn.Module], first: str) -> tuple[np.ndarray, np.ndarray]:
+        conf = [confidences(kept[first]["forget"]["logprob"])]
+        utility = [(report.models[first]["retain"]["qa_exact"], report.models[first]["retain"]["answer_prob"])]
+        for m in extra:
+            logprobs, _ = teacher_forced(m, prepared["forget"].answers, pad)
+            retain_lp, retain_hits = teacher_forced(m, prepared["retain"].answers, pad)
+            conf.append(confidences(logprobs))
+            utility.append((float(retain_hits.mean()), float(np.mean([np.exp(lp.mean()) for lp in retain_lp]))))
+        return np.stack(conf), np.mean(utility, axis=0)
+
+    unlearned_conf, unlearned_utility = measured(runs[1:], "unlearned")
+    retrained_conf, retrained_utility = measured(references[1:], "reference")
+    score = neurips_score(unlearned_conf, retrained_conf, retain_acc=(unlearned_utility[0], retrained_utility[0]),
+                          test_acc=(unlearned_utility[1], retrained_utility[1]))
+    return {"neurips_score": score["score"], "forgetting_quality": score["forgetting_quality"], "models_per_side": score["models_per_side"],
+            **{key: summary for key, summary in klom_both(unlearned_conf, retrained_conf).items()}}
+
+
 def audit_lm(
-    model: nn.Module, tokenizer, *, forget, retain, test=None, original: nn.Module | None = None, reference: nn.Module | None = None,
+    model, tokenizer, *, forget, retain, test=None, original: nn.Module | None = None, reference=None,
     seed: int = 0, template=None, resamples: int = 1000,
 ) -> LMAuditReport:
     """Evidence of how far the causal LM `model` has forgotten the `forget` questions, TOFU's way
@@ -390,7 +428,10 @@ def audit_lm(
     utility need rows with `paraphrased_answer` and `perturbed_answer` (TOFU's *_perturbed
     files); the attacks need `test` (questions the models never trained on); forget quality needs
     `reference` (a model trained without the forget rows); the positive control needs `original`.
-    What cannot be computed is said in `skipped`, with why."""
+    `model` and `reference` may each be a list of models, the same procedure run with different
+    seeds (the first of each gives the single-model figures): with at least 2 on each side the
+    report adds the NeurIPS 2023 ε score and KLoM per forget row (`ensemble`). What cannot be
+    computed is said in `skipped`, with why."""
     from unlearnkit.evaluate.stats import has_signal, score_attack
     from unlearnkit.text.evaluate import ATTACKS, membership_scores
     from unlearnkit.text.tofu import QAFormat, forget_quality, model_utility, read_qa
@@ -400,6 +441,8 @@ def audit_lm(
     context = _context(model)
     sets = {"forget": read_qa(forget, "forget"), "retain": read_qa(retain, "retain")} | ({"test": read_qa(test, "test")} if test is not None else {})
     prepared = {name: _prepared(tokenizer, rows, fmt, context, name) for name, rows in sets.items()}
+    runs, references = _models(model, "model"), _models(reference, "reference") if reference is not None else []
+    model, reference = runs[0], references[0] if references else None
     models = {name: m for name, m in (("unlearned", model), ("original", original), ("reference", reference)) if m is not None}
     for m in models.values():
         for data in prepared.values():
@@ -448,6 +491,10 @@ def audit_lm(
                                        "signal": {a: has_signal(scores["original"][a], baseline[a] if baseline else None) for a in ATTACKS}}
         else:
             report.skipped.append("positive control: it needs `original`, the model before unlearning")
+    if len(runs) >= 2 and len(references) >= 2:
+        report.ensemble = _ensemble(runs, references, report, kept, prepared, pad)
+    else:
+        report.skipped.append(f"ε score and KLoM: they need at least 2 unlearned and 2 retrained models (model=[…], reference=[…], one per seed); got {len(runs)} and {len(references)}")
     if "reference" in models:
         ref = report.models["reference"]
         for name in models:
