@@ -81,12 +81,19 @@ def _amount(text: str, spec: str) -> float:
     return value
 
 
-def _class_index(name: str, classes: tuple[str, ...], spec: str) -> int:
+def class_index(name: str, classes) -> int | None:
+    """The index of class `name` in `classes`, given by name or by number; None if it is neither."""
     name = name.strip()
     if name in classes:
-        return classes.index(name)
+        return list(classes).index(name)
     if name.isdigit() and int(name) < len(classes):
         return int(name)
+    return None
+
+
+def _class_index(name: str, classes: tuple[str, ...], spec: str) -> int:
+    if (found := class_index(name, classes)) is not None:
+        return found
     raise UnlearnkitError(f"forget spec '{spec}': unknown class '{name}'; choose from {', '.join(classes)}")
 
 

@@ -83,17 +83,15 @@ def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
 
 
-def relearn_curve(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, measured_x: torch.Tensor, measured_y: torch.Tensor,
-                  options: RelearnOptions, seed: int) -> Curve:
-    """Fine-tune a copy of `model` on (train_x, train_y) for `options.steps` steps; the model
-    given is left as it was. Batches depend only on `seed` and the sizes, so every model sees
-    the same ones."""
+def relearning(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, options: RelearnOptions, seed: int):
+    """Fine-tune a copy of `model` on (train_x, train_y) for `options.steps` steps, yielding the
+    copy before the first step and after each; the model given is left as it was. Batches depend
+    only on `seed` and the sizes, so every model sees the same ones."""
     attacked = copy.deepcopy(model)
     device = model_device(attacked)
     optimizer = torch.optim.SGD(attacked.parameters(), lr=options.lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
-    accuracy, loss = _measure(attacked, measured_x, measured_y)
-    curve = Curve([accuracy], [loss])
+    yield attacked
     for _ in range(options.steps):
         batch = torch.randint(len(train_x), (options.batch_size,), generator=generator)
         # eval mode: normalization statistics stay frozen. In train mode, ten batches drawn from a
@@ -103,6 +101,14 @@ def relearn_curve(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(output_logits(attacked(to_float(train_x[batch]).to(device))), train_y[batch].to(device)).backward()
         optimizer.step()
+        yield attacked
+
+
+def relearn_curve(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, measured_x: torch.Tensor, measured_y: torch.Tensor,
+                  options: RelearnOptions, seed: int) -> Curve:
+    """Accuracy and loss on (measured_x, measured_y) before and after each step of `relearning`."""
+    curve = Curve([], [])
+    for attacked in relearning(model, train_x, train_y, options, seed):
         accuracy, loss = _measure(attacked, measured_x, measured_y)
         curve.accuracy.append(accuracy)
         curve.loss.append(loss)
@@ -177,8 +183,8 @@ def unseen_after_relearning(model: nn.Module, forget_x: torch.Tensor, forget_y: 
     for repetition in range(options.seeds):
         relearn, measured = relearn_parts(len(forget_x), options, seed + repetition)
         sample = np.sort(np.random.default_rng([seed + repetition, 29]).permutation(len(test_x))[: measured.size])
-        x, y = forget_x[relearn], forget_y[relearn]
-        forgotten.append(relearn_curve(model, x, y, forget_x[measured], forget_y[measured], options, seed + repetition).accuracy[-1])
-        unseen.append(relearn_curve(model, x, y, test_x[sample], test_y[sample], options, seed + repetition).accuracy[-1])
+        *_, attacked = relearning(model, forget_x[relearn], forget_y[relearn], options, seed + repetition)  # one attack, measured on both
+        forgotten.append(_measure(attacked, forget_x[measured], forget_y[measured])[0])
+        unseen.append(_measure(attacked, test_x[sample], test_y[sample])[0])
     return {"options": options.model_dump(), "relearned": len(relearn), "measured": len(measured),
             "forget_acc": float(np.mean(forgotten)), "test_acc": float(np.mean(unseen))}

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
-from unlearnkit.data.scenarios import read_csv_rows, training_sample_id
+from unlearnkit.data.scenarios import class_index, read_csv_rows, training_sample_id
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.fileio import atomic_write_bytes, sha256_file
 from unlearnkit.service import chain
@@ -154,8 +154,7 @@ class Ledger:
             wanted = policy | {k: v for k, v in (("deadline_days", deadline_days), ("keep_superseded_days", keep_superseded_days)) if v is not None}
             if backdoor_target is not None:
                 info = self.dataset_info(session)
-                if backdoor_target != "none" and info and backdoor_target not in info["classes"] and not (
-                        backdoor_target.isdigit() and int(backdoor_target) < len(info["classes"])):
+                if backdoor_target != "none" and info and class_index(backdoor_target, info["classes"]) is None:
                     raise UnlearnkitError(f"backdoor target {quoted(backdoor_target)} is not a class of the registered data ({', '.join(info['classes'])})")
                 wanted = {k: v for k, v in wanted.items() if k != "backdoor_target"} | ({} if backdoor_target == "none" else {"backdoor_target": backdoor_target})
             if wanted != policy or session.get(State, "policy") is None:

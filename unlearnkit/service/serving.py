@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from unlearnkit.data.scenarios import class_index
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluate.stats import wilson_interval
 from unlearnkit.fileio import sha256_file
@@ -253,11 +254,9 @@ def serve(ledger: Ledger, actor: str, *, batch: int = 100, max_wait: timedelta |
                                   "`unlearnkit ledger retrain` serves them exactly") from None
 
 
-def class_index(name: str, classes) -> int:
-    if name in classes:
-        return list(classes).index(name)
-    if name.isdigit() and int(name) < len(classes):
-        return int(name)
+def backdoor_class(name: str, classes) -> int:
+    if (found := class_index(name, classes)) is not None:
+        return found
     raise UnlearnkitError(f"backdoor target {name!r} is not a class of the deployed model's data ({', '.join(classes)}); "
                           "set it with `unlearnkit ledger init --backdoor-target CLASS`")
 
@@ -323,7 +322,7 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
     exact = layout_of(deployed) is not None
     result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed, retain_sample=retain_sample,
                                           checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if relearns(rule, original) else None,
-                                          backdoor_target=None if target is None else class_index(target, dataset.classes))
+                                          backdoor_target=None if target is None else backdoor_class(target, dataset.classes))
     verdict = decide(verified, int(forget.size), rule)
     shards = retrained(original.layout, forget) if exact else None
     report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,

@@ -79,7 +79,6 @@ def lm_outputs(model: nn.Module, data: TextData, split: TextSplit, batch_size: i
     model.eval()
     logprob = np.full(data.y.shape, np.nan, np.float32)
     value_hit = np.zeros(len(data.y), bool)
-    positions = np.arange(data.y.shape[1])
     for start in range(0, len(data.x), batch_size):
         x = torch.from_numpy(data.x[start : start + batch_size]).to(device)
         y = torch.from_numpy(data.y[start : start + batch_size]).to(device)
@@ -90,10 +89,16 @@ def lm_outputs(model: nn.Module, data: TextData, split: TextSplit, batch_size: i
         lp = lp.cpu().numpy()
         keep = y.cpu().numpy() != IGNORE
         logprob[start : start + len(x)] = np.where(keep, lp, np.nan)
-        rows = np.arange(start, start + len(x))
-        in_span = (positions[None, :] >= data.value_start[rows, None]) & (positions[None, :] < data.value_end[rows, None])
-        value_hit[rows] = (right | ~in_span).all(axis=1) & in_span.any(axis=1)
+        value_hit[start : start + len(x)] = value_span_hits(right, data, np.arange(start, start + len(x)))
     return TextOutputs(data, split, logprob, value_hit)
+
+
+def value_span_hits(right: np.ndarray, data: TextData, rows: np.ndarray) -> np.ndarray:
+    """Per row, whether greedy decoding reproduces its value span: `right` [rows, positions] says
+    where the model's top token is the target (teacher-forced, so one pass decides it)."""
+    positions = np.arange(data.y.shape[1])
+    in_span = (positions[None, :] >= data.value_start[rows, None]) & (positions[None, :] < data.value_end[rows, None])
+    return (right | ~in_span).all(axis=1) & in_span.any(axis=1)
 
 
 @torch.no_grad()

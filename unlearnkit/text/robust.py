@@ -29,7 +29,7 @@ from unlearnkit.evaluate.compress import TRANSFORMS, compressed
 from unlearnkit.evaluate.relearn import RelearnOptions, paired_interval
 from unlearnkit.progress import say
 from unlearnkit.text.data import IGNORE, KINDS, TextData, TextSplit
-from unlearnkit.text.evaluate import lm_outputs, text_metrics
+from unlearnkit.text.evaluate import lm_outputs, text_metrics, value_span_hits
 from unlearnkit.train import model_device
 
 
@@ -58,10 +58,7 @@ def value_hits(model: nn.Module, data: TextData, rows: np.ndarray) -> float:
     device = model_device(model)
     model.eval()
     x, y = torch.from_numpy(data.x[rows]).to(device), torch.from_numpy(data.y[rows]).to(device)
-    right = (model(x).float().argmax(-1) == y).cpu().numpy()
-    positions = np.arange(data.y.shape[1])
-    in_span = (positions[None, :] >= data.value_start[rows, None]) & (positions[None, :] < data.value_end[rows, None])
-    return float(((right | ~in_span).all(axis=1) & in_span.any(axis=1)).mean())
+    return float(value_span_hits((model(x).float().argmax(-1) == y).cpu().numpy(), data, rows).mean())
 
 
 def relearn_curve(model: nn.Module, data: TextData, relearn: np.ndarray, measured: np.ndarray, options: RelearnOptions, seed: int) -> list[float]:
