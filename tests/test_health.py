@@ -61,7 +61,7 @@ def test_unchanged_weights_are_warned_of_and_a_moved_model_is_not(fitted):
     with torch.no_grad():
         same.out.bias[0] += 0.1
     assert health_warnings("m", model, same, task) == []
-    assert np.isclose(float((same.out.bias - model.out.bias).abs().max()), 0.1 + 1e-5)
+    assert np.isclose(float((same.out.bias - model.out.bias).detach().abs().max()), 0.1 + 1e-5)
 
 
 def test_tune_searches_a_method_on_your_own_model_and_data(fitted):

@@ -287,3 +287,18 @@ def test_unlearning_moves_the_forget_figures_toward_the_reference(tofu, tokenize
     assert u["qa_exact"] <= o["qa_exact"] - 0.4 and abs(u["answer_prob"] - r["answer_prob"]) < abs(o["answer_prob"] - r["answer_prob"])
     assert report["forget_quality"]["unlearned"]["ks_statistic"] <= report["forget_quality"]["original"]["ks_statistic"]
     assert report["models"]["unlearned"]["retain"]["qa_exact"] > 0.1  # it did not erase everything
+
+
+@pytest.mark.slow
+def test_a_method_that_wrecks_the_lm_is_warned_of_and_one_that_keeps_it_is_not(tofu, tokenizer, trained):
+    original, _ = trained
+    data = {"forget": tofu["forget10"], "retain": tofu["retain90"]}
+    with pytest.warns(unlearnkit.UnlearnkitWarning) as caught:
+        unlearnkit.unlearn_lm(original, tokenizer, **data, method="gradient-ascent", config={"epochs": 5, "lr": 0.05})
+    assert any(str(w.message).startswith("gradient-ascent collapsed the model: retain accuracy") for w in caught), [str(w.message) for w in caught]
+    import warnings
+
+    with warnings.catch_warnings(record=True) as kept:
+        warnings.simplefilter("always", unlearnkit.UnlearnkitWarning)
+        unlearnkit.unlearn_lm(original, tokenizer, **data, method="npo", config={"epochs": 5, "lr": 1e-3, "retain_weight": 10})
+    assert [str(w.message) for w in kept if issubclass(w.category, unlearnkit.UnlearnkitWarning)] == []

@@ -15,6 +15,12 @@ raises them as `UnlearnkitWarning`.
   (training loss near zero, as a long AdamW run leaves a small transformer) gives gradient
   methods at their default rates next to no gradient, and the returned model is the original in
   all but its bits.
+
+Language models (labels of shape (rows, positions), -100 where there is no target) get the same
+checks on a smaller sample: accuracy is the share of rows that greedy decoding writes exactly
+(every labelled token the top prediction: the QA exact match of the facts evidence and of TOFU;
+chance taken as nil), and the probabilities watched are the labels' own. A method that leaves
+the retained answers at 40% of their tokens but none of them whole has destroyed them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import torch
 from torch import nn
 
 SAMPLE = 512  # images per set: enough to tell 10% from 60%, cheap beside any method
+SAMPLE_SEQUENCES = 64  # rows of a language model's set: thousands of labelled tokens
+IGNORE = -100  # a position without a target (text/data.py)
 KEPT = 0.25  # a set collapsed when less than this share of its margin over chance is left
 MIN_MARGIN = 0.10  # below this margin before, there was nothing to collapse
 STALLED = 1e-3  # a probability change below this on every forget example is no change at all
@@ -37,15 +45,40 @@ def _sample(source, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     x = getattr(source, "x", None)  # a streamed retain set is not resident: not sampled
     if x is None or len(x) == 0:
         return None
-    picked = np.sort(np.random.default_rng([seed, 0x4EA1]).permutation(len(x))[:SAMPLE])
+    size = SAMPLE_SEQUENCES if source.y.ndim == 2 else SAMPLE
+    picked = np.sort(np.random.default_rng([seed, 0x4EA1]).permutation(len(x))[:size])
     index = torch.from_numpy(picked).to(x.device)
     return x[index], source.y[index]
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+@torch.no_grad()
+def _read(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(whether each prediction is right, the probabilities to watch): per image, its top class
+    against the label, and all its class probabilities; per sequence, whether greedy decoding
+    writes every label (the top token is the label at each labelled position), and each label's
+    probability (a few rows at a time: a vocabulary of 150,000 makes the logits large)."""
     from unlearnkit.train import predict_logits
 
-    return float((predict_logits(model, x, precision="fp32").argmax(1) == y.cpu()).float().mean())
+    y = y.cpu()
+    if y.ndim == 1:
+        out = predict_logits(model, x, precision="fp32")
+        return out.argmax(1) == y, torch.softmax(out, dim=1)
+    right, probability = [], []
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(x), 8):
+        out, labels = model(x[start : start + 8]), y[start : start + 8]
+        out = (out.logits if hasattr(out, "logits") else out).float().cpu()
+        keep = labels != IGNORE
+        right.append(((out.argmax(-1) == labels) | ~keep).all(dim=1)[keep.any(dim=1)])
+        probability.append(torch.log_softmax(out, dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0][keep].exp())
+    model.train(was_training)
+    return torch.cat(right), torch.cat(probability)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    right, _ = _read(model, x, y)
+    return float(right.float().mean()) if right.numel() else float("nan")
 
 
 def unchanged(before: nn.Module, after: nn.Module) -> bool:
@@ -53,24 +86,26 @@ def unchanged(before: nn.Module, after: nn.Module) -> bool:
     return all(name in mine and torch.equal(p.detach().cpu(), mine[name].detach().cpu()) for name, p in before.named_parameters())
 
 
-@torch.no_grad()
 def largest_forget_change(before: nn.Module, after: nn.Module, task) -> float | None:
-    """The largest change of any class probability on a seeded sample of the forget set (None
-    where the forget set is not resident)."""
-    from unlearnkit.train import predict_logits
-
+    """The largest change of any watched probability (`_read`) on a seeded sample of the forget
+    set (None where the forget set is not resident or has nothing to watch)."""
     sample = _sample(task.forget, task.seed)
     if sample is None:
         return None
-    x = sample[0]
-    was, now = (torch.softmax(predict_logits(m, x, precision="fp32").float(), dim=1) for m in (before, after))
-    return float((now - was).abs().max())
+    was, now = _read(before, *sample)[1], _read(after, *sample)[1]
+    return float((now - was).abs().max()) if was.numel() else None
+
+
+def _chance(task) -> float:
+    """One over the classes; nil for sequences (a whole answer right by chance)."""
+    sequences = getattr(getattr(task.retain, "y", None), "ndim", 1) == 2
+    return 0.0 if sequences or not task.num_classes else 1.0 / task.num_classes
 
 
 def collapses(before: nn.Module, after: nn.Module, task) -> dict[str, tuple[float, float]]:
     """The sets (retain, val) on which `after` collapsed, each with its accuracy before and after."""
     found = {}
-    chance = 1.0 / task.num_classes
+    chance = _chance(task)
     for part in ("retain", "val"):
         sample = _sample(getattr(task, part), task.seed)
         if sample is None:
@@ -90,7 +125,7 @@ def health_warnings(name: str, before: nn.Module, after: nn.Module, task, collap
     elif (moved := largest_forget_change(before, after, task)) is not None and moved < STALLED:
         found.append(f"{name} barely changed the model: no class probability on the forget set moved by more than {moved:.1e}; a saturated model gives "
                      "its defaults next to no gradient: raise its lr or epochs with --set, or use `unlearnkit tune`")
-    chance = 1.0 / task.num_classes
+    chance = _chance(task)
     for part, (was, now) in (collapses(before, after, task) if collapsed is None else collapsed).items():
         found.append(f"{name} collapsed the model: {part} accuracy {100 * was:.1f}% → {100 * now:.1f}% (chance {100 * chance:.1f}%); "
                      "its defaults may not fit this model: lower its lr with --set or `unlearnkit tune`")

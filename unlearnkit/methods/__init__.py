@@ -263,7 +263,7 @@ def run_method(
     result = method.fn(working, task, config)
     seconds = time.perf_counter() - started
     warnings, collapsed = [], {}
-    if modality == "image":  # the text methods' models are language models: their checks are the facts evidence
+    if modality in ("image", "text"):  # a recommender's check is its own evidence (recall on the kept users)
         from unlearnkit.health import collapses, health_warnings
 
         collapsed = collapses(model, result, task)

@@ -235,6 +235,10 @@ def unlearn_lm(
         result = run_method(method, CausalLMLogits(working, context), task, settings, modality="text")
     finally:
         model.train(was_training)
+    from unlearnkit.health import UnlearnkitWarning
+
+    for message in result.warnings:  # the check after every method: a collapsed or unmoved model is said
+        warnings.warn(message, UnlearnkitWarning, stacklevel=2)
     unlearned = result.model.model
     if lora is not None and merge:
         return unlearned.merge_and_unload()
