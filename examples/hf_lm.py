@@ -1,5 +1,5 @@
-"""Unlearning people from a Hugging Face causal language model, TOFU's way, on a CPU in about a
-minute, nothing downloaded: the facts corpus (fictitious people and their personal data) written
+"""Unlearning people from a Hugging Face causal language model, TOFU's way, on a CPU in a minute or
+two, nothing downloaded: the facts corpus (fictitious people and their personal data) written
 as TOFU-format files, a byte-level BPE tokenizer trained on them, a random-init GPT-2 (2 blocks,
 width 64) fine-tuned on every trained person (the original) and on all but the forgotten two
 (the reference, TOFU's retain model), NPO run through `unlearn_lm` on the whole model and on a
