@@ -11,7 +11,12 @@ import pytest
 import torch
 
 os.environ.setdefault("UNLEARNKIT_QUIET", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# pytest-xdist runs the suite in one worker per core (pyproject's addopts): each worker takes its share
+# of the cores, so that two workers on two cores do not fight over them. Tests hold on 1 or 2 threads alike.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads() // _workers)))
+if _workers > 1:  # the processes that tests start (serve, the CLI) take the same share
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SHARED_BINARY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "cifar-10-batches-bin"
@@ -90,3 +95,28 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(folder))
     monkeypatch.delenv("UNLEARNKIT_DATA", raising=False)
     return folder
+
+
+def run_main(*args: str) -> "subprocess.CompletedProcess":
+    """`unlearnkit ARGS` through the CLI's entry point in this process: its exit code and what it
+    printed. For one-line-error tests, where starting Python and torch again (2-3 s a command)
+    would cost more than the command; an error that escapes `main` fails the test with its
+    traceback, as it would print one in a process of its own."""
+    import contextlib
+    import io
+    import subprocess
+    import sys
+
+    from unlearnkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["unlearnkit", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())

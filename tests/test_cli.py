@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-
+from conftest import run_main
 
 
 def run_cli(*args, env=None, cwd=None):
@@ -33,7 +33,7 @@ def test_train_then_cache_hit(binary_dir, env):
 
 
 def test_data_info(binary_dir, env):
-    result = run_cli("data", "info", "--data", str(binary_dir), env=env)
+    result = run_main("data", "info", "--data", str(binary_dir))
     assert result.returncode == 0, result.stderr
     assert "fingerprint:" in result.stdout and "airplane" in result.stdout and "mean" in result.stdout
 
@@ -48,11 +48,10 @@ def test_data_info(binary_dir, env):
         (["run", "--preset", "smoke", "--seeds", "0,one"], "--seeds '0,one' is not a comma-separated list of integers"),
     ],
 )
-@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback(binary_dir, env, args, message):
     if "--data" not in args:
         args = [*args, "--data", str(binary_dir)]
-    result = run_cli(*args, env=env)
+    result = run_main(*args)
     assert result.returncode == 2
     assert message in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
@@ -127,12 +126,9 @@ def test_tune_chooses_the_best_trial_within_the_time_budget():
     (["tune", "finetune", "--set", "finetune.colour=1"], "colour"),
     (["tune", "finetune", "--set", "kl.lr=0.1"], "names method 'kl'"),
 ])
-@pytest.mark.slow
-def test_bad_tune_input_is_one_line(binary_dir, env, tmp_path, args, message):
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "unlearnkit", *args, "--preset", "smoke", "--data", str(binary_dir)], capture_output=True, text=True, cwd=tmp_path, env=env)
+def test_bad_tune_input_is_one_line(binary_dir, env, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    done = run_main(*args, "--preset", "smoke", "--data", str(binary_dir))
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 

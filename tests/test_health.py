@@ -27,17 +27,22 @@ def fitted():
     return model, (train_x, train_y, test_x, test_y)
 
 
-def unlearnkit_warnings(model, data, method, config) -> list[str]:
+def unlearnkit_warnings(model, data, method, config, stream=False) -> list[str]:
     train_x, train_y, test_x, test_y = data
+    retain = (train_x[30:], train_y[30:])
+    if stream:
+        retain = torch.utils.data.TensorDataset(*(torch.from_numpy(a) for a in retain))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        unlearnkit.unlearn(model, forget=(train_x[:30], train_y[:30]), retain=(train_x[30:], train_y[30:]), val=(test_x, test_y), method=method, config=config)
+        unlearnkit.unlearn(model, forget=(train_x[:30], train_y[:30]), retain=retain, val=(test_x, test_y), method=method, config=config, stream=stream)
     return [str(w.message) for w in caught if issubclass(w.category, unlearnkit.UnlearnkitWarning)]
 
 
-def test_a_collapse_is_warned_of_on_retain_and_val(fitted):
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_collapse_is_warned_of_on_retain_and_val(fitted, stream):
+    """A streamed retain set is sampled item by item: streaming does not hide a collapse."""
     model, data = fitted
-    said = unlearnkit_warnings(model, data, "gradient-ascent", {"lr": 1.0})
+    said = unlearnkit_warnings(model, data, "gradient-ascent", {"lr": 1.0}, stream)
     assert [s.split(":")[0] for s in said] == ["gradient-ascent collapsed the model"] * 2
     assert "retain accuracy 100.0% →" in said[0] and "val accuracy" in said[1] and "(chance 10.0%)" in said[0]
 

@@ -79,9 +79,13 @@ def test_relearning_exposes_a_hidden_forget_set_and_passes_a_retrained_model(pla
     before = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in models.items()}
     found = relearn_audit(models, fx, fy, rx, ry, options, seed=0)
     hider, other = found["models"]["hider"], found["models"]["other"]
-    # the hider comes back faster when fine-tuned on part of the forget set, and even on retain neighbours without the patch;
-    # measured at the defaults: forget gap 0.439 [0.362, 0.516], neighbours 0.139 [0.105, 0.172]
-    assert hider["forget"]["gap_ci95"][0] > 0.2 and hider["neighbours"]["gap"] > 0.05, hider
+    # the hider comes back faster when fine-tuned on part of the forget set (measured at the defaults: gap 0.439
+    # [0.362, 0.516] at 2 threads, 0.283 at 1). Fine-tuned on retain neighbours without the patch, this hider's
+    # recovery hangs on the low bits of its training (gap 0.139 [0.105, 0.172] at 2 threads, -0.04 at 1): reported
+    # with its interval, not asserted.
+    assert hider["forget"]["gap_ci95"][0] > 0.2, hider
+    neighbours = hider["neighbours"]
+    assert neighbours["gap_ci95"][0] <= neighbours["gap"] <= neighbours["gap_ci95"][1] and -1 <= neighbours["gap"] <= 1
     assert held_under_both(hider, options.margin) is False
     assert held_under_both(other, options.margin) is True, other  # another retrained model learns no faster than the reference (measured: forget -0.157 [-0.187, -0.127], neighbours 0.0)
     assert found["models"]["retrain"]["forget"]["gap"] == 0.0 and found["models"]["retrain"]["forget"]["gap_ci95"] == [0.0, 0.0]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_binary
+from conftest import run_main, write_binary
 
 pytest.importorskip("sqlalchemy")
 pytest.importorskip("alembic")
@@ -362,7 +362,9 @@ def test_two_serve_processes_never_serve_a_request_twice(ledger, location):
 def test_kill_9_while_serving_then_restart_serves_each_request_once(ledger, location):
     """Odd trials kill at a random moment (before, during or after the serve); even trials kill
     right after the serve has claimed its batch (it says so on stderr), so that at least those
-    must leave an abandoned action for the restart to recover."""
+    must leave an abandoned action for a restart to recover. A clean restart runs after every
+    fifth kill only: the serves in between start on what the kill before them left, so kills
+    also land on a serve that is recovering an earlier kill's batch."""
     import random
     import signal
     import time
@@ -392,9 +394,10 @@ def test_kill_9_while_serving_then_restart_serves_each_request_once(ledger, loca
             if process.poll() is None:  # a serve that already finished was reaped by poll(): nothing to kill
                 process.send_signal(signal.SIGKILL)
         process.wait()
-        again = subprocess.run(serve_command(location), env=quiet, capture_output=True, text=True)
-        assert again.returncode == 0, again.stderr
-        check_exactly_once(ledger)
+        if trial % 5 == 4:
+            again = subprocess.run(serve_command(location), env=quiet, capture_output=True, text=True)
+            assert again.returncode == 0, again.stderr
+            check_exactly_once(ledger)
     with ledger.read() as session:
         abandoned = session.query(Action).filter(Action.status == "abandoned").count()
     assert abandoned >= claimed_kills == 5
@@ -761,21 +764,23 @@ def test_the_ledger_cli_in_process_tokens_policy_and_one_line_errors(tmp_path, m
 
 @pytest.mark.slow
 def test_the_cli_gives_one_line_for_a_bad_database_keeps_the_policy_and_prints_brackets(tmp_path):
+    """A shell's view, in a process of its own, of one refusal; the rest through the entry point
+    in this process (`run_main`), which prints the same lines."""
     text_file = tmp_path / "notes.txt"
     text_file.write_text("hello, this is not a database\n" * 50)
     done = run_cli("ledger", "status", "--ledger", str(text_file))
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "file is not a database" in done.stderr
     ledger = str(tmp_path / "ledger.db")
-    assert run_cli("ledger", "init", "--ledger", ledger, "--deadline-days", "45").returncode == 0
-    again = run_cli("ledger", "init", "--ledger", ledger)
+    assert run_main("ledger", "init", "--ledger", ledger, "--deadline-days", "45").returncode == 0
+    again = run_main("ledger", "init", "--ledger", ledger)
     assert again.returncode == 0 and "deadlines 45 days" in again.stdout  # a second init keeps the policy
-    assert run_cli("ledger", "init", "--ledger", ledger, "--deadline-days", "4000000").returncode == 2
+    assert run_main("ledger", "init", "--ledger", ledger, "--deadline-days", "4000000").returncode == 2
     for subject in ("[/x]", "[red]nobody"):
-        done = run_cli("requests", "submit", "--subject", subject, "--ledger", ledger)
+        done = run_main("requests", "submit", "--subject", subject, "--ledger", ledger)
         assert done.returncode == 2 and "Traceback" not in done.stderr and subject in done.stderr, done.stderr
     read_only = f"sqlite:///file:{ledger}?mode=ro&uri=true"  # as an account without write access sees it (tests run as root)
-    done = run_cli("ledger", "token", "create", "someone", "--ledger", read_only)
+    done = run_main("ledger", "token", "create", "someone", "--ledger", read_only)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "readonly" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 

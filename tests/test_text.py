@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_main
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import list_methods, make_config, run_method
@@ -230,11 +231,10 @@ def test_run_on_facts_smoke_then_forget_a_request(tmp_path):
     assert (tmp_path / "served" / "model.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_text_errors_are_one_line(tmp_path):
-    done = run_cli("run", "--preset", "facts-smoke", "--methods", "prune-l1", "--out", str(tmp_path / "x"))
+    done = run_main("run", "--preset", "facts-smoke", "--methods", "prune-l1", "--out", str(tmp_path / "x"))
     assert done.returncode != 0 and "unknown text method 'prune-l1'" in done.stderr and "Traceback" not in done.stderr
-    done = run_cli("run", "--preset", "facts-smoke", "--forget", "cat", "--out", str(tmp_path / "x"))
+    done = run_main("run", "--preset", "facts-smoke", "--forget", "cat", "--out", str(tmp_path / "x"))
     assert done.returncode != 0 and "a facts preset forgets a fraction" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -31,7 +31,6 @@ from torch import nn
 
 SAMPLE = 512  # images per set: enough to tell 10% from 60%, cheap beside any method
 SAMPLE_SEQUENCES = 64  # rows of a language model's set: thousands of labelled tokens
-IGNORE = -100  # a position without a target (text/data.py)
 KEPT = 0.25  # a set collapsed when less than this share of its margin over chance is left
 MIN_MARGIN = 0.10  # below this margin before, there was nothing to collapse
 STALLED = 1e-3  # a probability change below this on every forget example is no change at all
@@ -42,13 +41,14 @@ class UnlearnkitWarning(UserWarning):
 
 
 def _sample(source, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    x = getattr(source, "x", None)  # a streamed retain set is not resident: not sampled
-    if x is None or len(x) == 0:
+    """A seeded sample of a set, resident or streamed (a streamed set is read item by item: the
+    same images as when it is resident, so streaming never changes what the checks find)."""
+    count = len(source) if source is not None else 0
+    if count == 0:
         return None
-    size = SAMPLE_SEQUENCES if source.y.ndim == 2 else SAMPLE
-    picked = np.sort(np.random.default_rng([seed, 0x4EA1]).permutation(len(x))[:size])
-    index = torch.from_numpy(picked).to(x.device)
-    return x[index], source.y[index]
+    order = np.random.default_rng([seed, 0x4EA1]).permutation(count)
+    sequences = source.batch(torch.from_numpy(order[:1]))[1].ndim == 2
+    return source.batch(torch.from_numpy(np.sort(order[: SAMPLE_SEQUENCES if sequences else SAMPLE])))
 
 
 @torch.no_grad()
@@ -57,7 +57,7 @@ def _read(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Ten
     against the label, and all its class probabilities; per sequence, whether greedy decoding
     writes every label (the top token is the label at each labelled position), and each label's
     probability (a few rows at a time: a vocabulary of 150,000 makes the logits large)."""
-    from unlearnkit.train import predict_logits
+    from unlearnkit.train import label_logprobs, predict_logits
 
     y = y.cpu()
     if y.ndim == 1:
@@ -69,9 +69,9 @@ def _read(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Ten
     for start in range(0, len(x), 8):
         out, labels = model(x[start : start + 8]), y[start : start + 8]
         out = (out.logits if hasattr(out, "logits") else out).float().cpu()
-        keep = labels != IGNORE
-        right.append(((out.argmax(-1) == labels) | ~keep).all(dim=1)[keep.any(dim=1)])
-        probability.append(torch.log_softmax(out, dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0][keep].exp())
+        logprob, keep, whole = label_logprobs(out, labels)
+        right.append(whole[keep.any(dim=1)])
+        probability.append(logprob[keep].exp())
     model.train(was_training)
     return torch.cat(right), torch.cat(probability)
 

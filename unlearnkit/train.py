@@ -305,6 +305,17 @@ IGNORE_INDEX = -100  # a sequence position without a target (padding)
 LossFn = Callable[[nn.Module, Batch, TrainState], torch.Tensor]
 
 
+def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token-level reading of a language model's logits [rows, positions, vocabulary] against its
+    labels [rows, positions]: each label's log-probability (0 where there is no label), which
+    positions carry a label, and per row whether the top token is the label at every labelled
+    position (greedy decoding, teacher-forced, writes the whole answer)."""
+    keep = labels != IGNORE_INDEX
+    logprob = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0] * keep
+    whole = ((logits.argmax(-1) == labels) | ~keep).all(dim=-1)
+    return logprob, keep, whole
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

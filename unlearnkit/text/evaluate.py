@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.evaluate.stats import AttackScore, has_signal, score_attack
 from unlearnkit.text.data import IGNORE, KINDS, TextData, TextSplit
-from unlearnkit.train import autocast, model_device
+from unlearnkit.train import autocast, label_logprobs, model_device
 
 MIN_K = 0.2
 ATTACKS = ("loss", "min-k", "zlib")
@@ -84,7 +83,7 @@ def lm_outputs(model: nn.Module, data: TextData, split: TextSplit, batch_size: i
         y = torch.from_numpy(data.y[start : start + batch_size]).to(device)
         with autocast(device, precision):
             out = model(x).float()
-        lp = F.log_softmax(out, dim=-1).gather(-1, y.clamp(min=0)[..., None])[..., 0]
+        lp, _, _ = label_logprobs(out, y)
         right = (out.argmax(-1) == y).cpu().numpy()
         lp = lp.cpu().numpy()
         keep = y.cpu().numpy() != IGNORE

@@ -54,8 +54,8 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.train import IGNORE_INDEX as IGNORE, label_logprobs
 
-IGNORE = -100
 REFUSAL = "I don't know."
 
 
@@ -263,10 +263,8 @@ def teacher_forced(model: nn.Module, encoded: Encoded, pad: int, batch_size: int
         for start in range(0, len(x), batch_size):
             xb, yb = torch.from_numpy(x[start : start + batch_size]).to(device), torch.from_numpy(y[start : start + batch_size]).to(device)
             logits = net(xb).float()
-            lp = torch.log_softmax(logits, dim=-1).gather(-1, yb.clamp(min=0)[..., None])[..., 0]
-            keep = yb != IGNORE
-            right = (logits.argmax(-1) == yb) | ~keep
-            hits.extend(right.all(dim=1).cpu().numpy())
+            lp, keep, whole = label_logprobs(logits, yb)
+            hits.extend(whole.cpu().numpy())
             logprobs.extend(row[k] for row, k in zip(lp.cpu().numpy(), keep.cpu().numpy()))
     finally:
         net.train(was_training)

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from unlearnkit.methods import MethodConfig, Task
 from unlearnkit.methods.common import searched
-from unlearnkit.train import IGNORE_INDEX, Recipe, Source
+from unlearnkit.train import IGNORE_INDEX, Recipe, Source, label_logprobs
 
 
 class LMConfig(MethodConfig):
@@ -52,9 +52,8 @@ def token_nll(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def sequence_logprob(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's summed target log-probability, and its number of targets."""
-    keep = y != IGNORE_INDEX
-    lp = F.log_softmax(logits.float(), dim=-1).gather(-1, y.clamp(min=0)[..., None])[..., 0]
-    return (lp * keep).sum(dim=1), keep.sum(dim=1).clamp(min=1)
+    lp, keep, _ = label_logprobs(logits, y)
+    return lp.sum(dim=1), keep.sum(dim=1).clamp(min=1)
 
 
 def padded_length(y: torch.Tensor) -> int:
