@@ -57,11 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         data_file = Path(scratch) / "coverage"
+        # pytest-xdist's workers, and the CLI processes tests start, are Python processes of their own:
+        # coverage follows them (patch = subprocess) and each writes its own data file, combined below
+        settings = Path(scratch) / "coveragerc"
+        settings.write_text(f"[run]\nsource = {PACKAGE}\ndata_file = {data_file}\nparallel = true\npatch = subprocess\n")
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "coverage", "run", f"--data-file={data_file}", f"--source={PACKAGE}",
-                               "-m", "pytest", "-q", "-m", "not slow", *args.pytest_args], cwd=ROOT)
+        done = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={settings}", "-m", "pytest", "-q", "-m", "not slow",
+                               *args.pytest_args], cwd=ROOT)
         seconds = time.monotonic() - started
-        coverage = Coverage(data_file=str(data_file))
+        coverage = Coverage(data_file=str(data_file), config_file=str(settings))
+        coverage.combine(data_paths=[scratch], keep=False)
         coverage.load()
         data = coverage.get_data()
         executed = {Path(name).resolve(): set(data.lines(name) or ()) for name in data.measured_files()}

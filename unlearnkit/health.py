@@ -47,8 +47,16 @@ def _sample(source, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     if count == 0:
         return None
     order = np.random.default_rng([seed, 0x4EA1]).permutation(count)
-    sequences = source.batch(torch.from_numpy(order[:1]))[1].ndim == 2
-    return source.batch(torch.from_numpy(np.sort(order[: SAMPLE_SEQUENCES if sequences else SAMPLE])))
+
+    def rows(picked: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = getattr(source, "x", None)  # None: a StreamSource, which reads items through batch()
+        if x is None:
+            return source.batch(torch.from_numpy(picked))
+        index = torch.from_numpy(picked).to(x.device)
+        return x[index], source.y[index]
+
+    sequences = rows(order[:1])[1].ndim == 2
+    return rows(np.sort(order[: SAMPLE_SEQUENCES if sequences else SAMPLE]))
 
 
 @torch.no_grad()
