@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         # pytest-xdist's workers, and the CLI processes tests start, are Python processes of their own:
         # coverage follows them (patch = subprocess) and each writes its own data file, combined below
         settings = Path(scratch) / "coveragerc"
-        settings.write_text(f"[run]\nsource = {PACKAGE}\ndata_file = {data_file}\nparallel = true\npatch = subprocess\n")
+        settings.write_text(f"[run]\nsource = {PACKAGE}\ndata_file = {data_file}\nparallel = true\npatch = subprocess\n"
+                            "disable_warnings = no-data-collected\n")  # the controller process runs no package code
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={settings}", "-m", "pytest", "-q", "-m", "not slow",
                                *args.pytest_args], cwd=ROOT)

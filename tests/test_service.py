@@ -315,6 +315,18 @@ def test_max_wait_holds_a_small_batch(ledger):
     assert serve(ledger, "test", batch=5, max_wait=timedelta(0), config={"epochs": 0.1}, rule=LENIENT).deployed
 
 
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_a_reader_sees_one_snapshot_while_another_connection_commits(ledger):
+    """What `verify` relies on when a serve process runs beside it: found by two serve processes
+    on PostgreSQL, where one saw the other's new action before that action's audit entry."""
+    with ledger.read() as session:
+        before = session.query(Request).count()
+        ledger.submit("test", "during", sample_ids=[5])  # committed by another connection meanwhile
+        assert session.query(Request).count() == before
+    with ledger.read() as session:
+        assert session.query(Request).count() == before + 1
+
+
 def serve_command(location: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "unlearnkit", "requests", "serve", "--ledger", location, "--set", "finetune.epochs=0.1",
             "--max-test-drop", "1", "--max-retain-drop", "1", "--forget-margin", "1", "--attack-margin", "0.5", "--no-relearn", *extra]

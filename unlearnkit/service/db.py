@@ -215,4 +215,11 @@ def migrate(engine: Engine) -> None:
 
 
 def sessions(engine: Engine, read_only: bool = False) -> sessionmaker:
-    return sessionmaker(engine.execution_options(read_only=True) if read_only else engine, expire_on_commit=False)
+    """Sessions that write, or that only read. A reading session sees one snapshot of the ledger:
+    SQLite's read transaction does; PostgreSQL's default (READ COMMITTED) takes a new snapshot per
+    statement, so a reader checking the audit chain against the tables could see an action that
+    another process committed between two of its statements, without its audit entry."""
+    if not read_only:
+        return sessionmaker(engine, expire_on_commit=False)
+    options = {"read_only": True} | ({"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {})
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
