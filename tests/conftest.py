@@ -97,6 +97,16 @@ def cache(tmp_path, monkeypatch):
     return folder
 
 
+def run_cli(*args: str, env: dict | None = None, cwd=None, timeout: float = 900) -> "subprocess.CompletedProcess":
+    """`python -m unlearnkit ARGS` in a process of its own (quiet; `env` added to this process's
+    environment): for what only a separate process shows (a shell's view, kills, restarts)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, "UNLEARNKIT_QUIET": "1", **(env or {})})
+
+
 def run_main(*args: str) -> "subprocess.CompletedProcess":
     """`unlearnkit ARGS` through the CLI's entry point in this process: its exit code and what it
     printed. For one-line-error tests, where starting Python and torch again (2-3 s a command)

@@ -3,11 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_main
-
-
-def run_cli(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+from conftest import run_cli, run_main
 
 
 @pytest.fixture

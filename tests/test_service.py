@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_main, write_binary
+from conftest import run_cli, run_main, write_binary
 
 pytest.importorskip("sqlalchemy")
 pytest.importorskip("alembic")
@@ -734,26 +734,14 @@ def test_the_ledger_files_are_private_whatever_the_umask(ledger):
     assert loose == {} and len(found) > 6
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
-
-
-def test_the_ledger_cli_in_process_tokens_policy_and_one_line_errors(tmp_path, monkeypatch, capsys):
+def test_the_ledger_cli_in_process_tokens_policy_and_one_line_errors(tmp_path, monkeypatch):
     """The ledger commands through the CLI's entry point, in this process (the subprocess test below
     checks the same lines as a shell sees them)."""
-    from unlearnkit import cli
-
     monkeypatch.setenv("UNLEARNKIT_LEDGER_DIR", str(tmp_path / "files"))
 
     def run(*argv):
-        monkeypatch.setattr(sys, "argv", ["unlearnkit", *argv])
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as done:
-            code = done.code or 0
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        done = run_main(*argv)
+        return done.returncode, done.stdout, done.stderr
 
     ledger = str(tmp_path / "ledger.db")
     assert run("ledger", "init", "--ledger", ledger, "--deadline-days", "45")[0] == 0

@@ -6,11 +6,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_main
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import Task, run_method
@@ -199,16 +199,6 @@ def test_the_method_refuses_in_one_line(trained, given, changes, config, message
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
-def run_cli(argv, capsys, monkeypatch):
-    from unlearnkit import cli
-
-    monkeypatch.setenv("UNLEARNKIT_QUIET", "1")
-    monkeypatch.setattr(sys, "argv", ["unlearnkit", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return exit_info.value.code, capsys.readouterr()
-
-
 @pytest.mark.parametrize("options, message", [
     (["--shards", "0"], "--shards 0: give 1 or more shards"),
     (["--shards", "-2", "--slices", "2"], "--shards -2: give 1 or more shards"),
@@ -216,24 +206,24 @@ def run_cli(argv, capsys, monkeypatch):
     (["--shards", "2", "--slices", "0"], "--slices 0: give 1 or more slices per shard"),
     (["--shards", "100", "--slices", "3"], "--slices 3: the smallest of 100 shards holds 2 images, too few to cut into 3 slices; give at most 2"),
 ])
-def test_bad_sisa_layouts_are_one_line_errors(binary_dir, cache, capsys, monkeypatch, options, message):
-    code, captured = run_cli(["train", "--role", "original", "--preset", "smoke", "--data", str(binary_dir), *options], capsys, monkeypatch)
-    assert code == 2 and "Traceback" not in captured.err
-    assert len(captured.err.strip().splitlines()) == 1 and message in " ".join(captured.err.split())
+def test_bad_sisa_layouts_are_one_line_errors(binary_dir, cache, options, message):
+    done = run_main("train", "--role", "original", "--preset", "smoke", "--data", str(binary_dir), *options)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in " ".join(done.stderr.split())
     assert not (cache / "store").exists() or not any((cache / "store").rglob("*.safetensors"))
 
 
 @pytest.mark.slow
-def test_train_command_trains_then_loads_the_ensemble(binary_dir, cache, capsys, monkeypatch):
+def test_train_command_trains_then_loads_the_ensemble(binary_dir, cache):
     argv = ["train", "--role", "original", "--preset", "smoke", "--data", str(binary_dir), "--shards", "2", "--slices", "2"]
-    code, first = run_cli(argv, capsys, monkeypatch)
-    assert code in (0, None), first.err
-    assert "original SISA ensemble (smoke, seed 0, 2 shards × 2 slices, vote): trained in" in first.out and "test accuracy" in first.out
-    stored = first.out.split("stored at ")[1].split()[0]
+    first = run_main(*argv)
+    assert first.returncode == 0, first.stderr
+    assert "original SISA ensemble (smoke, seed 0, 2 shards × 2 slices, vote): trained in" in first.stdout and "test accuracy" in first.stdout
+    stored = first.stdout.split("stored at ")[1].split()[0]
     ensemble = load_ensemble(stored)
     assert ensemble.ids.size == 250 and len(ensemble.shards) == 2
-    code, second = run_cli([*argv, "--aggregate", "mean"], capsys, monkeypatch)
-    assert "2 shards × 2 slices, mean): loaded from cache" in second.out and stored in second.out
+    second = run_main(*argv, "--aggregate", "mean")
+    assert "2 shards × 2 slices, mean): loaded from cache" in second.stdout and stored in second.stdout
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_main
+from conftest import run_cli, run_main
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import list_methods, make_config, run_method
@@ -183,15 +183,6 @@ def test_idk_teaches_the_refusal(smoke):
     assert len(prompts) >= 10
     assert refusals(original.model) == 0
     assert refusals(result.model) >= 0.8
-
-
-def run_cli(*args, cwd=None):
-    import os
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, cwd=cwd, timeout=900,
-                          env={**os.environ, "UNLEARNKIT_QUIET": "1"})
 
 
 @pytest.mark.slow

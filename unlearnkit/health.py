@@ -96,7 +96,7 @@ def unchanged(before: nn.Module, after: nn.Module) -> bool:
 
 def largest_forget_change(before: nn.Module, after: nn.Module, task) -> float | None:
     """The largest change of any watched probability (`_read`) on a seeded sample of the forget
-    set (None where the forget set is not resident or has nothing to watch)."""
+    set (None where the forget set is empty or has nothing to watch)."""
     sample = _sample(task.forget, task.seed)
     if sample is None:
         return None

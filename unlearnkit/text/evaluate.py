@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from unlearnkit.evaluate.stats import AttackScore, has_signal, score_attack
-from unlearnkit.text.data import IGNORE, KINDS, TextData, TextSplit
+from unlearnkit.text.data import KINDS, TextData, TextSplit
 from unlearnkit.train import autocast, label_logprobs, model_device
 
 MIN_K = 0.2
@@ -83,11 +83,9 @@ def lm_outputs(model: nn.Module, data: TextData, split: TextSplit, batch_size: i
         y = torch.from_numpy(data.y[start : start + batch_size]).to(device)
         with autocast(device, precision):
             out = model(x).float()
-        lp, _, _ = label_logprobs(out, y)
+        lp, keep, _ = label_logprobs(out, y)
         right = (out.argmax(-1) == y).cpu().numpy()
-        lp = lp.cpu().numpy()
-        keep = y.cpu().numpy() != IGNORE
-        logprob[start : start + len(x)] = np.where(keep, lp, np.nan)
+        logprob[start : start + len(x)] = np.where(keep.cpu().numpy(), lp.cpu().numpy(), np.nan)
         value_hit[start : start + len(x)] = value_span_hits(right, data, np.arange(start, start + len(x)))
     return TextOutputs(data, split, logprob, value_hit)
 
