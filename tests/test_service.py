@@ -645,6 +645,32 @@ def test_the_retention_grace_period_holds_the_old_weights_then_purges_them(ledge
         assert last.event == "models.purged" and json.loads(last.payload)["versions"] == [old.id]
 
 
+@pytest.mark.parametrize("location", BACKENDS, indirect=True)
+def test_a_serve_finishes_the_purge_that_a_serve_killed_after_deploying_left(ledger, monkeypatch):
+    """A kill between the commit that deploys and the purge after it leaves a version due for
+    purging; the next serve purges it instead of refusing to start, and so does a kill halfway
+    through deleting a purged version's files."""
+    from unlearnkit.store import sidecar_path
+
+    real_purge = Ledger.purge
+    monkeypatch.setattr(Ledger, "purge", lambda self, actor, at=None: [])  # the serve dies before purging
+    ledger.submit("test", "r1", sample_ids=[4])
+    assert serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT).deployed
+    old = all_versions(ledger)[0]
+    assert ledger.path(old.path).exists()
+    assert ledger.verify()[0] == ["model versions 1 hold deleted data past the retention policy; run `unlearnkit ledger purge`"]
+    monkeypatch.setattr(Ledger, "purge", real_purge)
+    ledger.submit("test", "r2", sample_ids=[5])
+    assert serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT).deployed
+    assert [v.purged is not None for v in all_versions(ledger)] == [True, True, False]
+    assert not ledger.path(old.path).exists() and ledger.verify()[0] == []
+    sidecar_path(ledger.path(old.path)).write_bytes(b"left by a purge killed halfway")
+    assert any("was purged" in p and "still on disk" in p for p in ledger.verify()[0])
+    ledger.submit("test", "r3", sample_ids=[6])
+    assert serve(ledger, "test", method="finetune", config={"epochs": 0.3}, rule=LENIENT).deployed
+    assert not sidecar_path(ledger.path(old.path)).exists() and ledger.verify()[0] == []
+
+
 @pytest.mark.parametrize("location", ["sqlite"], indirect=True)
 def test_scoped_tokens_and_revocation(ledger):
     client = api_client(ledger)

@@ -50,6 +50,12 @@ SCOPES = ("submit", "read", "admin")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
 
 
+def ignore_missing(function, path, error) -> None:
+    """shutil.rmtree's error handler: a file another process deleted first is gone, as wanted."""
+    if not issubclass(error[0], FileNotFoundError):
+        raise error[1]
+
+
 def quoted(value, limit: int = 80) -> str:
     """`repr(value)`, cut to about `limit` characters: an error never echoes a huge input."""
     text = repr(value)
@@ -501,13 +507,15 @@ class Ledger:
             for version in session.scalars(select(ModelVersion).where(ModelVersion.purged.is_not(None))):
                 for path in self.version_files(version, session):
                     if path.is_dir():  # a slice checkpoint's folder
-                        shutil.rmtree(path)
+                        shutil.rmtree(path, onerror=ignore_missing)
                     else:
                         path.unlink(missing_ok=True)
         return [v.id for v in due]
 
     # ---- the chain ----------------------------------------------------------------------------
-    def verify(self) -> tuple[list[str], tuple[int, str]]:
+    def verify(self, retention: bool = True) -> tuple[list[str], tuple[int, str]]:
+        """What is wrong (chain, reports, weights; with `retention`, also purges due or left
+        half-done) and the chain's head."""
         from unlearnkit.service.ensembles import STORE, missing_checkpoints
 
         with self.read() as session:
@@ -521,9 +529,9 @@ class Ledger:
                     problems.append(f"the weights of model version {version.id} ({version.path}) are missing, and it was not purged")
                 elif version.purged is None and (missing := missing_checkpoints(self, version)):
                     problems.append(f"{len(missing)} slice checkpoints of model version {version.id} (SISA ensemble) are missing from {STORE}/, and it was not purged")
-                elif version.purged is not None and (left := [p.name for p in self.version_files(version, session) if p.exists()]):
+                elif retention and version.purged is not None and (left := [p.name for p in self.version_files(version, session) if p.exists()]):
                     problems.append(f"model version {version.id} was purged at {version.purged[:19]} but {', '.join(left)} are still on disk; run `unlearnkit ledger purge`")
-            due = self.purge_due(session)
+            due = self.purge_due(session) if retention else []
             if due:
                 problems.append(f"model versions {', '.join(str(v.id) for v in due)} hold deleted data past the retention policy; run `unlearnkit ledger purge`")
         return problems, head

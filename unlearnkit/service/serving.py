@@ -131,9 +131,10 @@ def holder_alive(holder: str, heartbeat: str) -> bool:
 def serving_lease(ledger: Ledger, actor: str, wait: float = 600):
     """Hold the ledger's serving lease (waiting up to `wait` seconds for another holder), after
     recovering whatever a dead holder left, and keep its heartbeat until done."""
-    problems, _ = ledger.verify()
+    problems, _ = ledger.verify(retention=False)
     if problems:
         raise UnlearnkitError(f"the ledger does not verify ({problems[0]}); restore it from a backup or the export before serving")
+    ledger.purge(actor)  # what the policy has made due since, and a purge that a serve killed after deploying left undone
     me = holder_name()
     deadline = time.monotonic() + wait
     while True:
