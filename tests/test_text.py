@@ -77,6 +77,14 @@ def smoke(tmp_path_factory):
     return setup, original
 
 
+@pytest.fixture(scope="module")
+def retrained(smoke):
+    """Two retrained models (seeds 0 and 1) in the module's store: the audit test compares them,
+    and the CLI run's N = 2 ensemble finds them there."""
+    setup, _ = smoke
+    return [train_language_model("retrain", setup, seed=seed) for seed in (0, 1)]
+
+
 def test_the_tiny_gpt_memorizes_the_smoke_corpus(smoke):
     setup, original = smoke
     metrics = text_metrics(lm_outputs(original.model, setup.data, setup.split))
@@ -186,12 +194,17 @@ def test_idk_teaches_the_refusal(smoke):
 
 
 @pytest.mark.slow
-def test_run_on_facts_smoke_then_forget_a_request(tmp_path):
-    """`unlearnkit run --preset facts-smoke` writes the table, results.json, figures and the HTML
-    report with the ε score and KLoM (N = 2 per side); `unlearnkit forget` serves a request file
-    of people on the original it trained."""
-    cache, out = tmp_path / "store", tmp_path / "run"
-    done = run_cli("run", "--preset", "facts-smoke", "--methods", "simnpo,idk", "--evidence", "full", "--n", "2", "--resamples", "200",
+def test_run_on_facts_smoke_then_forget_a_request(smoke, retrained, tmp_path):
+    """`unlearnkit run --preset` with facts-smoke (in fp32, as a preset file) writes the table,
+    results.json, figures and the HTML report with the ε score and KLoM (N = 2 per side), taking
+    the original and both retrained models from the module's store; `unlearnkit forget` serves
+    a request file of people on that original."""
+    import tomli_w
+
+    setup, original = smoke
+    cache, out, preset = setup.store.root, tmp_path / "run", tmp_path / "facts-smoke-fp32.toml"
+    preset.write_text(tomli_w.dumps(json.loads(SMOKE.model_dump_json(exclude_none=True))))
+    done = run_cli("run", "--preset", str(preset), "--methods", "simnpo,idk", "--evidence", "full", "--n", "2", "--resamples", "200",
                    "--cache", str(cache), "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
@@ -204,6 +217,7 @@ def test_run_on_facts_smoke_then_forget_a_request(tmp_path):
         assert rows[name]["attacks"]["min-k"]["auc"]["ci95"][0] <= rows[name]["attacks"]["min-k"]["auc"]["value"]
     assert {"qa.png", "attacks.png", "losses.png"} <= {p.name for p in (out / "figures").iterdir()}
     assert "ε score" in done.stdout and "simnpo" in (out / "report.html").read_text()
+    assert rows["original"]["model"] == str(original.path) and rows["retrain"]["model"] == str(retrained[0].path)  # from the store
 
     again = run_cli("evaluate", str(out), "--cache", str(cache), "--resamples", "200")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -262,13 +276,12 @@ def test_relearn_parts_take_whole_attributes_of_each_forgotten_person(smoke):
 
 
 @pytest.mark.slow
-def test_the_text_relearning_and_quantization_audits_tell_the_original_from_retrained_models(smoke):
+def test_the_text_relearning_and_quantization_audits_tell_the_original_from_retrained_models(smoke, retrained):
     from unlearnkit.evaluate.relearn import RelearnOptions
     from unlearnkit.text.robust import text_headline, text_robustness_audits
 
     setup, original = smoke
-    retrain = train_language_model("retrain", setup, seed=0)
-    other = train_language_model("retrain", setup, seed=1)  # a second retrained model: it must pass as the first does
+    retrain, other = retrained  # the second retrained model must pass as the first does
     models = {"original": original.model, "retrain": retrain.model, "other-retrain": other.model}
     options = RelearnOptions()
     found = text_robustness_audits(models, setup.data, setup.split, seed=0, audits=("relearn", "quantize"), relearn=options)
