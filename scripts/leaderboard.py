@@ -1,8 +1,10 @@
 """The leaderboard: docs/leaderboard.md, generated from the small summaries committed under results/.
 
-    python scripts/leaderboard.py add RUN_DIR --name NAME --title TITLE --command "unlearnkit run ..."
-        summarize a run folder (one seed or --seeds) into results/NAME.json: every method's
-        figures, the retrained reference's, the noise floors, the command, machine and date
+    python scripts/leaderboard.py add RUN_DIR [RUN_DIR | results/OLD.json ...] --name NAME --title TITLE --command "unlearnkit run ..."
+        summarize run folders (one seed or --seeds each) into results/NAME.json: every method's
+        figures (mean, sd and per-seed values over seeds), the retrained reference's, the noise
+        floors, the command, machine and date; an earlier summary given instead of a folder
+        contributes its seeds, so a seed run later joins the table of the first
     python scripts/leaderboard.py build [--check]
         write docs/leaderboard.md from results/*.json (--check: exit 1 if it would change)
 
@@ -66,28 +68,70 @@ def seed_figures(results: dict) -> tuple[dict[str, dict], dict]:
     return rows, floors
 
 
-def summarize(run_dir: Path, name: str, title: str, command: str) -> dict:
+def seeds_of_run(run_dir: Path) -> list[dict]:
+    """A run folder (one seed, or a --seeds run's per-seed files) → one entry per seed."""
     results = read_json(run_dir / "results.json")
-    if "runs" in results:  # --seeds: the per-seed files, then mean ± sd here
-        per_seed = [read_json(run_dir / relative) for relative in results["runs"]]
-        seeds, first = results["seeds"], per_seed[0]
-    else:
-        per_seed, first = [results], results
-        seeds = [results["seed"]]
-    figures = [seed_figures(r) for r in per_seed]
+    per_seed = [read_json(run_dir / relative) for relative in results["runs"]] if "runs" in results else [results]
+    seeds = results["seeds"] if "runs" in results else [results["seed"]]
+    entries = []
+    for seed, one in zip(seeds, per_seed):
+        rows, floors = seed_figures(one)
+        entries.append({"seed": seed, "rows": rows, "floors": floors, "modality": one.get("modality", "image"), "preset": one["preset"],
+                        "scenario": one["split"]["spec"], "machine": one.get("machine", "unrecorded"), "from": str(run_dir)})
+    return entries
+
+
+def seeds_of_summary(path: Path) -> list[dict]:
+    """A summary made earlier (results/NAME.json) → one entry per seed, from the per-seed values it keeps."""
+    summary = read_json(path)
+    seed_floors = summary.get("seed_floors") or ([summary["floors"]] if len(summary["seeds"]) == 1 else None)
+    entries = []
+    for index, seed in enumerate(summary["seeds"]):
+        rows = {}
+        for row in summary["rows"]:
+            cells = {}
+            for key, cell in row.items():
+                if key == "name":
+                    continue
+                if isinstance(cell, dict) and "values" not in cell:
+                    fail(f"{path} keeps only the mean and sd of its seeds; add its run folders instead")
+                cells[key] = cell["values"][index] if isinstance(cell, dict) else cell
+            rows[row["name"]] = cells
+        if seed_floors is None:
+            fail(f"{path} keeps only the mean of its seeds' floors; add its run folders instead")
+        entries.append({"seed": seed, "rows": rows, "floors": seed_floors[index], "modality": summary["modality"], "preset": summary["preset"],
+                        "scenario": summary["scenario"], "machine": summary["machine"], "from": str(path)})
+    return entries
+
+
+def summarize(sources: Path | list[Path], name: str, title: str, command: str) -> dict:
+    """Run folders and earlier summaries (seeds of one preset and scenario) → one summary: a
+    seed's value, or mean, sd and the per-seed values (so that a later seed can be added)."""
+    entries = [e for source in ([sources] if isinstance(sources, Path) else sources)
+               for e in (seeds_of_summary(source) if source.is_file() else seeds_of_run(source))]
+    first = entries[0]
+    for entry in entries[1:]:
+        for what in ("modality", "preset", "scenario"):
+            if entry[what] != first[what]:
+                fail(f"{entry['from']} has {what} {entry[what]!r} but {first['from']} has {first[what]!r}; a summary holds seeds of one experiment")
+    seeds = [e["seed"] for e in entries]
+    if len(set(seeds)) < len(seeds):
+        fail(f"seed {next(s for s in seeds if seeds.count(s) > 1)} is given twice; give each seed once")
+    entries.sort(key=lambda e: e["seed"])
     rows = []
-    for row_name in figures[0][0]:
+    for row_name in entries[0]["rows"]:
         row = {"name": row_name}
-        for key in figures[0][0][row_name]:
-            values = [f[0][row_name][key] for f in figures if key in f[0].get(row_name, {})]
-            if len(values) == len(figures):
-                row[key] = values[0] if len(values) == 1 else {"mean": mean(values), "sd": sd(values)}
+        for key in entries[0]["rows"][row_name]:
+            values = [e["rows"][row_name][key] for e in entries if key in e["rows"].get(row_name, {})]
+            if len(values) == len(entries):
+                row[key] = values[0] if len(values) == 1 else {"mean": mean(values), "sd": sd(values), "values": values}
         rows.append(row)
-    floors = {k: mean([f[1][k] for f in figures]) for k in FLOORS if all(k in f[1] for f in figures)}
+    floors = {k: mean([e["floors"][k] for e in entries]) for k in FLOORS if all(k in e["floors"] for e in entries)}
+    machines = list(dict.fromkeys(e["machine"] for e in entries))
     return {
-        "title": title, "modality": first.get("modality", "image"), "preset": first["preset"], "scenario": first["split"]["spec"],
-        "seeds": seeds, "command": command, "machine": first.get("machine", "unrecorded"),
-        "date": datetime.date.today().isoformat(), "floors": floors, "rows": rows,
+        "title": title, "modality": first["modality"], "preset": first["preset"], "scenario": first["scenario"],
+        "seeds": sorted(seeds), "command": command, "machine": "; ".join(machines),
+        "date": datetime.date.today().isoformat(), "floors": floors, "seed_floors": [e["floors"] for e in entries], "rows": rows,
     }
 
 
@@ -224,8 +268,8 @@ def build(results: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="what", required=True)
-    add = commands.add_parser("add", help="summarize a run folder into results/NAME.json")
-    add.add_argument("run_dir", type=Path)
+    add = commands.add_parser("add", help="summarize run folders (and earlier summaries) into results/NAME.json")
+    add.add_argument("sources", type=Path, nargs="+", help="run folders, or results/*.json summaries whose seeds are added to")
     add.add_argument("--name", required=True, help="the summary's file name, without .json")
     add.add_argument("--title", required=True, help="the table's heading")
     add.add_argument("--command", required=True, help="the command that made the run, as a reader would type it")
@@ -236,7 +280,7 @@ def main() -> None:
     make.add_argument("--check", action="store_true", help="exit 1 if the file would change")
     args = parser.parse_args()
     if args.what == "add":
-        summary = summarize(args.run_dir, args.name, args.title, args.command)
+        summary = summarize(args.sources, args.name, args.title, args.command)
         args.results.mkdir(parents=True, exist_ok=True)
         path = args.results / f"{args.name}.json"
         path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

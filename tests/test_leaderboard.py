@@ -73,3 +73,39 @@ def test_several_seeds_give_mean_and_sd_and_two_summaries_share_one_table(leader
     assert text.count("## CIFAR-10") == 1  # same modality, preset and scenario: one table
     assert "| test [1] |" in text and "| NeurIPS score [2] |" in text
     assert "| finetune | 80.0 ± 0.0 | 99.0 ± 0.0 | 74.0 ± 1.4 |" in text
+
+
+def test_a_later_seed_joins_an_earlier_summary_as_if_both_runs_were_given(leaderboard, tmp_path):
+    first = run_folder(tmp_path / "s0", 0, [row("retrain", 0.74, 0.0, 1.0), row("kl", 0.73, 0.02, 0.1)])
+    second = run_folder(tmp_path / "s1", 1, [row("retrain", 0.76, 0.0, 1.0), row("kl", 0.71, 0.04, 0.2)])
+    earlier = tmp_path / "s0.json"
+    earlier.write_text(json.dumps(leaderboard.summarize(first, "s0", "CIFAR-10", "unlearnkit run --seed 0")))
+    joined = leaderboard.summarize([second, earlier], "s01", "CIFAR-10", "unlearnkit run --seed S")
+    assert joined == leaderboard.summarize([first, second], "s01", "CIFAR-10", "unlearnkit run --seed S")
+    kl = next(r for r in joined["rows"] if r["name"] == "kl")
+    assert joined["seeds"] == [0, 1] and kl["test_acc"]["values"] == [0.73, 0.71] and kl["test_acc"]["mean"] == pytest.approx(0.72)
+    third = run_folder(tmp_path / "s2", 2, [row("retrain", 0.75, 0.0, 1.0), row("kl", 0.72, 0.03, 0.1)])
+    (tmp_path / "s01.json").write_text(json.dumps(joined))
+    assert leaderboard.summarize([tmp_path / "s01.json", third], "s012", "CIFAR-10", "x")["seeds"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("same seed", "seed 0 is given twice"),
+    ("other scenario", "has scenario 'memorized:0.02' but"),
+    ("mean only", "keeps only the mean and sd of its seeds"),
+])
+def test_a_summary_refuses_seeds_of_other_experiments_in_one_line(leaderboard, tmp_path, capsys, problem, message):
+    first = run_folder(tmp_path / "s0", 0, [row("retrain", 0.74, 0.0, 1.0)])
+    other = run_folder(tmp_path / "o", 0 if problem == "same seed" else 1, [row("retrain", 0.74, 0.0, 1.0)])
+    if problem == "other scenario":
+        results = json.loads((other / "results.json").read_text())
+        (other / "results.json").write_text(json.dumps({**results, "split": {"spec": "memorized:0.02"}}))
+    if problem == "mean only":
+        old = {"title": "t", "modality": "image", "preset": "default", "scenario": "random:0.1", "seeds": [1, 2], "machine": "m", "floors": {},
+               "rows": [{"name": "retrain", "test_acc": {"mean": 0.75, "sd": 0.01}}]}
+        other = tmp_path / "old.json"
+        other.write_text(json.dumps(old))
+    with pytest.raises(SystemExit):
+        leaderboard.summarize([first, other], "x", "t", "c")
+    said = capsys.readouterr().err
+    assert message in said and said.count("\n") == 1
