@@ -162,6 +162,33 @@ def test_save_and_load_round_trip(trained, tmp_path):
         load_ensemble(path)
 
 
+@pytest.mark.parametrize("aggregate", ["vote", "mean"])
+def test_the_relearning_attack_fine_tunes_every_member_and_finds_an_exact_deletion_indistinguishable(trained, tmp_path, aggregate):
+    """The attack trains an ensemble member by member (a vote has no gradient); on a deletion and
+    on the ensemble trained from scratch without the ids (bitwise the same) every curve is the
+    same, so the gap is 0; the ensemble that still holds them is measured apart."""
+    from unlearnkit.evaluate.relearn import RelearnOptions, relearn_audit, relearning
+
+    images, ensemble, _ = trained
+    doomed = np.concatenate([ensemble.layout[s][SLICES - 1][:3] for s in range(SHARDS)])  # 3 ids of every shard's last slice
+    deleted = copy.deepcopy(ensemble)
+    delete(deleted, doomed, images)
+    scratch = dataclasses.replace(images, store=Store(tmp_path / "empty"))
+    shards = [train_shard(scratch, [part[~np.isin(part, doomed)] for part in ensemble.layout[s]], s, SPEC, RECIPE, SEED)[0] for s in range(SHARDS)]
+    from_scratch = SisaEnsemble(shards, deleted.layout, spec=SPEC, recipe=RECIPE, seed=SEED)
+    kept = np.setdiff1d(ensemble.ids, doomed)
+    for model in (ensemble, deleted, from_scratch):
+        model.aggregate = aggregate
+    x, y = images.x[doomed], images.y[doomed]
+    attacked = list(relearning(deleted, x[:4], y[:4], RelearnOptions(steps=2), seed=0))[-1]
+    assert all(not bitwise_equal(state(a), state(b)) for a, b in zip(attacked.shards, deleted.shards))  # each member was trained
+    options = RelearnOptions(steps=3, fraction=0.25, seeds=2, lr=0.05)
+    found = relearn_audit({"retrain": from_scratch, "sisa": deleted, "original": ensemble}, x, y, images.x[kept], images.y[kept], options, seed=0)
+    for attack in ("forget", "neighbours"):
+        assert found["models"]["sisa"][attack]["gap"] == 0.0 and found["models"]["sisa"][attack]["gap_ci95"] == [0.0, 0.0]
+    assert found["models"]["original"]["forget"]["curves"] != found["models"]["retrain"]["forget"]["curves"]
+
+
 def task_of(images: TrainingImages, forget, retain, **changes) -> Task:
     source = lambda ids: Source(images.x[ids], images.y[ids])  # noqa: E731  (row i holds id i here)
     plain = create_model("resnet18", width=2)
@@ -230,6 +257,7 @@ def test_train_command_trains_then_loads_the_ensemble(binary_dir, cache):
 def test_run_with_sisa_deletes_the_forget_set_from_an_ensemble_of_the_pool(tmp_path):
     from conftest import synthetic_arrays, write_binary
     from unlearnkit.data.splits import Split
+    from unlearnkit.evidence import EvidenceOptions
     from unlearnkit.run import run_experiment
 
     data = write_binary(tmp_path / "cifar-10-batches-bin", *synthetic_arrays())
@@ -240,7 +268,10 @@ def test_run_with_sisa_deletes_the_forget_set_from_an_ensemble_of_the_pool(tmp_p
     split = Split.load(tmp_path / "out" / "split.npz")
     assert isinstance(model, SisaEnsemble) and np.array_equal(model.ids, split.retain)
     assert row["seconds"] > 0 and results["reference_cached"] == {"original": False, "retrain": False}
+    audited = run_experiment(preset="smoke", data=data, out=tmp_path / "audited", cache=tmp_path / "cache", methods=["sisa"],
+                             configs={"sisa": {"shards": 2, "slices": 2}}, evidence=EvidenceOptions(audits=("relearn", "quantize")))
+    sisa = next(row for row in audited["rows"] if row["name"] == "sisa")
+    assert {"relearn_gap", "relearn_neighbours_gap", "int8_forget_gap", "int4_forget_gap", "relearn_held"} <= set(sisa)
+    assert audited["reference_cached"] == {"original": True, "retrain": True}
     with pytest.raises(UnlearnkitError, match="--evidence full trains each method's models from the single original"):
-        from unlearnkit.evidence import EvidenceOptions
-
         run_experiment(preset="smoke", data=data, out=tmp_path / "full", cache=tmp_path / "cache", methods=["sisa"], evidence=EvidenceOptions(level="full"))

@@ -29,7 +29,7 @@ from unlearnkit.pages import run_report
 from unlearnkit.report import aggregate_table, evidence_figures, relearn_figure, results_table, write_figures
 from unlearnkit.robustness import headline as robustness_headline, robustness_audits
 from unlearnkit.sisa import SisaEnsemble, check_layout, load_any_model, read_any_sidecar, save_ensemble, train_sisa
-from unlearnkit.store import Store, load_model, save_model, sidecar_path, versions
+from unlearnkit.store import Store, save_model, sidecar_path, versions
 from unlearnkit.train import machine_record
 
 DEFAULT_METHODS = ("finetune", "prune-l1", "kl", "dummy-labels")
@@ -77,8 +77,6 @@ def sisa_limit(evidence: EvidenceOptions | None) -> str | None:
     """Why a run cannot include sisa with this evidence (None: it can)."""
     if evidence is not None and evidence.level == "full":
         return "--evidence full trains each method's models from the single original, and sisa deletes from a SISA ensemble; use --evidence fast with sisa, or drop sisa from --methods"
-    if evidence is not None and evidence.audits:
-        return f"--audit {','.join(evidence.audits)} runs on single models so far, not on sisa's ensemble; drop --audit or drop sisa from --methods"
     return None
 
 
@@ -176,7 +174,7 @@ def report_run(out: Path, setup, seed: int, original, retrain, rows: list[dict],
     robust = {}
     if options.audits:
         device = next(original.model.parameters()).device
-        models = {row["name"]: {"original": original.model, "retrain": retrain.model}.get(row["name"]) or load_model(row["model"], device) for row in rows}
+        models = {row["name"]: {"original": original.model, "retrain": retrain.model}.get(row["name"]) or load_any_model(row["model"], device) for row in rows}
         robust = robustness_audits(models, dataset, split, seed, options.audits)
         for row in rows:
             row.update(robustness_headline(robust, row["name"]))

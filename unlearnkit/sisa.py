@@ -217,6 +217,11 @@ class SisaEnsemble(nn.Module):
         self.store: Store | None = None  # where the slice checkpoints are (set by whoever trained or loaded it)
 
     @property
+    def members(self) -> list[nn.Module]:
+        """The shard models: what an attack that fine-tunes the ensemble trains (evaluate/relearn.py)."""
+        return list(self.shards)
+
+    @property
     def ids(self) -> np.ndarray:
         return np.sort(np.concatenate([part for slices in self.layout for part in slices]))
 

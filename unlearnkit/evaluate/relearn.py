@@ -99,9 +99,20 @@ def relearning(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, o
         # model for every model alike and hides what the weights still hold.
         attacked.eval()
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(output_logits(attacked(to_float(train_x[batch]).to(device))), train_y[batch].to(device)).backward()
+        attack_loss(attacked, to_float(train_x[batch]).to(device), train_y[batch].to(device)).backward()
         optimizer.step()
         yield attacked
+
+
+def attack_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The attack's loss on a batch. An ensemble (a model with `members`, as a SISA ensemble) is
+    attacked member by member: each member is fine-tuned on the batch as a model of its own (the
+    sum of their losses), since its aggregated prediction (a vote) has no gradient; what is then
+    measured is the ensemble's aggregated prediction."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return sum(F.cross_entropy(output_logits(member(x)), y) for member in members)
+    return F.cross_entropy(output_logits(model(x)), y)
 
 
 def relearn_curve(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, measured_x: torch.Tensor, measured_y: torch.Tensor,
