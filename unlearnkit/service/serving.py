@@ -322,14 +322,12 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
         target = ledger.policy(session).get("backdoor_target")
     exact = layout_of(deployed) is not None
     result, verified = unlearn_and_verify(original, dataset, split, method=method, config=config, recipe=recipe, seed=seed, retain_sample=retain_sample,
-                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if relearns(rule, original) else None,
+                                          checkpoint=work / "checkpoint.safetensors", relearn=RelearnOptions() if rule.relearn else None,
                                           backdoor_target=None if target is None else backdoor_class(target, dataset.classes))
     verdict = decide(verified, int(forget.size), rule)
     shards = retrained(original.layout, forget) if exact else None
     report = {"action": action.id, "requests": action.requests, "images": int(forget.size), "input_version": deployed.id, "method": method,
               **verified, "verdict": verdict, "seconds": time.perf_counter() - started, **({"exact": exact_note(shards, original, asked)} if exact else {})}
-    if rule.relearn and not relearns(rule, original):
-        report["skipped"] = [*report["skipped"], "the relearning attack: a voting ensemble has no gradient to fine-tune through"]
     ledger.write_file(f"actions/{action.id}/report.json", json.dumps(report, indent=2, default=float).encode())
     ledger.write_file(f"actions/{action.id}/report.html", batch_report(report).encode())
     (work / "checkpoint.safetensors").unlink(missing_ok=True)
@@ -367,13 +365,6 @@ def _unlearn_batch(ledger, actor, action, claimed, deployed, forget, trained_on,
     message = (report["exact"] if exact else "served: the new version is deployed" if passed else "the verdict failed: the requests await `unlearnkit ledger retrain`")
     return Served(action=action.id, requests=action.requests, images=int(forget.size), verdict=verdict, version=version.id, deployed=deploy, report=relative,
                   message=message, exact=exact)
-
-
-def relearns(rule: VerdictRule, model) -> bool:
-    """Whether the relearning attack runs: a voting SISA ensemble's output has no gradient."""
-    from unlearnkit.sisa import SisaEnsemble
-
-    return rule.relearn and not (isinstance(model, SisaEnsemble) and model.aggregate == "vote")
 
 
 def exact_note(shards: list[dict], ensemble, asked: str) -> str:
