@@ -4,6 +4,7 @@ which shards retrain and from which slice, saving, the command line and the meth
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import math
 
@@ -16,7 +17,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import Task, run_method
 from unlearnkit.models import create_model
 from unlearnkit.sisa import (
-    SisaEnsemble, TrainingImages, VOTE_FLOOR, combine, delete, load_any_model, load_ensemble, partition, save_ensemble, slice_recipe,
+    FORMAT, SisaEnsemble, TrainingImages, VOTE_FLOOR, combine, delete, load_any_model, load_ensemble, partition, save_ensemble, slice_recipe,
     train_ensemble, train_shard,
 )
 from unlearnkit.store import Store
@@ -273,5 +274,12 @@ def test_run_with_sisa_deletes_the_forget_set_from_an_ensemble_of_the_pool(tmp_p
     sisa = next(row for row in audited["rows"] if row["name"] == "sisa")
     assert {"relearn_gap", "relearn_neighbours_gap", "int8_forget_gap", "int4_forget_gap", "relearn_held"} <= set(sisa)
     assert audited["reference_cached"] == {"original": True, "retrain": True}
-    with pytest.raises(UnlearnkitError, match="--evidence full trains each method's models from the single original"):
-        run_experiment(preset="smoke", data=data, out=tmp_path / "full", cache=tmp_path / "cache", methods=["sisa"], evidence=EvidenceOptions(level="full"))
+    # the NeurIPS score's N unlearned models are deletions from N ensembles (seeds 0 and 1), U-LiRA's shadow ones from narrower ensembles
+    full = run_experiment(preset="smoke", data=data, out=tmp_path / "full", cache=tmp_path / "cache", methods=["sisa"], configs={"sisa": {"shards": 2, "slices": 2}},
+                          evidence=EvidenceOptions(level="full", n=2, k=2, shadow_width=2, resamples=100))
+    sisa = next(row for row in full["rows"] if row["name"] == "sisa")
+    assert 0 <= sisa["neurips_score"] <= 1 and 0 <= sisa["ulira_auc"] <= 1 and sisa["klom"] >= 0
+    assert len(np.load(tmp_path / "full" / "epsilon.npz")["sisa"]) == split.forget.size
+    sidecars = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
+    ensembles = {(meta["model"]["kwargs"]["width"], meta["seed"]) for meta in sidecars if meta.get("format") == FORMAT}
+    assert ensembles == {(4, 0), (4, 1), (2, 1), (2, 2)}  # the run's and the second of N (smoke's width 4), U-LiRA's two shadows (width 2)

@@ -127,9 +127,17 @@ def reference_outputs(role: str, setup: Setup, preset: Preset, seed: int, ledger
 
 def unlearned_outputs(method: str, config: MethodConfig, original: Reference, setup: Setup, preset: Preset, seed: int, ledger: Ledger) -> Outputs:
     """The method's output on `original` with `seed`, through the store (only its logits are kept),
-    under a key that holds the method's code digest: editing a method makes its models anew."""
+    under a key that holds the method's code digest: editing a method makes its models anew.
+    sisa deletes from the SISA ensemble of `preset` trained with `seed` instead: deleting from one
+    ensemble is deterministic, so its randomness over seeds is the ensemble's training, as the
+    retrained models' is theirs."""
     split = setup.split
-    key = setup.store.key(kind="unlearned", original=original.path.parent.name, method=method, code=method_digest(method), config=config.model_dump(), seed=seed, split=split.fingerprint)
+    given = original
+    if method == "sisa":
+        from unlearnkit.sisa import train_sisa
+
+        given = train_sisa("original", setup.dataset, split, preset, seed, setup.store, shards=config.shards, slices=config.slices, aggregate=config.aggregate)
+    key = setup.store.key(kind="unlearned", original=given.path.parent.name, method=method, code=method_digest(method), config=config.model_dump(), seed=seed, split=split.fingerprint)
     logits_path = setup.store.path(key).parent / "logits.npz"
     started = time.perf_counter()
     if (found := cached_outputs(setup.dataset, split, logits_path)) is not None:
@@ -140,7 +148,7 @@ def unlearned_outputs(method: str, config: MethodConfig, original: Reference, se
             ledger.add(time.perf_counter() - started, True)
             return found
         task = Task.from_split(setup.dataset, split, original.model, preset.recipe, seed, cache_dir=original.path.parent)
-        result = run_method(method, original.model, task, config, checkpoint=logits_path.parent / "checkpoint.safetensors")
+        result = run_method(method, given.model, task, config, checkpoint=logits_path.parent / "checkpoint.safetensors")
         outputs = model_outputs(result.model, setup.dataset, split, logits_path)
     ledger.add(time.perf_counter() - started, False)
     return outputs

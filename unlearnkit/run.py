@@ -73,13 +73,6 @@ def method_settings(preset, names: list[str], overrides: dict | None) -> dict[st
     return {name: values for name, values in chosen.items() if values}
 
 
-def sisa_limit(evidence: EvidenceOptions | None) -> str | None:
-    """Why a run cannot include sisa with this evidence (None: it can)."""
-    if evidence is not None and evidence.level == "full":
-        return "--evidence full trains each method's models from the single original, and sisa deletes from a SISA ensemble; use --evidence fast with sisa, or drop sisa from --methods"
-    return None
-
-
 def run_experiment(
     *, preset: str = "default", data=None, methods=None, seed: int = 0, out: str | Path = "runs/latest", cache=None,
     configs: dict | None = None, forget: str | float | None = None, subjects=None, evidence: EvidenceOptions | None = None,
@@ -104,11 +97,6 @@ def run_experiment(
     setup = prepare(data=data, preset=chosen_preset, seed=seed, cache=cache, forget=forget, subjects=subjects)
     dataset, split = setup.dataset, setup.split
     configs = method_settings(setup.preset, names, configs)
-    if "sisa" in names and (limit := sisa_limit(evidence)):
-        if methods not in ("all", ["all"]):
-            raise UnlearnkitError(limit)
-        names.remove("sisa")
-        say(f"[yellow]--methods all: sisa left out ({limit})[/yellow]")
     if "sisa" in names:
         sisa_config = make_config("sisa", configs.get("sisa"))
         check_layout(split.forget.size + split.retain.size, sisa_config.shards, sisa_config.slices)  # before any training
@@ -271,8 +259,6 @@ def evaluate_run(run_dir: str | Path, *, data=None, cache=None, evidence: Eviden
     if dataset.fingerprint != results.get("data_fingerprint"):
         raise UnlearnkitError(f"the data given has fingerprint {dataset.fingerprint[:12]}…, but {run_dir} was run on {str(results.get('data_fingerprint'))[:12]}…; pass --data with the same dataset")
     seed = int(results["seed"])
-    if any(row["name"] == "sisa" for row in results["rows"]) and (limit := sisa_limit(evidence)):
-        raise UnlearnkitError(limit)
     setup = Setup(dataset, get_preset(results.get("preset_config", results["preset"])), split, Store(cache) if cache else Store())
     say(f"[bold]unlearnkit evaluate[/bold] {run_dir}: preset {setup.preset.name}, seed {seed}, {len(results['rows']) - 2} methods")
     original = train_reference("original", dataset, split, setup.preset, seed, setup.store)
