@@ -77,7 +77,7 @@ def seeds_of_run(run_dir: Path) -> list[dict]:
     for seed, one in zip(seeds, per_seed):
         rows, floors = seed_figures(one)
         entries.append({"seed": seed, "rows": rows, "floors": floors, "modality": one.get("modality", "image"), "preset": one["preset"],
-                        "scenario": one["split"]["spec"], "machine": one.get("machine", "unrecorded"), "from": str(run_dir)})
+                        "scenario": one["split"]["spec"], "machine": one.get("machine", "unrecorded"), "date": datetime.date.today().isoformat(), "from": str(run_dir)})
     return entries
 
 
@@ -100,7 +100,7 @@ def seeds_of_summary(path: Path) -> list[dict]:
         if seed_floors is None:
             fail(f"{path} keeps only the mean of its seeds' floors; add its run folders instead")
         entries.append({"seed": seed, "rows": rows, "floors": seed_floors[index], "modality": summary["modality"], "preset": summary["preset"],
-                        "scenario": summary["scenario"], "machine": summary["machine"], "from": str(path)})
+                        "scenario": summary["scenario"], "machine": summary["machine"], "date": summary.get("date", "undated"), "from": str(path)})
     return entries
 
 
@@ -131,7 +131,7 @@ def summarize(sources: Path | list[Path], name: str, title: str, command: str) -
     return {
         "title": title, "modality": first["modality"], "preset": first["preset"], "scenario": first["scenario"],
         "seeds": sorted(seeds), "command": command, "machine": "; ".join(machines),
-        "date": datetime.date.today().isoformat(), "floors": floors, "seed_floors": [e["floors"] for e in entries], "rows": rows,
+        "date": ", ".join(sorted(set(e["date"] for e in entries))), "floors": floors, "seed_floors": [e["floors"] for e in entries], "rows": rows,
     }
 
 
