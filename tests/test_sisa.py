@@ -167,7 +167,7 @@ def test_save_and_load_round_trip(trained, tmp_path):
 def test_the_relearning_attack_fine_tunes_every_member_and_finds_an_exact_deletion_indistinguishable(trained, tmp_path, aggregate):
     """The attack trains an ensemble member by member (a vote has no gradient); on a deletion and
     on the ensemble trained from scratch without the ids (bitwise the same) every curve is the
-    same, so the gap is 0; the ensemble that still holds them is measured apart."""
+    same, so the gap is 0."""
     from unlearnkit.evaluate.relearn import RelearnOptions, relearn_audit, relearning
 
     images, ensemble, _ = trained
@@ -178,16 +178,15 @@ def test_the_relearning_attack_fine_tunes_every_member_and_finds_an_exact_deleti
     shards = [train_shard(scratch, [part[~np.isin(part, doomed)] for part in ensemble.layout[s]], s, SPEC, RECIPE, SEED)[0] for s in range(SHARDS)]
     from_scratch = SisaEnsemble(shards, deleted.layout, spec=SPEC, recipe=RECIPE, seed=SEED)
     kept = np.setdiff1d(ensemble.ids, doomed)
-    for model in (ensemble, deleted, from_scratch):
+    for model in (deleted, from_scratch):
         model.aggregate = aggregate
     x, y = images.x[doomed], images.y[doomed]
     attacked = list(relearning(deleted, x[:4], y[:4], RelearnOptions(steps=2), seed=0))[-1]
     assert all(not bitwise_equal(state(a), state(b)) for a, b in zip(attacked.shards, deleted.shards))  # each member was trained
     options = RelearnOptions(steps=3, fraction=0.25, seeds=2, lr=0.05)
-    found = relearn_audit({"retrain": from_scratch, "sisa": deleted, "original": ensemble}, x, y, images.x[kept], images.y[kept], options, seed=0)
+    found = relearn_audit({"retrain": from_scratch, "sisa": deleted}, x, y, images.x[kept], images.y[kept], options, seed=0)
     for attack in ("forget", "neighbours"):
         assert found["models"]["sisa"][attack]["gap"] == 0.0 and found["models"]["sisa"][attack]["gap_ci95"] == [0.0, 0.0]
-    assert found["models"]["original"]["forget"]["curves"] != found["models"]["retrain"]["forget"]["curves"]
 
 
 def task_of(images: TrainingImages, forget, retain, **changes) -> Task:
