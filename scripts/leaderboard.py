@@ -89,13 +89,16 @@ def seeds_of_summary(path: Path) -> list[dict]:
     for index, seed in enumerate(summary["seeds"]):
         rows = {}
         for row in summary["rows"]:
+            row_seeds = row.get("seeds", summary["seeds"])  # a row that only some seeds have lists them
+            if seed not in row_seeds:
+                continue
             cells = {}
             for key, cell in row.items():
-                if key == "name":
+                if key in ("name", "seeds"):
                     continue
                 if isinstance(cell, dict) and "values" not in cell:
                     fail(f"{path} keeps only the mean and sd of its seeds; add its run folders instead")
-                cells[key] = cell["values"][index] if isinstance(cell, dict) else cell
+                cells[key] = cell["values"][row_seeds.index(seed)] if isinstance(cell, dict) else cell
             rows[row["name"]] = cells
         if seed_floors is None:
             fail(f"{path} keeps only the mean of its seeds' floors; add its run folders instead")
@@ -119,11 +122,12 @@ def summarize(sources: Path | list[Path], name: str, title: str, command: str) -
         fail(f"seed {next(s for s in seeds if seeds.count(s) > 1)} is given twice; give each seed once")
     entries.sort(key=lambda e: e["seed"])
     rows = []
-    for row_name in entries[0]["rows"]:
-        row = {"name": row_name}
-        for key in entries[0]["rows"][row_name]:
-            values = [e["rows"][row_name][key] for e in entries if key in e["rows"].get(row_name, {})]
-            if len(values) == len(entries):
+    for row_name in dict.fromkeys(name for e in entries for name in e["rows"]):
+        having = [e for e in entries if row_name in e["rows"]]
+        row = {"name": row_name} | ({"seeds": [e["seed"] for e in having]} if len(having) < len(entries) else {})  # a method some seeds did not run
+        for key in having[0]["rows"][row_name]:
+            values = [e["rows"][row_name][key] for e in having if key in e["rows"][row_name]]
+            if len(values) == len(having):
                 row[key] = values[0] if len(values) == 1 else {"mean": mean(values), "sd": sd(values), "values": values}
         rows.append(row)
     floors = {k: mean([e["floors"][k] for e in entries]) for k in FLOORS if all(k in e["floors"] for e in entries)}
@@ -185,6 +189,8 @@ def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tup
     for _, summary in summaries:
         for row in summary["rows"]:
             rows.setdefault(row["name"], {})
+            if "seeds" in row:  # run on some of the summary's seeds only
+                rows[row["name"]].setdefault("_seeds", row["seeds"])
     if modality == "text":
         with_text_gaps(rows)
     gap = lambda name: value_of(rows[name].get("avg_gap")) if rows[name].get("avg_gap") is not None else float("inf")  # noqa: E731
@@ -233,6 +239,8 @@ def table_markdown(summaries: list[tuple[str, dict]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in order:
         label = "**retrain (reference)**" if name == "retrain" else name
+        if "_seeds" in rows[name]:
+            label += f" (seed{'s' if len(rows[name]['_seeds']) > 1 else ''} {', '.join(map(str, rows[name]['_seeds']))} only)"
         lines.append("| " + " | ".join([label, *(formatted(rows[name].get(key), scale, digits) for _, key, scale, digits, _ in columns)]) + " |")
     lines.append("")
     for index, (file, summary) in enumerate(summaries):

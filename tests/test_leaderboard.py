@@ -109,3 +109,19 @@ def test_a_summary_refuses_seeds_of_other_experiments_in_one_line(leaderboard, t
         leaderboard.summarize([first, other], "x", "t", "c")
     said = capsys.readouterr().err
     assert message in said and said.count("\n") == 1
+
+
+def test_a_method_only_some_seeds_ran_keeps_its_values_and_says_which_seeds(leaderboard, tmp_path):
+    first = run_folder(tmp_path / "s0", 0, [row("retrain", 0.74, 0.0, 1.0), row("kl", 0.73, 0.02, 0.1)])
+    second = run_folder(tmp_path / "s1", 1, [row("retrain", 0.76, 0.0, 1.0), row("kl", 0.71, 0.04, 0.2), row("sisa", 0.55, 0.2, 0.9)])
+    earlier = tmp_path / "s0.json"
+    earlier.write_text(json.dumps(leaderboard.summarize(first, "s0", "CIFAR-10", "c")))
+    joined = leaderboard.summarize([earlier, second], "s01", "CIFAR-10", "c")
+    sisa = next(r for r in joined["rows"] if r["name"] == "sisa")
+    assert sisa["seeds"] == [1] and sisa["test_acc"] == 0.55 and "seeds" not in next(r for r in joined["rows"] if r["name"] == "kl")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "s01.json").write_text(json.dumps(joined))
+    assert "| sisa (seed 1 only) | 80.0 | 99.0 | 55.0 |" in leaderboard.build(tmp_path / "results")
+    third = run_folder(tmp_path / "s2", 2, [row("retrain", 0.75, 0.0, 1.0), row("kl", 0.72, 0.03, 0.1), row("sisa", 0.57, 0.2, 0.9)])
+    again = leaderboard.summarize([tmp_path / "results" / "s01.json", third], "s012", "CIFAR-10", "c")
+    assert next(r for r in again["rows"] if r["name"] == "sisa")["test_acc"]["values"] == [0.55, 0.57]
