@@ -4,7 +4,8 @@
         summarize run folders (one seed or --seeds each) into results/NAME.json: every method's
         figures (mean, sd and per-seed values over seeds), the retrained reference's, the noise
         floors, the command, machine and date; an earlier summary given instead of a folder
-        contributes its seeds, so a seed run later joins the table of the first
+        contributes its seeds, so a seed run later joins the table of the first; two folders of
+        one seed that ran different methods (against the same store) count as one run
     python scripts/leaderboard.py build [--check]
         write docs/leaderboard.md from results/*.json (--check: exit 1 if it would change)
 
@@ -38,6 +39,7 @@ COLUMNS = {
 }
 # the accuracies whose mean |difference| to the retrained model is a text row's "avg gap"
 TEXT_GAP_KEYS = ("qa_forget", "qa_retain", "qa_test", "extraction_forget")
+REFERENCES = ("retrain", "original")
 FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
 
 
@@ -107,6 +109,32 @@ def seeds_of_summary(path: Path) -> list[dict]:
     return entries
 
 
+def one_entry_per_seed(entries: list[dict]) -> list[dict]:
+    """Runs of one seed that ran different methods against the same reference models (a later
+    run of the methods an earlier one left out) → one entry with all their methods."""
+    by_seed: dict[int, dict] = {}
+    for entry in entries:
+        first = by_seed.get(entry["seed"])
+        if first is None:
+            by_seed[entry["seed"]] = entry | {"rows": dict(entry["rows"])}
+            continue
+        shared = set(first["rows"]) & set(entry["rows"])
+        if repeated := sorted(shared - set(REFERENCES)):
+            fail(f"seed {entry['seed']} is given twice with {repeated[0]} in both ({first['from']}, {entry['from']}); give each method of a seed once")
+        for name in sorted(shared):
+            for key in ("forget_acc", "retain_acc", "test_acc"):
+                theirs, ours = first["rows"][name].get(key), entry["rows"][name].get(key)
+                if theirs is not None and ours is not None and abs(theirs - ours) > 1e-6:
+                    fail(f"{entry['from']} has {name} {key} {ours:.4f} but {first['from']} has {theirs:.4f}; "
+                         f"runs of one seed must use the same {name} model (the same store)")
+        first["rows"].update({name: row for name, row in entry["rows"].items() if name not in shared})
+        first["floors"] = entry["floors"] | first["floors"]
+        for what, separator in (("machine", "; "), ("date", ", "), ("from", ", ")):
+            if entry[what] not in first[what].split(separator):
+                first[what] += separator + entry[what]
+    return list(by_seed.values())
+
+
 def summarize(sources: Path | list[Path], name: str, title: str, command: str) -> dict:
     """Run folders and earlier summaries (seeds of one preset and scenario) → one summary: a
     seed's value, or mean, sd and the per-seed values (so that a later seed can be added)."""
@@ -117,10 +145,8 @@ def summarize(sources: Path | list[Path], name: str, title: str, command: str) -
         for what in ("modality", "preset", "scenario"):
             if entry[what] != first[what]:
                 fail(f"{entry['from']} has {what} {entry[what]!r} but {first['from']} has {first[what]!r}; a summary holds seeds of one experiment")
+    entries = sorted(one_entry_per_seed(entries), key=lambda e: e["seed"])
     seeds = [e["seed"] for e in entries]
-    if len(set(seeds)) < len(seeds):
-        fail(f"seed {next(s for s in seeds if seeds.count(s) > 1)} is given twice; give each seed once")
-    entries.sort(key=lambda e: e["seed"])
     rows = []
     for row_name in dict.fromkeys(name for e in entries for name in e["rows"]):
         having = [e for e in entries if row_name in e["rows"]]

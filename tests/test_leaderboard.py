@@ -90,13 +90,15 @@ def test_a_later_seed_joins_an_earlier_summary_as_if_both_runs_were_given(leader
 
 
 @pytest.mark.parametrize("problem, message", [
-    ("same seed", "seed 0 is given twice"),
+    ("same seed", "seed 0 is given twice with kl in both"),
+    ("other reference", "has retrain test_acc 0.7000 but"),
     ("other scenario", "has scenario 'memorized:0.02' but"),
     ("mean only", "keeps only the mean and sd of its seeds"),
 ])
 def test_a_summary_refuses_seeds_of_other_experiments_in_one_line(leaderboard, tmp_path, capsys, problem, message):
-    first = run_folder(tmp_path / "s0", 0, [row("retrain", 0.74, 0.0, 1.0)])
-    other = run_folder(tmp_path / "o", 0 if problem == "same seed" else 1, [row("retrain", 0.74, 0.0, 1.0)])
+    first = run_folder(tmp_path / "s0", 0, [row("retrain", 0.74, 0.0, 1.0), row("kl", 0.73, 0.02, 0.1)])
+    other = run_folder(tmp_path / "o", 0 if problem in ("same seed", "other reference") else 1,
+                       [row("retrain", 0.70 if problem == "other reference" else 0.74, 0.0, 1.0), row("kl" if problem == "same seed" else "ssd", 0.73, 0.02, 0.1)])
     if problem == "other scenario":
         results = json.loads((other / "results.json").read_text())
         (other / "results.json").write_text(json.dumps({**results, "split": {"spec": "memorized:0.02"}}))
@@ -109,6 +111,20 @@ def test_a_summary_refuses_seeds_of_other_experiments_in_one_line(leaderboard, t
         leaderboard.summarize([first, other], "x", "t", "c")
     said = capsys.readouterr().err
     assert message in said and said.count("\n") == 1
+
+
+def test_two_runs_of_one_seed_with_different_methods_are_one_seed(leaderboard, tmp_path):
+    eight = run_folder(tmp_path / "eight", 1, [row("retrain", 0.74, 0.0, 1.0), row("original", 0.76, 0.1, 2.0), row("kl", 0.73, 0.02, 0.1)],
+                       {"klom_retrain_vs_retrain": {"mean": 6.4}})
+    rest = run_folder(tmp_path / "rest", 1, [row("retrain", 0.74, 0.0, 1.0), row("original", 0.76, 0.1, 2.0), row("ssd", 0.70, 0.09, 0.05)])
+    other_seed = run_folder(tmp_path / "s2", 2, [row("retrain", 0.76, 0.0, 1.0), row("kl", 0.71, 0.04, 0.2), row("ssd", 0.72, 0.07, 0.07)])
+    joined = leaderboard.summarize([eight, rest, other_seed], "x", "t", "c")
+    names = {r["name"]: r for r in joined["rows"]}
+    assert joined["seeds"] == [1, 2] and sorted(names) == ["kl", "original", "retrain", "ssd"]
+    assert names["ssd"]["test_acc"]["values"] == [0.70, 0.72] and names["kl"]["test_acc"]["values"] == [0.73, 0.71]
+    assert names["original"]["seeds"] == [1] and joined["seed_floors"] == [{"klom_retrain_vs_retrain": 6.4}, {}]
+    swapped = leaderboard.summarize([rest, eight, other_seed], "x", "t", "c")
+    assert {r["name"]: r for r in swapped["rows"]} == names and swapped["seed_floors"] == joined["seed_floors"]
 
 
 def test_a_method_only_some_seeds_ran_keeps_its_values_and_says_which_seeds(leaderboard, tmp_path):
