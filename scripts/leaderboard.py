@@ -40,6 +40,10 @@ COLUMNS = {
 # the accuracies whose mean |difference| to the retrained model is a text row's "avg gap"
 TEXT_GAP_KEYS = ("qa_forget", "qa_retain", "qa_test", "extraction_forget")
 REFERENCES = ("retrain", "original")
+# a method's forgetting holds when, after each attack, it is at most 2 points more accurate on the
+# forget set than the retrained model after the same attack (the run's own margin)
+HOLD_KEYS = ("relearn_gap", "relearn_neighbours_gap", "int4_forget_gap")
+HOLD_MARGIN = 0.02
 FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
 
 
@@ -237,6 +241,15 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
 
     if found := best("avg_gap"):
         lines.append(f"- **Closest to retraining on average** (lowest avg gap): `{found[1]}` ({found[0]:.3f}).")
+    audited = [n for n in methods if all(rows[n].get(key) is not None for key in HOLD_KEYS)]
+    if audited:
+        holding = [n for n in audited if rows[n].get("avg_gap") is not None and all(value_of(rows[n][key]) <= HOLD_MARGIN for key in HOLD_KEYS)]
+        if holding:
+            found = min(holding, key=lambda n: (value_of(rows[n]["avg_gap"]), n))
+            lines.append(f"- **Closest to retraining whose forgetting holds** (relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
+                         f"retrained model's): `{found}` ({value_of(rows[found]['avg_gap']):.3f}); {len(holding)} of the {len(audited)} audited methods hold.")
+        else:
+            lines.append(f"- **No audited method's forgetting holds**: every one recovers more than {100 * HOLD_MARGIN:.0f} points beyond the retrained model under an attack.")
     if found := best("neurips_score", highest=True):
         lines.append(f"- **Best per-example forgetting** (highest NeurIPS score): `{found[1]}` ({found[0]:.3f}).")
     if found := best("klom"):

@@ -141,3 +141,19 @@ def test_a_method_only_some_seeds_ran_keeps_its_values_and_says_which_seeds(lead
     third = run_folder(tmp_path / "s2", 2, [row("retrain", 0.75, 0.0, 1.0), row("kl", 0.72, 0.03, 0.1), row("sisa", 0.57, 0.2, 0.9)])
     again = leaderboard.summarize([tmp_path / "results" / "s01.json", third], "s012", "CIFAR-10", "c")
     assert next(r for r in again["rows"] if r["name"] == "sisa")["test_acc"]["values"] == [0.55, 0.57]
+
+
+def test_the_guide_names_the_closest_method_whose_forgetting_holds_under_the_audits(leaderboard, tmp_path):
+    audits = lambda relearn, neighbours, int4: {"relearn_gap": relearn, "relearn_neighbours_gap": neighbours, "int4_forget_gap": int4}  # noqa: E731
+    rows = [row("retrain", 0.75, 0.0, 1.0, **audits(0.0, 0.0, 0.0)), row("original", 0.76, 0.2, 2.0, **audits(0.6, 0.6, 0.6)),
+            row("hides", 0.75, 0.01, 0.1, **audits(0.30, 0.01, 0.01)), row("int4-leaks", 0.75, 0.02, 0.1, **audits(0.0, 0.0, 0.021)),
+            row("holds", 0.74, 0.05, 0.1, **audits(0.02, -0.1, 0.0)), row("holds-farther", 0.74, 0.08, 0.1, **audits(0.0, 0.0, 0.0)),
+            row("unaudited", 0.75, 0.001, 0.1)]
+    (tmp_path / "results").mkdir()
+    summary = leaderboard.summarize(run_folder(tmp_path / "run", 0, rows), "x", "t", "c")
+    (tmp_path / "results" / "x.json").write_text(json.dumps(summary))
+    text = leaderboard.build(tmp_path / "results")
+    assert "whose forgetting holds** (relearning and int4 gaps at most 2 points above the retrained model's): `holds` (0.050); 2 of the 4 audited methods hold." in text
+    failing = [r | ({"relearn_gap": 0.5} if r["name"].startswith("holds") else {}) for r in rows]
+    (tmp_path / "results" / "x.json").write_text(json.dumps(leaderboard.summarize(run_folder(tmp_path / "bad", 0, failing), "x", "t", "c")))
+    assert "**No audited method's forgetting holds**" in leaderboard.build(tmp_path / "results")
