@@ -40,8 +40,9 @@ COLUMNS = {
 # the accuracies whose mean |difference| to the retrained model is a text row's "avg gap"
 TEXT_GAP_KEYS = ("qa_forget", "qa_retain", "qa_test", "extraction_forget")
 REFERENCES = ("retrain", "original")
-# a method's forgetting holds when, after each attack, it is at most 2 points more accurate on the
-# forget set than the retrained model after the same attack (the run's own margin)
+# a method's forgetting holds when, after each attack, it is at most 2 points (the run's margin) more
+# accurate on the forget set than the retrained model after the same attack, in the mean over seeds:
+# stricter than the run's own verdict, which holds a method whose gap's interval reaches 2 points
 HOLD_KEYS = ("relearn_gap", "relearn_neighbours_gap", "int4_forget_gap")
 HOLD_MARGIN = 0.02
 FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
@@ -246,7 +247,7 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
         holding = [n for n in audited if rows[n].get("avg_gap") is not None and all(value_of(rows[n][key]) <= HOLD_MARGIN for key in HOLD_KEYS)]
         if holding:
             found = min(holding, key=lambda n: (value_of(rows[n]["avg_gap"]), n))
-            lines.append(f"- **Closest to retraining whose forgetting holds** (relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
+            lines.append(f"- **Closest to retraining whose forgetting holds** (mean relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
                          f"retrained model's): `{found}` ({value_of(rows[found]['avg_gap']):.3f}); {len(holding)} of the {len(audited)} audited methods hold.")
         else:
             lines.append(f"- **No audited method's forgetting holds**: every one recovers more than {100 * HOLD_MARGIN:.0f} points beyond the retrained model under an attack.")

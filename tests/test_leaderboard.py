@@ -153,7 +153,7 @@ def test_the_guide_names_the_closest_method_whose_forgetting_holds_under_the_aud
     summary = leaderboard.summarize(run_folder(tmp_path / "run", 0, rows), "x", "t", "c")
     (tmp_path / "results" / "x.json").write_text(json.dumps(summary))
     text = leaderboard.build(tmp_path / "results")
-    assert "whose forgetting holds** (relearning and int4 gaps at most 2 points above the retrained model's): `holds` (0.050); 2 of the 4 audited methods hold." in text
+    assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `holds` (0.050); 2 of the 4 audited methods hold." in text
     failing = [r | ({"relearn_gap": 0.5} if r["name"].startswith("holds") else {}) for r in rows]
     (tmp_path / "results" / "x.json").write_text(json.dumps(leaderboard.summarize(run_folder(tmp_path / "bad", 0, failing), "x", "t", "c")))
     assert "**No audited method's forgetting holds**" in leaderboard.build(tmp_path / "results")
