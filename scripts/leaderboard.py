@@ -235,8 +235,8 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
     methods = [n for n in order if n not in ("retrain", "original")]
     lines = []
 
-    def best(key: str, highest: bool = False):
-        scored = [(value_of(rows[n][key]), n) for n in methods if rows[n].get(key) is not None]
+    def best(key: str, highest: bool = False, among: list[str] = methods):
+        scored = [(value_of(rows[n][key]), n) for n in among if rows[n].get(key) is not None]
         scored.sort(key=lambda pair: (-pair[0] if highest else pair[0], pair[1]))
         return scored[0] if scored else None
 
@@ -244,12 +244,11 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
         lines.append(f"- **Closest to retraining on average** (lowest avg gap): `{found[1]}` ({found[0]:.3f}).")
     audited = [n for n in methods if all(rows[n].get(key) is not None for key in HOLD_KEYS)]
     if audited:
-        holding = [n for n in audited if rows[n].get("avg_gap") is not None and all(value_of(rows[n][key]) <= HOLD_MARGIN for key in HOLD_KEYS)]
-        if holding:
-            found = min(holding, key=lambda n: (value_of(rows[n]["avg_gap"]), n))
+        holding = [n for n in audited if all(value_of(rows[n][key]) <= HOLD_MARGIN for key in HOLD_KEYS)]
+        if found := best("avg_gap", among=holding):
             lines.append(f"- **Closest to retraining whose forgetting holds** (mean relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
-                         f"retrained model's): `{found}` ({value_of(rows[found]['avg_gap']):.3f}); {len(holding)} of the {len(audited)} audited methods hold.")
-        else:
+                         f"retrained model's): `{found[1]}` ({found[0]:.3f}); {len(holding)} of the {len(audited)} audited methods hold.")
+        elif not holding:
             lines.append(f"- **No audited method's forgetting holds**: every one recovers more than {100 * HOLD_MARGIN:.0f} points beyond the retrained model under an attack.")
     if found := best("neurips_score", highest=True):
         lines.append(f"- **Best per-example forgetting** (highest NeurIPS score): `{found[1]}` ({found[0]:.3f}).")
