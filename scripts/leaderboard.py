@@ -5,7 +5,12 @@
         figures (mean, sd and per-seed values over seeds), the retrained reference's, the noise
         floors, the command, machine and date; an earlier summary given instead of a folder
         contributes its seeds, so a seed run later joins the table of the first; two folders of
-        one seed that ran different methods (against the same store) count as one run
+        one seed that ran different methods (against the same store) count as one run;
+        --without M1,M2 leaves those methods out of the earlier summaries given (a run folder
+        given beside them measured them again)
+    python scripts/leaderboard.py compare OLD.json NEW.json
+        print, as a markdown table, the rows of the methods both summaries hold whose figures
+        differ: old and new side by side
     python scripts/leaderboard.py build [--check]
         write docs/leaderboard.md from results/*.json (--check: exit 1 if it would change)
 
@@ -88,16 +93,19 @@ def seeds_of_run(run_dir: Path) -> list[dict]:
     return entries
 
 
-def seeds_of_summary(path: Path) -> list[dict]:
-    """A summary made earlier (results/NAME.json) → one entry per seed, from the per-seed values it keeps."""
+def seeds_of_summary(path: Path, without: frozenset[str] = frozenset()) -> list[dict]:
+    """A summary made earlier (results/NAME.json) → one entry per seed, from the per-seed values it
+    keeps, less the methods in `without`."""
     summary = read_json(path)
+    if missing := sorted(without - {row["name"] for row in summary["rows"]}):
+        fail(f"{path} has no row {missing[0]} to leave out; give --without only methods the summary holds")
     seed_floors = summary.get("seed_floors") or ([summary["floors"]] if len(summary["seeds"]) == 1 else None)
     entries = []
     for index, seed in enumerate(summary["seeds"]):
         rows = {}
         for row in summary["rows"]:
             row_seeds = row.get("seeds", summary["seeds"])  # a row that only some seeds have lists them
-            if seed not in row_seeds:
+            if seed not in row_seeds or row["name"] in without:
                 continue
             cells = {}
             for key, cell in row.items():
@@ -140,11 +148,14 @@ def one_entry_per_seed(entries: list[dict]) -> list[dict]:
     return list(by_seed.values())
 
 
-def summarize(sources: Path | list[Path], name: str, title: str, command: str) -> dict:
+def summarize(sources: Path | list[Path], name: str, title: str, command: str, without: frozenset[str] = frozenset()) -> dict:
     """Run folders and earlier summaries (seeds of one preset and scenario) → one summary: a
-    seed's value, or mean, sd and the per-seed values (so that a later seed can be added)."""
+    seed's value, or mean, sd and the per-seed values (so that a later seed can be added). The
+    methods in `without` are left out of the summaries given (not of the run folders)."""
+    if without & set(REFERENCES):
+        fail(f"--without {sorted(without & set(REFERENCES))[0]}: the reference models cannot be left out; name methods only")
     entries = [e for source in ([sources] if isinstance(sources, Path) else sources)
-               for e in (seeds_of_summary(source) if source.is_file() else seeds_of_run(source))]
+               for e in (seeds_of_summary(source, without) if source.is_file() else seeds_of_run(source))]
     first = entries[0]
     for entry in entries[1:]:
         for what in ("modality", "preset", "scenario"):
@@ -168,6 +179,39 @@ def summarize(sources: Path | list[Path], name: str, title: str, command: str) -
         "seeds": sorted(seeds), "command": command, "machine": "; ".join(machines),
         "date": ", ".join(sorted(set(e["date"] for e in entries))), "floors": floors, "seed_floors": [e["floors"] for e in entries], "rows": rows,
     }
+
+
+def values_by_seed(summary: dict, row: dict, key: str) -> dict[int, float]:
+    seeds = row.get("seeds", summary["seeds"])
+    cell = row.get(key)
+    if cell is None:
+        return {}
+    return dict(zip(seeds, cell["values"])) if isinstance(cell, dict) else {seeds[0]: cell}
+
+
+def differs_on_a_shared_seed(old: dict, old_row: dict, new: dict, new_row: dict, key: str) -> bool:
+    before, after = values_by_seed(old, old_row, key), values_by_seed(new, new_row, key)
+    return any(before[seed] != after[seed] for seed in before.keys() & after.keys())
+
+
+def compare(old: dict, new: dict) -> list[str]:
+    """The methods whose figures differ between two summaries on a seed both hold (measured again)
+    → a markdown table, each summary's mean over its own seeds side by side."""
+    modality = new["modality"]
+    olds = {row["name"]: row for row in old["rows"]}
+    keys = [c for c in COLUMNS[modality] if c[1] in ("forget_acc", "test_acc", "mia", "avg_gap", "time_ratio")]
+    changed = [row for row in new["rows"] if row["name"] in olds and row["name"] not in REFERENCES
+               and any(differs_on_a_shared_seed(old, olds[row["name"]], new, row, key) for _, key, _, _ in keys)]
+    if not changed:
+        fail("no method's figures differ between the two summaries; nothing to compare")
+    changed.sort(key=lambda row: (value_of(row.get("avg_gap")) if row.get("avg_gap") is not None else float("inf"), row["name"]))
+    head = ["method", *(f"{header} (old → new)" for header, _, _, _ in keys)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in changed:
+        before = olds[row["name"]]
+        cells = [f"{formatted(before.get(key), scale, digits) or '—'} → {formatted(row.get(key), scale, digits) or '—'}" for _, key, scale, digits in keys]
+        lines.append("| " + " | ".join([row["name"], *cells]) + " |")
+    return lines
 
 
 def mean(values: list[float]) -> float:
@@ -320,18 +364,26 @@ def main() -> None:
     add.add_argument("--name", required=True, help="the summary's file name, without .json")
     add.add_argument("--title", required=True, help="the table's heading")
     add.add_argument("--command", required=True, help="the command that made the run, as a reader would type it")
+    add.add_argument("--without", default="", help="comma-separated methods to leave out of the summaries given (measured again by a run folder given)")
     add.add_argument("--results", type=Path, default=ROOT / "results")
+    versus = commands.add_parser("compare", help="print the rows two summaries both hold whose figures differ, old and new side by side")
+    versus.add_argument("old", type=Path)
+    versus.add_argument("new", type=Path)
     make = commands.add_parser("build", help="write docs/leaderboard.md from results/")
     make.add_argument("--results", type=Path, default=ROOT / "results")
     make.add_argument("--out", type=Path, default=ROOT / "docs" / "leaderboard.md")
     make.add_argument("--check", action="store_true", help="exit 1 if the file would change")
     args = parser.parse_args()
     if args.what == "add":
-        summary = summarize(args.sources, args.name, args.title, args.command)
+        without = frozenset(name.strip() for name in args.without.split(",") if name.strip())
+        summary = summarize(args.sources, args.name, args.title, args.command, without)
         args.results.mkdir(parents=True, exist_ok=True)
         path = args.results / f"{args.name}.json"
         path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {path} ({len(summary['rows'])} rows, seeds {summary['seeds']})")
+        return
+    if args.what == "compare":
+        print("\n".join(compare(read_json(args.old), read_json(args.new))))
         return
     text = build(args.results)
     if args.check:

@@ -157,3 +157,26 @@ def test_the_guide_names_the_closest_method_whose_forgetting_holds_under_the_aud
     failing = [r | ({"relearn_gap": 0.5} if r["name"].startswith("holds") else {}) for r in rows]
     (tmp_path / "results" / "x.json").write_text(json.dumps(leaderboard.summarize(run_folder(tmp_path / "bad", 0, failing), "x", "t", "c")))
     assert "**No audited method's forgetting holds**" in leaderboard.build(tmp_path / "results")
+
+
+def test_a_method_measured_again_replaces_its_rows_from_an_earlier_summary_and_compare_shows_both(leaderboard, tmp_path, capsys):
+    references = [row("original", 0.76, 0.05, 1.0), row("retrain", 0.75, 0.0, 1.0)]
+    earlier = tmp_path / "before.json"
+    earlier.write_text(json.dumps(leaderboard.summarize(
+        [run_folder(tmp_path / f"old{seed}", seed, references + [row("kept", 0.74, 0.01 + seed / 100, 0.1), row("changed", 0.60, 0.2, 0.1)]) for seed in (0, 1)],
+        "before", "t", "c")))
+    again = [run_folder(tmp_path / f"new{seed}", seed, references + [row("changed", 0.73, 0.03 + seed / 100, 0.2)]) for seed in (0, 1)]
+    with pytest.raises(SystemExit):  # without --without, a method given twice for a seed is refused
+        leaderboard.summarize([earlier, *again], "after", "t", "c")
+    assert "changed in both" in capsys.readouterr().err
+    after = leaderboard.summarize([earlier, *again], "after", "t", "c", without=frozenset({"changed"}))
+    rows = {r["name"]: r for r in after["rows"]}
+    assert rows["changed"]["avg_gap"]["values"] == [0.03, 0.04] and rows["kept"]["avg_gap"]["values"] == [0.01, 0.02]
+    (tmp_path / "after.json").write_text(json.dumps(after))
+    lines = leaderboard.compare(json.loads(earlier.read_text()), after)
+    assert len(lines) == 3 and lines[2].startswith("| changed | 80.0 ± 0.0 → 80.0 ± 0.0 | 60.0 ± 0.0 → 73.0 ± 0.0 |")
+    assert "0.200 ± 0.000 → 0.035 ± 0.007" in lines[2]  # the avg gap, old → new; kept's rows are equal, so not listed
+    for bad, message in ((frozenset({"absent"}), "has no row absent to leave out"), (frozenset({"retrain"}), "reference models cannot be left out")):
+        with pytest.raises(SystemExit):
+            leaderboard.summarize([earlier, *again], "after", "t", "c", without=bad)
+        assert message in capsys.readouterr().err
