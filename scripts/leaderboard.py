@@ -173,11 +173,11 @@ def summarize(sources: Path | list[Path], name: str, title: str, command: str, w
                 row[key] = values[0] if len(values) == 1 else {"mean": mean(values), "sd": sd(values), "values": values}
         rows.append(row)
     floors = {k: mean([e["floors"][k] for e in entries]) for k in FLOORS if all(k in e["floors"] for e in entries)}
-    machines = list(dict.fromkeys(e["machine"] for e in entries))
+    machines = list(dict.fromkeys(m for e in entries for m in e["machine"].split("; ")))  # an entry of merged runs joins theirs
     return {
         "title": title, "modality": first["modality"], "preset": first["preset"], "scenario": first["scenario"],
         "seeds": sorted(seeds), "command": command, "machine": "; ".join(machines),
-        "date": ", ".join(sorted(set(e["date"] for e in entries))), "floors": floors, "seed_floors": [e["floors"] for e in entries], "rows": rows,
+        "date": ", ".join(sorted({d for e in entries for d in e["date"].split(", ")})), "floors": floors, "seed_floors": [e["floors"] for e in entries], "rows": rows,
     }
 
 
