@@ -329,20 +329,21 @@ def test_the_built_in_presets_tuned_configs_validate_and_reach_the_run():
     assert "finetune" not in chosen  # no tuned values: the method's own defaults
 
 
-def test_the_default_presets_methods_are_the_tuned_bests_within_the_time_budget():
-    """Each equal-budget study of the `default` preset in docs/tune (those of superseded
-    algorithms live in docs/tune/superseded/): its best trial within 0.2× the retrained model's
-    time (the best of all where none kept to it, as `unlearnkit tune` picks) is what the preset
-    holds, with the values the study held fixed where they are not the method's defaults; a
-    method whose pick is no closer to the retrained model than its defaults (trial 0) is absent,
-    and every tuned entry of the preset comes from a study there."""
+@pytest.mark.parametrize("preset", ["default", "facts-default"])
+def test_the_presets_methods_are_the_tuned_bests_within_the_time_budget(preset):
+    """Each equal-budget study of the preset in docs/tune (those of superseded algorithms live in
+    docs/tune/superseded/): its best trial within 0.2× the retrained model's time (the best of all
+    where none kept to it, as `unlearnkit tune` picks) is what the preset holds, with the values
+    the study held fixed where they are not the method's defaults; a method whose pick is no
+    closer to the retrained model than its defaults (trial 0) is absent, and every tuned entry of
+    the preset comes from a study there."""
     from unlearnkit.methods import make_config
     from unlearnkit.presets import PRESETS
 
-    methods = PRESETS["default"].methods
-    studies = [json.loads(p.read_text()) for p in sorted((Path(__file__).parents[1] / "docs" / "tune").glob("*-default-seed0*.json"))]
-    studies = [s for s in studies if s["study"].startswith(f"{s['method']}-default-seed0")]
-    assert set(methods) <= {s["method"] for s in studies}
+    methods, modality = PRESETS[preset].methods, PRESETS[preset].modality
+    studies = [json.loads(p.read_text()) for p in sorted((Path(__file__).parents[1] / "docs" / "tune").glob(f"*-{preset}-seed0*.json"))]
+    studies = [s for s in studies if s["study"].startswith(f"{s['method']}-{preset}-seed0")]
+    assert methods and set(methods) <= {s["method"] for s in studies}
     for study in studies:
         trials = [t for t in study["trials"] if t["distance"] is not None]
         best = min([t for t in trials if t["time_ratio"] <= 0.2] or trials, key=lambda t: t["distance"])
@@ -350,6 +351,6 @@ def test_the_default_presets_methods_are_the_tuned_bests_within_the_time_budget(
         if best["distance"] >= defaults["distance"]:
             assert study["method"] not in methods, study["method"]
         else:
-            defaults_config = make_config(study["method"])
+            defaults_config = make_config(study["method"], modality=modality)
             held = {k: v for k, v in study.get("held", {}).items() if getattr(defaults_config, k) != v}
             assert methods[study["method"]] == best["params"] | held, study["method"]
