@@ -38,7 +38,7 @@ COLUMNS = {
               ("relearn gap, neighbours", "relearn_neighbours_gap", 100, 1), ("int4 forget gap", "int4_forget_gap", 100, 1), ("avg gap", "avg_gap", 1, 3),
               ("× retrain", "time_ratio", 1, 3)],
     "text": [("QA forget", "qa_forget", 100, 1), ("QA retain", "qa_retain", 100, 1), ("QA test", "qa_test", 100, 1),
-             ("extraction", "extraction_forget", 100, 1), ("perplexity", "perplexity", 1, 2), ("ε score", "neurips_score", 1, 3),
+             ("extraction", "extraction_forget", 100, 1), ("attack AUC", "attack_auc", 1, 3), ("perplexity", "perplexity", 1, 2), ("ε score", "neurips_score", 1, 3),
              ("KLoM", "klom", 1, 2), ("KLoM smoothed", "klom_smoothed", 1, 3), ("relearn gap", "relearn_gap", 100, 1),
              ("int4 QA-forget gap", "int4_forget_gap", 100, 1), ("avg gap", "avg_gap", 1, 3), ("× retrain", "time_ratio", 1, 3)],
 }
