@@ -180,3 +180,18 @@ def test_a_method_measured_again_replaces_its_rows_from_an_earlier_summary_and_c
         with pytest.raises(SystemExit):
             leaderboard.summarize([earlier, *again], "after", "t", "c", without=bad)
         assert message in capsys.readouterr().err
+
+
+def test_a_text_rows_gap_counts_the_attack_so_a_method_that_only_stops_answering_ranks_below_one_that_forgets(leaderboard, tmp_path):
+    def text_row(name, forget, auc):
+        return {"name": name, "qa_forget": forget, "qa_retain": 1.0, "qa_test": 0.04, "extraction_forget": 0.0, "attack_auc": auc, "time_ratio": 0.1}
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [text_row("retrain", 0.05, 0.55), text_row("original", 1.0, 1.0), text_row("refuses", 0.0, 1.0), text_row("forgets", 0.15, 0.60)]
+    (run / "results.json").write_text(json.dumps({"preset": "facts-default", "seed": 0, "modality": "text", "machine": "m", "split": {"spec": "people:0.1"}, "evidence": {}, "rows": rows}))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.json").write_text(json.dumps(leaderboard.summarize(run, "t", "facts", "c")))
+    text = leaderboard.build(tmp_path / "results")
+    order = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert order == ["**retrain (reference)**", "original", "forgets", "refuses"]
+    assert "`forgets` (0.030)" in text  # (0.10 + 0.05) / 5; refuses: (0.05 + 0.45) / 5 = 0.100
