@@ -98,6 +98,11 @@ def seeds_of_run(run_dir: Path) -> list[dict]:
     return entries
 
 
+def value_at_seed(cell, row_seeds: list[int], seed: int) -> float:
+    """A summary cell's value for one seed: from its per-seed values, or the cell itself for one seed."""
+    return cell["values"][row_seeds.index(seed)] if isinstance(cell, dict) else cell
+
+
 def seeds_of_summary(path: Path, without: frozenset[str] = frozenset()) -> list[dict]:
     """A summary made earlier (results/NAME.json) → one entry per seed, from the per-seed values it
     keeps, less the methods in `without`."""
@@ -118,7 +123,7 @@ def seeds_of_summary(path: Path, without: frozenset[str] = frozenset()) -> list[
                     continue
                 if isinstance(cell, dict) and "values" not in cell:
                     fail(f"{path} keeps only the mean and sd of its seeds; add its run folders instead")
-                cells[key] = cell["values"][row_seeds.index(seed)] if isinstance(cell, dict) else cell
+                cells[key] = value_at_seed(cell, row_seeds, seed)
             rows[row["name"]] = cells
         if seed_floors is None:
             fail(f"{path} keeps only the mean of its seeds' floors; add its run folders instead")
@@ -188,10 +193,7 @@ def summarize(sources: Path | list[Path], name: str, title: str, command: str, w
 
 def values_by_seed(summary: dict, row: dict, key: str) -> dict[int, float]:
     seeds = row.get("seeds", summary["seeds"])
-    cell = row.get(key)
-    if cell is None:
-        return {}
-    return dict(zip(seeds, cell["values"])) if isinstance(cell, dict) else {seeds[0]: cell}
+    return {} if row.get(key) is None else {seed: value_at_seed(row[key], seeds, seed) for seed in seeds}
 
 
 def differs_on_a_shared_seed(old: dict, old_row: dict, new: dict, new_row: dict, key: str) -> bool:
