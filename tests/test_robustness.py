@@ -23,9 +23,11 @@ RECIPE = Recipe(epochs=30, batch_size=32, lr=0.05, precision="fp32")
 
 @pytest.fixture(scope="module")
 def planted():
-    """Retain: a colour rule. Forget: 40 images of those colours with a white corner patch, all
-    labelled class 0 (a trigger the original learns). Two models are retrained without them
-    (seeds 0 and 1). The hider is the original with only its output layer trained further, on
+    """Retain: a colour rule. Forget: 40 images of those colours with a white corner patch, each
+    labelled as the next colour's class (a trigger the original learns). Not one class for all:
+    then a retrained model fine-tuned on ten of them learns a bias toward that class and recovers
+    the rest as fast as the hider (with AVX2 kernels at 1 thread: gap 0.087 [-0.014, 0.187]).
+    Two models are retrained without them (seeds 0 and 1). The hider is the original with only its output layer trained further, on
     the retain images and the forget images under their colour's label, until the forget set is
     gone from its predictions: its features still detect the patch."""
     rng = np.random.default_rng(0)
@@ -38,7 +40,7 @@ def planted():
     retain_x, retain_y = coloured(320)
     forget_x, colour_y = coloured(40)
     forget_x[:, :, :4, :4] = 255
-    forget_y = torch.zeros(40, dtype=torch.long)
+    forget_y = (colour_y + 1) % 10
 
     def trained(seed, with_forget):
         torch.manual_seed(seed)
@@ -79,15 +81,15 @@ def test_relearning_exposes_a_hidden_forget_set_and_passes_a_retrained_model(pla
     before = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in models.items()}
     found = relearn_audit(models, fx, fy, rx, ry, options, seed=0)
     hider, other = found["models"]["hider"], found["models"]["other"]
-    # the hider comes back faster when fine-tuned on part of the forget set (measured at the defaults: gap 0.439
-    # [0.362, 0.516] at 2 threads, 0.283 at 1). Fine-tuned on retain neighbours without the patch, this hider's
-    # recovery hangs on the low bits of its training (gap 0.139 [0.105, 0.172] at 2 threads, -0.04 at 1): reported
-    # with its interval, not asserted.
-    assert hider["forget"]["gap_ci95"][0] > 0.2, hider
+    # the hider comes back faster when fine-tuned on part of the forget set (measured at the defaults, AVX-512 / AVX2
+    # kernels: gap 0.430 [0.362, 0.498] / 0.444 [0.427, 0.462] at 1 thread, 0.521 [0.411, 0.631] / 0.302 [0.163, 0.441]
+    # at 2). Fine-tuned on retain neighbours without the patch, its recovery hangs on the low bits of its training
+    # (gap 0.081 to 0.121, intervals from 0.003 to 0.239): reported with its interval, not asserted.
+    assert hider["forget"]["gap_ci95"][0] > 0.1, hider
     neighbours = hider["neighbours"]
     assert neighbours["gap_ci95"][0] <= neighbours["gap"] <= neighbours["gap_ci95"][1] and -1 <= neighbours["gap"] <= 1
     assert held_under_both(hider, options.margin) is False
-    assert held_under_both(other, options.margin) is True, other  # another retrained model learns no faster than the reference (measured: forget -0.157 [-0.187, -0.127], neighbours 0.0)
+    assert held_under_both(other, options.margin) is True, other  # another retrained model learns no faster than the reference (measured: forget -0.04 to 0.01, neighbours 0.0)
     assert found["models"]["retrain"]["forget"]["gap"] == 0.0 and found["models"]["retrain"]["forget"]["gap_ci95"] == [0.0, 0.0]
     assert len(hider["forget"]["curves"]) == 3 and len(hider["forget"]["curves"][0]) == 11
     assert found["relearn_examples"] == 10 and found["measured_examples"] == 30
@@ -164,6 +166,6 @@ def test_the_api_audit_runs_the_relearning_attack_against_the_reference(planted)
     options = unlearnkit.RelearnOptions(fraction=0.25, seeds=2)
     report = unlearnkit.audit(planted["hider"], forget=(fx, fy), test=(rx[:100], ry[:100]), retain=(rx[100:], ry[100:]), reference=planted["retrain"],
                               relearn=options, resamples=200)
-    assert report.relearn["models"]["unlearned"]["forget"]["gap"] > 0.2 and report.to_dict()["relearn"]["options"]["seeds"] == 2
+    assert report.relearn["models"]["unlearned"]["forget"]["gap"] > 0.1 and report.to_dict()["relearn"]["options"]["seeds"] == 2
     alone = unlearnkit.audit(planted["hider"], forget=(fx, fy), test=(rx[:100], ry[:100]), relearn=True, resamples=200)
     assert alone.relearn == {} and any(line.startswith("relearning attack: it needs `reference`") for line in alone.skipped)
