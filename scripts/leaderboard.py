@@ -268,11 +268,12 @@ def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tup
         else:
             if key == "avg_gap" and modality == "text":
                 columns.append((header, key, scale, digits, 0))
-    for _, summary in summaries:
+    contributing = {index for *_, index in columns}
+    for index, (_, summary) in enumerate(summaries):
         for row in summary["rows"]:
             rows.setdefault(row["name"], {})
-            if "seeds" in row:  # run on some of the summary's seeds only
-                rows[row["name"]].setdefault("_seeds", row["seeds"])
+            if "seeds" in row and index in contributing:  # run on some of the summary's seeds only: say which columns
+                rows[row["name"]].setdefault("_seeds", {})[index] = row["seeds"]
     if modality == "text":
         with_text_gaps(rows)
     gap = lambda name: value_of(rows[name].get("avg_gap")) if rows[name].get("avg_gap") is not None else float("inf")  # noqa: E731
@@ -329,8 +330,11 @@ def table_markdown(summaries: list[tuple[str, dict]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in order:
         label = "**retrain (reference)**" if name == "retrain" else name
-        if "_seeds" in rows[name]:
-            label += f" (seed{'s' if len(rows[name]['_seeds']) > 1 else ''} {', '.join(map(str, rows[name]['_seeds']))} only)"
+        partial = rows[name].get("_seeds", {})
+        if len(partial) == len({index for *_, index in columns}) and len({tuple(seeds) for seeds in partial.values()}) == 1:
+            partial = {None: next(iter(partial.values()))}  # the same seeds in every column
+        for index, seeds in partial.items():
+            label += f" ({f'[{index + 1}]: ' if several and index is not None else ''}seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} only)"
         lines.append("| " + " | ".join([label, *(formatted(rows[name].get(key), scale, digits) for _, key, scale, digits, _ in columns)]) + " |")
     lines.append("")
     for index, (file, summary) in enumerate(summaries):

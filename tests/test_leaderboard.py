@@ -143,6 +143,19 @@ def test_a_method_only_some_seeds_ran_keeps_its_values_and_says_which_seeds(lead
     assert next(r for r in again["rows"] if r["name"] == "sisa")["test_acc"]["values"] == [0.55, 0.57]
 
 
+def test_a_partial_row_in_a_shared_table_says_which_summarys_columns_lack_seeds(leaderboard, tmp_path):
+    audited = {"relearn_gap": 0.01, "relearn_neighbours_gap": 0.0, "int4_forget_gap": 0.0}
+    table = [run_folder(tmp_path / f"all{seed}", seed, [row("retrain", 0.75, 0.0, 1.0), row("kl", 0.73, 0.02, 0.1)]) for seed in (0, 1)]
+    audits = [run_folder(tmp_path / "audit0", 0, [row("retrain", 0.75, 0.0, 1.0, **audited)]),
+              run_folder(tmp_path / "audit1", 1, [row("retrain", 0.75, 0.0, 1.0, **audited), row("kl", 0.73, 0.02, 0.1, **audited)])]
+    (tmp_path / "results").mkdir()
+    for name, runs in (("a", table), ("b", audits)):
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps(leaderboard.summarize(runs, name, "CIFAR-10", "c")))
+    text = leaderboard.build(tmp_path / "results")
+    assert "| kl ([2]: seed 1 only) | 80.0 ± 0.0 |" in text  # its accuracies [1] have both seeds; its audits [2] one
+    assert "| **retrain (reference)** | 80.0 ± 0.0 |" in text
+
+
 def test_the_guide_names_the_closest_method_whose_forgetting_holds_under_the_audits(leaderboard, tmp_path):
     audits = lambda relearn, neighbours, int4: {"relearn_gap": relearn, "relearn_neighbours_gap": neighbours, "int4_forget_gap": int4}  # noqa: E731
     rows = [row("retrain", 0.75, 0.0, 1.0, **audits(0.0, 0.0, 0.0)), row("original", 0.76, 0.2, 2.0, **audits(0.6, 0.6, 0.6)),
