@@ -27,9 +27,10 @@ def planted():
     labelled as the next colour's class (a trigger the original learns). Not one class for all:
     then a retrained model fine-tuned on ten of them learns a bias toward that class and recovers
     the rest as fast as the hider (with AVX2 kernels at 1 thread: gap 0.087 [-0.014, 0.187]).
-    Two models are retrained without them (seeds 0 and 1). The hider is the original with only its output layer trained further, on
-    the retain images and the forget images under their colour's label, until the forget set is
-    gone from its predictions: its features still detect the patch."""
+    Two models are retrained without them (seeds 0 and 1). The hider is the original with only
+    its output layer trained further, on the retain images and the forget images under their
+    colour's label, until the forget set is gone from its predictions: its features still detect
+    the patch."""
     rng = np.random.default_rng(0)
     centres = rng.integers(30, 225, size=(10, 3, 1, 1))
 
