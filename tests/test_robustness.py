@@ -170,3 +170,16 @@ def test_the_api_audit_runs_the_relearning_attack_against_the_reference(planted)
     assert report.relearn["models"]["unlearned"]["forget"]["gap"] > 0.1 and report.to_dict()["relearn"]["options"]["seeds"] == 2
     alone = unlearnkit.audit(planted["hider"], forget=(fx, fy), test=(rx[:100], ry[:100]), relearn=True, resamples=200)
     assert alone.relearn == {} and any(line.startswith("relearning attack: it needs `reference`") for line in alone.skipped)
+
+
+def test_the_audits_say_each_model_done_with_a_count_and_an_eta(monkeypatch, capsys):
+    """An audit of 27 models runs for an hour: it reports each model as it finishes."""
+    from unlearnkit.progress import with_progress
+
+    monkeypatch.setenv("UNLEARNKIT_QUIET", "0")
+    assert list(with_progress(["retrain", "kl", "ssd"], "audit quantize")) == ["retrain", "kl", "ssd"]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["audit quantize 1/3", "retrain"], ["audit quantize 2/3", "kl"], ["audit quantize 3/3", "ssd"]]
+    assert lines[-1].endswith("ETA 0s")
+    monkeypatch.setenv("UNLEARNKIT_QUIET", "1")
+    assert list(with_progress(["retrain"], "audit quantize")) == ["retrain"] and capsys.readouterr().err == ""

@@ -21,6 +21,16 @@ def say(message: str) -> None:
         console.print(message, highlight=False)
 
 
+def with_progress(items, description: str, label=str):
+    """Yields each of `items`, then says how many are done, which, the time elapsed and an ETA:
+    for loops of a few dozen slow steps (the audits' models), one line each."""
+    items, started = list(items), time.perf_counter()
+    for index, item in enumerate(items):
+        yield item
+        elapsed = time.perf_counter() - started
+        say(f"{description} {index + 1}/{len(items)}  {label(item)}  elapsed {elapsed:.0f}s  ETA {elapsed / (index + 1) * (len(items) - index - 1):.0f}s")
+
+
 class EpochProgress:
     """Reports steps of one epoch at a time; `fields` (loss, acc, img/s) are shown beside it."""
 

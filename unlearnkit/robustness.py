@@ -13,7 +13,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.evaluate import metrics, model_outputs
 from unlearnkit.evaluate.compress import TRANSFORMS, compressed
 from unlearnkit.evaluate.relearn import RelearnOptions, held_under_both, relearn_audit
-from unlearnkit.progress import say
+from unlearnkit.progress import say, with_progress
 
 AUDITS = ("relearn", "quantize")
 NEIGHBOUR_POOL = 5000  # retain images searched for the relearn part's nearest neighbours (a seeded sample)
@@ -41,8 +41,8 @@ def robustness_audits(models: dict[str, nn.Module], dataset, split, seed: int, a
         found["relearn"] = relearn_audit(models, *tensors(split.forget), *tensors(pool), relearn, seed)
     if "quantize" in audits:
         say(f"audit quantize: {len(models)} models × {len(TRANSFORMS)} transforms …")
-        table = {name: {t: {k: v for k, v in metrics(model_outputs(compressed(model, t), dataset, split), seed=seed).items() if k in ("forget_acc", "retain_acc", "test_acc", "mia")}
-                        for t in TRANSFORMS} for name, model in models.items()}
+        table = {name: {t: {k: v for k, v in metrics(model_outputs(compressed(models[name], t), dataset, split), seed=seed).items() if k in ("forget_acc", "retain_acc", "test_acc", "mia")}
+                        for t in TRANSFORMS} for name in with_progress(models, "audit quantize")}
         for name, row in table.items():
             for t, values in row.items():
                 values["forget_gap"] = values["forget_acc"] - table["retrain"][t]["forget_acc"]

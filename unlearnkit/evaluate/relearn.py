@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from unlearnkit.progress import with_progress
 from unlearnkit.train import logits as output_logits, model_device, predict_logits, to_float
 
 ATTACKS = ("forget", "neighbours")
@@ -146,13 +147,17 @@ def relearn_audit(models: dict[str, nn.Module], forget_x: torch.Tensor, forget_y
     over seeds), and the gap to the reference with its interval."""
     options = options or RelearnOptions()
     curves: dict[str, dict[str, list[Curve]]] = {name: {attack: [] for attack in ATTACKS} for name in models}
+    trainings, measured_parts = [], []
     for repetition in range(options.seeds):
         relearn, measured = relearn_parts(len(forget_x), options, seed + repetition)
         neighbours = nearest_retain(forget_x[relearn], retain_x)
-        training = {"forget": (forget_x[relearn], forget_y[relearn]), "neighbours": (retain_x[neighbours], retain_y[neighbours])}
-        for name, model in models.items():
-            for attack, (x, y) in training.items():
-                curves[name][attack].append(relearn_curve(model, x, y, forget_x[measured], forget_y[measured], options, seed + repetition))
+        trainings.append({"forget": (forget_x[relearn], forget_y[relearn]), "neighbours": (retain_x[neighbours], retain_y[neighbours])})
+        measured_parts.append(measured)
+    steps = [(repetition, name) for repetition in range(options.seeds) for name in models]
+    for repetition, name in with_progress(steps, "audit relearn", lambda step: f"{step[1]}, repetition {step[0] + 1}/{options.seeds}"):
+        measured = measured_parts[repetition]
+        for attack, (x, y) in trainings[repetition].items():
+            curves[name][attack].append(relearn_curve(models[name], x, y, forget_x[measured], forget_y[measured], options, seed + repetition))
     report = {"options": options.model_dump(), "relearn_examples": max(1, round(options.fraction * len(forget_x))),
               "measured_examples": len(relearn_parts(len(forget_x), options, seed)[1]), "models": {}}
     recovery = lambda curve: float(np.mean(curve.accuracy[1:]))  # noqa: E731
