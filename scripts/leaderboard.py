@@ -16,7 +16,9 @@
 
 One table per modality and scenario. Summaries of the same modality, preset and scenario share a
 table: each column comes from the first summary (by file name) that has it, and says which
-when there are several. Below each table, "which method when" is read off that table.
+when there are several. Below each table, "which method when" is read off that table. A preset
+with several forget sets (random, entangled, memorized) gets a last section that sets each
+method's avg gap and audit verdict under each of them side by side.
 """
 
 from __future__ import annotations
@@ -282,6 +284,13 @@ def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tup
     return order, columns, rows
 
 
+def holds(row: dict) -> bool | None:
+    """Whether a row's forgetting holds under the audits (None when it was not audited)."""
+    if any(row.get(key) is None for key in HOLD_KEYS):
+        return None
+    return all(value_of(row[key]) <= HOLD_MARGIN for key in HOLD_KEYS)
+
+
 def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
     """Which method when, read off the table."""
     methods = [n for n in order if n not in ("retrain", "original")]
@@ -294,9 +303,9 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
 
     if found := best("avg_gap"):
         lines.append(f"- **Closest to retraining on average** (lowest avg gap): `{found[1]}` ({found[0]:.3f}).")
-    audited = [n for n in methods if all(rows[n].get(key) is not None for key in HOLD_KEYS)]
+    audited = [n for n in methods if holds(rows[n]) is not None]
     if audited:
-        holding = [n for n in audited if all(value_of(rows[n][key]) <= HOLD_MARGIN for key in HOLD_KEYS)]
+        holding = [n for n in audited if holds(rows[n])]
         if found := best("avg_gap", among=holding):
             lines.append(f"- **Closest to retraining whose forgetting holds** (mean relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
                          f"retrained model's): `{found[1]}` ({found[0]:.3f}); {len(holding)} of the {len(audited)} audited methods hold.")
@@ -347,6 +356,40 @@ def table_markdown(summaries: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def across_forget_sets(tables: dict[str, tuple[list[str], dict[str, dict]]]) -> list[str]:
+    """One preset's scenarios side by side: each method's avg gap per forget set and whether its
+    forgetting holds there, sorted by its worst avg gap over the forget sets it ran; and the
+    method closest to retraining on all of them whose forgetting holds on all of them."""
+    scenarios = sorted(tables, key=lambda scenario: (not scenario.startswith("random"), scenario))  # random forgetting first: the others are read against it
+    cells = {}
+    for scenario, (order, rows) in tables.items():
+        for name in order:
+            if name != "retrain" and rows[name].get("avg_gap") is not None:
+                cells.setdefault(name, {})[scenario] = rows[name]
+    worst = lambda name: max(value_of(row["avg_gap"]) for row in cells[name].values())  # noqa: E731
+    names = sorted(cells, key=lambda name: (name != "original", len(cells[name]) < len(scenarios), worst(name), name))
+    verdict = {True: "holds", False: "fails", None: "not audited"}
+    lines = ["| model | " + " | ".join(f"`{s}`" for s in scenarios) + " |", "|" + "---|" * (len(scenarios) + 1)]
+    for name in names:
+        row_cells = []
+        for scenario in scenarios:
+            row = cells[name].get(scenario)
+            seeds = "" if row is None or "_seeds" not in row else f" (seed{'s' if len(next(iter(row['_seeds'].values()))) > 1 else ''} " \
+                f"{', '.join(map(str, next(iter(row['_seeds'].values()))))})"
+            row_cells.append("" if row is None else f"{value_of(row['avg_gap']):.3f}, {verdict[holds(row)]}{seeds}")
+        lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
+    everywhere = [n for n in names if n != "original" and len(cells[n]) == len(scenarios) and all(holds(row) for row in cells[n].values())]
+    lines += ["", "Which method when:", ""]
+    if everywhere:
+        best = min(everywhere, key=lambda n: (worst(n), n))
+        lines.append(f"- **Closest to retraining on every forget set whose forgetting holds on every one** (lowest worst avg gap): `{best}` "
+                     f"({worst(best):.3f}); {len(everywhere)} of the {sum(len(cells[n]) == len(scenarios) for n in names if n != 'original')} methods run on every "
+                     "forget set hold on every one.")
+    else:
+        lines.append(f"- **No method's forgetting holds on all {len(scenarios)} forget sets** (or none ran on all of them).")
+    return lines + [""]
+
+
 def build(results: Path) -> str:
     files = sorted(results.glob("*.json"))
     if not files:
@@ -361,9 +404,20 @@ def build(results: Path) -> str:
              "accuracies in %, avg gap = mean |difference| to the retrained model over the accuracies and the membership attack (the MIA for images, the attack AUC for text), "
              "× retrain = time as a fraction of retraining. Methods are sorted by avg gap. The evidence columns are defined in "
              "[evaluation.md](evaluation.md); dated experiments are in [history.md](history.md).", ""]
+    by_preset: dict[tuple, dict[str, tuple]] = {}
     for (modality, preset, scenario), summaries in sorted(groups.items()):
         lines += [f"## {summaries[0][1]['title']}", "", f"{modality}, preset `{preset}`, forget `{scenario}`.", ""]
         lines += table_markdown(summaries)
+        order, _, rows = merged_table(summaries)
+        by_preset.setdefault((modality, preset), {})[scenario] = (order, rows)
+    for (modality, preset), tables in by_preset.items():
+        if len(tables) > 1:
+            lines += [f"## Across forget sets: {modality}, preset `{preset}`", "",
+                      "Each method's avg gap under each forget set of the tables above (the mean over the seeds each holds; a method run on fewer "
+                      "seeds says which), and whether its forgetting holds there (mean relearning and int4 gaps at most "
+                      f"{100 * HOLD_MARGIN:.0f} points above the retrained model's). The original first; then sorted by the worst avg gap over the "
+                      "forget sets, methods missing from some last.", ""]
+            lines += across_forget_sets(tables)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -27,9 +27,9 @@ def row(name, test, gap, ratio, **extra):
     return {"name": name, "forget_acc": 0.8, "retain_acc": 0.99, "test_acc": test, "mia": 0.5, "avg_gap": gap, "time_ratio": ratio, **extra}
 
 
-def run_folder(folder: Path, seed: int, rows: list[dict], evidence: dict | None = None) -> Path:
+def run_folder(folder: Path, seed: int, rows: list[dict], evidence: dict | None = None, spec: str = "random:0.1") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    results = {"preset": "default", "seed": seed, "machine": "AMD EPYC, fp32", "split": {"spec": "random:0.1"}, "evidence": evidence or {}, "rows": rows}
+    results = {"preset": "default", "seed": seed, "machine": "AMD EPYC, fp32", "split": {"spec": spec}, "evidence": evidence or {}, "rows": rows}
     (folder / "results.json").write_text(json.dumps(results))
     return folder
 
@@ -208,3 +208,31 @@ def test_a_text_rows_gap_counts_the_attack_so_a_method_that_only_stops_answering
     order = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert order == ["**retrain (reference)**", "original", "forgets", "refuses"]
     assert "`forgets` (0.030)" in text  # (0.10 + 0.05) / 5; refuses: (0.05 + 0.45) / 5 = 0.100
+
+
+def test_the_forget_sets_of_one_preset_are_set_side_by_side_and_the_guide_wants_forgetting_that_holds_on_all(leaderboard, tmp_path):
+    audits = lambda gap: {"relearn_gap": gap, "relearn_neighbours_gap": 0.0, "int4_forget_gap": 0.0}  # noqa: E731
+    results = tmp_path / "results"
+    results.mkdir()
+    scenarios = {  # name → (avg gap, relearn gap) under random, entangled
+        "steady": ((0.05, 0.0), (0.06, 0.01)), "random-only": ((0.01, 0.0), (0.04, 0.3)),
+        "far-but-holds": ((0.09, 0.0), (0.10, 0.0)), "original": ((0.2, 0.5), (0.3, 0.6)), "retrain": ((0.0, 0.0), (0.0, 0.0))}
+    for index, spec in enumerate(("random:0.1", "entangled:0.02")):
+        rows = [row(name, 0.75, gaps[index][0], 0.1, **audits(gaps[index][1])) for name, gaps in scenarios.items()]
+        if spec == "random:0.1":
+            rows.append(row("random-run-only", 0.75, 0.001, 0.1, **audits(0.0)))
+        runs = [run_folder(tmp_path / f"{index}-{seed}", seed, rows, spec=spec) for seed in (0, 1)]
+        if spec == "entangled:0.02":  # one method on seed 0 only
+            runs[0] = run_folder(tmp_path / f"{index}-0", 0, rows + [row("one-seed", 0.75, 0.02, 0.1, **audits(0.0))], spec=spec)
+        (results / f"{index}.json").write_text(json.dumps(leaderboard.summarize(runs, f"{index}", spec, "c")))
+    text = leaderboard.build(results)
+    section = text[text.index("## Across forget sets: image, preset `default`"):]
+    table = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert table[0] == "| model | `random:0.1` | `entangled:0.02` |"  # random first, though it sorts after
+    # the original first; then by the worst avg gap over the forget sets; those missing from one last
+    assert [line.split(" | ")[0].strip("| ") for line in table[1:]] == ["original", "random-only", "steady", "far-but-holds", "random-run-only", "one-seed"]
+    assert "| random-only | 0.010, holds | 0.040, fails |" in table and "| one-seed |  | 0.020, holds (seed 0) |" in table
+    assert ("whose forgetting holds on every one** (lowest worst avg gap): `steady` (0.060); 2 of the 3 methods run on every forget set "
+            "hold on every one.") in section
+    (results / "1.json").unlink()
+    assert "## Across forget sets" not in leaderboard.build(results)  # one forget set: nothing to set side by side
