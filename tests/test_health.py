@@ -45,6 +45,7 @@ def test_a_collapse_is_warned_of_on_retain_and_val(fitted, stream):
     said = unlearnkit_warnings(model, data, "gradient-ascent", {"lr": 1.0}, stream)
     assert [s.split(":")[0] for s in said] == ["gradient-ascent collapsed the model"] * 2
     assert "retain accuracy 100.0% →" in said[0] and "val accuracy" in said[1] and "(chance 10.0%)" in said[0]
+    assert "change them with --set gradient-ascent.FIELD=VALUE" in said[0]  # names the method's own knobs: not every method has an lr
 
 
 def test_a_model_that_kept_its_accuracy_is_not_warned_of(fitted):

@@ -136,5 +136,6 @@ def health_warnings(name: str, before: nn.Module, after: nn.Module, task, collap
     chance = _chance(task)
     for part, (was, now) in (collapses(before, after, task) if collapsed is None else collapsed).items():
         found.append(f"{name} collapsed the model: {part} accuracy {100 * was:.1f}% → {100 * now:.1f}% (chance {100 * chance:.1f}%); "
-                     "its defaults may not fit this model: lower its lr with --set or `unlearnkit tune`")
+                     f"its values may not fit this model or forget set: change them with --set {name}.FIELD=VALUE (`unlearnkit methods` lists its fields; "
+                     "for a gradient method, a smaller lr) or search them with `unlearnkit tune`")
     return found
