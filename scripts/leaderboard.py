@@ -332,8 +332,9 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
     return lines
 
 
-def table_markdown(summaries: list[tuple[str, dict]]) -> list[str]:
-    order, columns, rows = merged_table(summaries)
+def table_markdown(summaries: list[tuple[str, dict]], merged: tuple[list[str], list, dict[str, dict]]) -> list[str]:
+    """`summaries`' table, from their `merged_table`, with its sources and guide."""
+    order, columns, rows = merged
     several = len(summaries) > 1
     head = ["model", *(header + (f" [{index + 1}]" if several else "") for header, _, _, _, index in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -407,8 +408,8 @@ def build(results: Path) -> str:
     by_preset: dict[tuple, dict[str, tuple]] = {}
     for (modality, preset, scenario), summaries in sorted(groups.items()):
         lines += [f"## {summaries[0][1]['title']}", "", f"{modality}, preset `{preset}`, forget `{scenario}`.", ""]
-        lines += table_markdown(summaries)
-        order, _, rows = merged_table(summaries)
+        order, columns, rows = merged_table(summaries)
+        lines += table_markdown(summaries, (order, columns, rows))
         by_preset.setdefault((modality, preset), {})[scenario] = (order, rows)
     for (modality, preset), tables in by_preset.items():
         if len(tables) > 1:
