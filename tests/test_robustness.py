@@ -183,3 +183,11 @@ def test_the_audits_say_each_model_done_with_a_count_and_an_eta(monkeypatch, cap
     assert lines[-1].endswith("ETA 0s")
     monkeypatch.setenv("UNLEARNKIT_QUIET", "1")
     assert list(with_progress(["retrain"], "audit quantize")) == ["retrain"] and capsys.readouterr().err == ""
+
+
+def test_the_eta_extrapolates_the_mean_step_over_the_steps_left(monkeypatch):
+    from unlearnkit import progress
+
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: 110.0)
+    assert progress.elapsed_and_eta(100.0, 2, 5) == "elapsed 10s  ETA 15s"
+    assert progress.elapsed_and_eta(100.0, 5, 5) == "elapsed 10s  ETA 0s"

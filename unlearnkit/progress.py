@@ -21,14 +21,19 @@ def say(message: str) -> None:
         console.print(message, highlight=False)
 
 
+def elapsed_and_eta(started: float, done: int, total: int) -> str:
+    """'elapsed 12s  ETA 30s' for `done` of `total` equal steps begun at `started` (perf_counter)."""
+    elapsed = time.perf_counter() - started
+    return f"elapsed {elapsed:.0f}s  ETA {elapsed / done * (total - done):.0f}s"
+
+
 def with_progress(items, description: str, label=str):
     """Yields each of `items`, then says how many are done, which, the time elapsed and an ETA:
     for loops of a few dozen slow steps (the audits' models), one line each."""
     items, started = list(items), time.perf_counter()
     for index, item in enumerate(items):
         yield item
-        elapsed = time.perf_counter() - started
-        say(f"{description} {index + 1}/{len(items)}  {label(item)}  elapsed {elapsed:.0f}s  ETA {elapsed / (index + 1) * (len(items) - index - 1):.0f}s")
+        say(f"{description} {index + 1}/{len(items)}  {label(item)}  {elapsed_and_eta(started, index + 1, len(items))}")
 
 
 class EpochProgress:
@@ -66,9 +71,7 @@ class EpochProgress:
 
     def end_epoch(self, epoch: int, stats: str) -> None:
         if self.progress is None and not quiet():
-            elapsed = time.perf_counter() - self.started
-            eta = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
-            console.print(f"{self.description} {epoch + 1}/{self.epochs}  {stats}  elapsed {elapsed:.0f}s  ETA {eta:.0f}s", highlight=False)
+            console.print(f"{self.description} {epoch + 1}/{self.epochs}  {stats}  {elapsed_and_eta(self.started, epoch + 1, self.epochs)}", highlight=False)
 
     def __exit__(self, *exc):
         if self.progress is not None:
