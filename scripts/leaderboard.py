@@ -266,6 +266,7 @@ def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tup
                 columns.append((header, key, scale, digits, index))
                 for name, cell in found.items():
                     rows.setdefault(name, {})[key] = cell
+                    rows[name].setdefault("_source", {})[key] = index
                 break
         else:
             if key == "avg_gap" and modality == "text":
@@ -357,6 +358,19 @@ def table_markdown(summaries: list[tuple[str, dict]], merged: tuple[list[str], l
     return lines
 
 
+def seeds_label(row: dict) -> str:
+    """' (seeds 0, 1)' where the row's avg gap and audits come from some seeds only; each named
+    apart where they come from summaries of different seeds."""
+    def seeds_of(key):
+        index = row.get("_source", {}).get(key)
+        return tuple(row.get("_seeds", {}).get(index, ())) if index is not None else ()
+    said = lambda seeds: f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"  # noqa: E731
+    gap, audits = seeds_of("avg_gap"), {seeds_of(key) for key in HOLD_KEYS if key in row}
+    if audits <= {gap}:
+        return f" ({said(gap)})" if gap else ""
+    return f" (avg gap: {said(gap) if gap else 'every seed'}; audits: {'; '.join(said(seeds) if seeds else 'every seed' for seeds in sorted(audits))})"
+
+
 def across_forget_sets(tables: dict[str, tuple[list[str], dict[str, dict]]]) -> list[str]:
     """One preset's scenarios side by side: each method's avg gap per forget set and whether its
     forgetting holds there, sorted by its worst avg gap over the forget sets it ran; and the
@@ -375,9 +389,7 @@ def across_forget_sets(tables: dict[str, tuple[list[str], dict[str, dict]]]) -> 
         row_cells = []
         for scenario in scenarios:
             row = cells[name].get(scenario)
-            partial = next(iter(row.get("_seeds", {}).values()), None) if row is not None else None  # run on some seeds only
-            seeds = "" if partial is None else f" (seed{'s' if len(partial) > 1 else ''} {', '.join(map(str, partial))})"
-            row_cells.append("" if row is None else f"{value_of(row['avg_gap']):.3f}, {verdict[holds(row)]}{seeds}")
+            row_cells.append("" if row is None else f"{value_of(row['avg_gap']):.3f}, {verdict[holds(row)]}{seeds_label(row)}")
         lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
     everywhere = [n for n in names if n != "original" and len(cells[n]) == len(scenarios) and all(holds(row) for row in cells[n].values())]
     lines += ["", "Which method when:", ""]

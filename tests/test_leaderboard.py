@@ -236,3 +236,21 @@ def test_the_forget_sets_of_one_preset_are_set_side_by_side_and_the_guide_wants_
             "hold on every one.") in section
     (results / "1.json").unlink()
     assert "## Across forget sets" not in leaderboard.build(results)  # one forget set: nothing to set side by side
+
+
+def test_a_method_whose_avg_gap_and_audits_cover_different_seeds_names_each(leaderboard, tmp_path):
+    """A forget set's table can take its avg gap from one summary and its audits from another: the
+    side-by-side comparison must name the seeds of each, not just those of the first."""
+    audits = {"relearn_gap": 0.0, "relearn_neighbours_gap": 0.0, "int4_forget_gap": 0.0}
+    results = tmp_path / "results"
+    results.mkdir()
+    plain = [row(name, 0.75, gap, 0.1) for name, gap in (("retrain", 0.0), ("original", 0.2), ("late", 0.03))]
+    runs = [run_folder(tmp_path / f"a-{seed}", seed, plain) for seed in (0, 1)]
+    (results / "a.json").write_text(json.dumps(leaderboard.summarize(runs, "a", "random:0.1", "c")))
+    audited = [row(name, 0.75, gap, 0.1, **audits) for name, gap in (("retrain", 0.0), ("original", 0.2))]
+    runs = [run_folder(tmp_path / "b-0", 0, audited + [row("late", 0.75, 0.03, 0.1, **audits)]), run_folder(tmp_path / "b-1", 1, audited)]
+    (results / "b.json").write_text(json.dumps(leaderboard.summarize(runs, "b", "random:0.1", "c")))
+    runs = [run_folder(tmp_path / f"c-{seed}", seed, audited + [row("late", 0.75, 0.05, 0.1, **audits)], spec="entangled:0.02") for seed in (0, 1)]
+    (results / "c.json").write_text(json.dumps(leaderboard.summarize(runs, "c", "entangled:0.02", "c")))
+    section = leaderboard.build(results).split("## Across forget sets")[1]
+    assert "| late | 0.030, holds (avg gap: every seed; audits: seed 0) | 0.050, holds |" in section
