@@ -191,3 +191,12 @@ def test_the_eta_extrapolates_the_mean_step_over_the_steps_left(monkeypatch):
     monkeypatch.setattr(progress.time, "perf_counter", lambda: 110.0)
     assert progress.elapsed_and_eta(100.0, 2, 5) == "elapsed 10s  ETA 15s"
     assert progress.elapsed_and_eta(100.0, 5, 5) == "elapsed 10s  ETA 0s"
+
+
+def test_every_relearning_curve_of_a_full_run_has_its_own_look():
+    """25 methods in one figure: with matplotlib's ten-colour cycle alone, ssd and ct were the same orange."""
+    from unlearnkit.report import curve_style
+
+    methods = [f"m{index}" for index in range(25)]
+    looks = [(style["color"], style.get("linestyle", "-")) for style in (curve_style(name, methods) for name in ["original", "retrain", *methods])]
+    assert len(set(looks)) == len(looks) and looks[1] == ("black", "-")

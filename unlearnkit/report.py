@@ -232,15 +232,24 @@ def evidence_figures(evidence, outputs: dict[str, Outputs], folder: Path) -> lis
     return paths
 
 
+def curve_style(name: str, methods: list[str]) -> dict:
+    """The retrained model thick black, the original thick grey; the methods in ten colours, then
+    the same colours dashed and dotted, so that no two of up to 30 curves look alike."""
+    if name in ("retrain", "original"):
+        return {"color": "black" if name == "retrain" else "tab:gray", "linewidth": 2.5, "zorder": 3}
+    index = methods.index(name)
+    return {"color": f"C{index % 10}", "linestyle": ("-", "--", ":")[index // 10 % 3], "linewidth": 1.2}
+
+
 def relearn_figure(audit: dict, path: Path) -> Path:
     """Accuracy on the measured forget examples over the relearning steps, per attack: each
     model's mean curve over seeds, the retrained model's in black (what the others should match)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, (attack, title) in zip(axes, (("forget", "fine-tuned on part of the forget set"), ("neighbours", "fine-tuned on retain neighbours"))):
+        methods = [name for name in audit["models"] if name not in ("original", "retrain")]
         for name, entry in audit["models"].items():
             mean = np.mean(entry[attack]["curves"], axis=0)
-            style = {"color": "black", "linewidth": 2.5, "zorder": 3} if name == "retrain" else {"linewidth": 1.2}
-            ax.plot(np.arange(len(mean)), 100 * mean, label=name, **style)
+            ax.plot(np.arange(len(mean)), 100 * mean, label=name, **curve_style(name, methods))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("relearning step")
     axes[0].set_ylabel(f"accuracy on {audit['measured_examples']} measured forget examples (%)")
