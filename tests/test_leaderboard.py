@@ -231,7 +231,7 @@ def test_the_forget_sets_of_one_preset_are_set_side_by_side_and_the_guide_wants_
     assert table[0] == "| model | `random:0.1` | `entangled:0.02` |"  # random first, though it sorts after
     # the original first; then by the worst avg gap over the forget sets; those missing from one last
     assert [line.split(" | ")[0].strip("| ") for line in table[1:]] == ["original", "random-only", "steady", "far-but-holds", "random-run-only", "one-seed"]
-    assert "| random-only | 0.010, holds | 0.040, fails |" in table and "| one-seed |  | 0.020, holds (seed 0) |" in table
+    assert "| random-only | 0.010, holds at +0.0 | 0.040, fails at +30.0 |" in table and "| one-seed |  | 0.020, holds at +0.0 (seed 0) |" in table
     assert ("whose forgetting holds on every one** (lowest worst avg gap): `steady` (0.060); 2 of the 3 methods run on every forget set "
             "hold on every one.") in section
     (results / "1.json").unlink()
@@ -253,4 +253,4 @@ def test_a_method_whose_avg_gap_and_audits_cover_different_seeds_names_each(lead
     runs = [run_folder(tmp_path / f"c-{seed}", seed, audited + [row("late", 0.75, 0.05, 0.1, **audits)], spec="entangled:0.02") for seed in (0, 1)]
     (results / "c.json").write_text(json.dumps(leaderboard.summarize(runs, "c", "entangled:0.02", "c")))
     section = leaderboard.build(results).split("## Across forget sets")[1]
-    assert "| late | 0.030, holds (avg gap: every seed; audits: seed 0) | 0.050, holds |" in section
+    assert "| late | 0.030, holds at +0.0 (avg gap: every seed; audits: seed 0) | 0.050, holds at +0.0 |" in section
