@@ -56,6 +56,7 @@ REFERENCES = ("retrain", "original")
 # accurate on the forget set than the retrained model after the same attack, in the mean over seeds:
 # stricter than the run's own verdict, which holds a method whose gap's interval reaches 2 points
 HOLD_KEYS = ("relearn_gap", "relearn_neighbours_gap", "int4_forget_gap")
+AUDITED_KEYS = ("relearn_gap", "int4_forget_gap")  # what both modalities' audits give
 HOLD_MARGIN = 0.02
 FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
 
@@ -286,10 +287,11 @@ def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tup
 
 
 def holds(row: dict) -> bool | None:
-    """Whether a row's forgetting holds under the audits (None when it was not audited)."""
-    if any(row.get(key) is None for key in HOLD_KEYS):
+    """Whether a row's forgetting holds under the audits (None when it was not audited). A text
+    row has no neighbours attack: its relearning and int4 gaps decide."""
+    if any(row.get(key) is None for key in AUDITED_KEYS):
         return None
-    return all(value_of(row[key]) <= HOLD_MARGIN for key in HOLD_KEYS)
+    return all(value_of(row[key]) <= HOLD_MARGIN for key in HOLD_KEYS if row.get(key) is not None)
 
 
 def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
@@ -363,7 +365,7 @@ def worst_audit_gap(row: dict) -> str:
     verdict at the bar reads as one."""
     if holds(row) is None:
         return ""
-    return f" at {100 * max(value_of(row[key]) for key in HOLD_KEYS):+.1f}"
+    return f" at {100 * max(value_of(row[key]) for key in HOLD_KEYS if row.get(key) is not None):+.1f}"
 
 
 def seeds_label(row: dict) -> str:

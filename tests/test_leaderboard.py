@@ -254,3 +254,18 @@ def test_a_method_whose_avg_gap_and_audits_cover_different_seeds_names_each(lead
     (results / "c.json").write_text(json.dumps(leaderboard.summarize(runs, "c", "entangled:0.02", "c")))
     section = leaderboard.build(results).split("## Across forget sets")[1]
     assert "| late | 0.030, holds at +0.0 (avg gap: every seed; audits: seed 0) | 0.050, holds at +0.0 |" in section
+
+
+def test_a_text_rows_forgetting_holds_on_its_relearning_and_int4_gaps(leaderboard, tmp_path):
+    """The text audits have no neighbours attack: a text row is judged on the two gaps it has."""
+    def text_row(name, forget, relearn):
+        return {"name": name, "qa_forget": forget, "qa_retain": 1.0, "qa_test": 0.04, "extraction_forget": 0.0, "attack_auc": 0.6, "time_ratio": 0.1,
+                "relearn_gap": relearn, "int4_forget_gap": 0.0}
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [text_row("retrain", 0.05, 0.0), text_row("original", 1.0, 0.9), text_row("hides", 0.05, 0.4), text_row("forgets", 0.15, 0.01)]
+    (run / "results.json").write_text(json.dumps({"preset": "facts-default", "seed": 0, "modality": "text", "machine": "m", "split": {"spec": "people:0.1"}, "evidence": {}, "rows": rows}))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.json").write_text(json.dumps(leaderboard.summarize(run, "t", "facts", "c")))
+    text = leaderboard.build(tmp_path / "results")
+    assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `forgets` (0.020); 1 of the 2 audited methods hold." in text
