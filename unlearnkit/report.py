@@ -245,8 +245,8 @@ def relearn_figure(audit: dict, path: Path) -> Path:
     """Accuracy on the measured forget examples over the relearning steps, per attack: each
     model's mean curve over seeds, the retrained model's in black (what the others should match)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    methods = [name for name in audit["models"] if name not in ("original", "retrain")]
     for ax, (attack, title) in zip(axes, (("forget", "fine-tuned on part of the forget set"), ("neighbours", "fine-tuned on retain neighbours"))):
-        methods = [name for name in audit["models"] if name not in ("original", "retrain")]
         for name, entry in audit["models"].items():
             mean = np.mean(entry[attack]["curves"], axis=0)
             ax.plot(np.arange(len(mean)), 100 * mean, label=name, **curve_style(name, methods))
