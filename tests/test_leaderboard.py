@@ -195,16 +195,23 @@ def test_a_method_measured_again_replaces_its_rows_from_an_earlier_summary_and_c
         assert message in capsys.readouterr().err
 
 
-def test_a_text_rows_gap_counts_the_attack_so_a_method_that_only_stops_answering_ranks_below_one_that_forgets(leaderboard, tmp_path):
-    def text_row(name, forget, auc):
-        return {"name": name, "qa_forget": forget, "qa_retain": 1.0, "qa_test": 0.04, "extraction_forget": 0.0, "attack_auc": auc, "time_ratio": 0.1}
+def text_row(name: str, forget: float, auc: float = 0.6, **audits) -> dict:
+    return {"name": name, "qa_forget": forget, "qa_retain": 1.0, "qa_test": 0.04, "extraction_forget": 0.0, "attack_auc": auc, "time_ratio": 0.1, **audits}
+
+
+def text_leaderboard(leaderboard, tmp_path: Path, rows: list[dict]) -> str:
+    """The leaderboard of one facts-default run of seed 0 with these rows."""
     run = tmp_path / "run"
     run.mkdir()
-    rows = [text_row("retrain", 0.05, 0.55), text_row("original", 1.0, 1.0), text_row("refuses", 0.0, 1.0), text_row("forgets", 0.15, 0.60)]
     (run / "results.json").write_text(json.dumps({"preset": "facts-default", "seed": 0, "modality": "text", "machine": "m", "split": {"spec": "people:0.1"}, "evidence": {}, "rows": rows}))
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "t.json").write_text(json.dumps(leaderboard.summarize(run, "t", "facts", "c")))
-    text = leaderboard.build(tmp_path / "results")
+    return leaderboard.build(tmp_path / "results")
+
+
+def test_a_text_rows_gap_counts_the_attack_so_a_method_that_only_stops_answering_ranks_below_one_that_forgets(leaderboard, tmp_path):
+    rows = [text_row("retrain", 0.05, 0.55), text_row("original", 1.0, 1.0), text_row("refuses", 0.0, 1.0), text_row("forgets", 0.15, 0.60)]
+    text = text_leaderboard(leaderboard, tmp_path, rows)
     order = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert order == ["**retrain (reference)**", "original", "forgets", "refuses"]
     assert "`forgets` (0.030)" in text  # (0.10 + 0.05) / 5; refuses: (0.05 + 0.45) / 5 = 0.100
@@ -258,14 +265,8 @@ def test_a_method_whose_avg_gap_and_audits_cover_different_seeds_names_each(lead
 
 def test_a_text_rows_forgetting_holds_on_its_relearning_and_int4_gaps(leaderboard, tmp_path):
     """The text audits have no neighbours attack: a text row is judged on the two gaps it has."""
-    def text_row(name, forget, relearn):
-        return {"name": name, "qa_forget": forget, "qa_retain": 1.0, "qa_test": 0.04, "extraction_forget": 0.0, "attack_auc": 0.6, "time_ratio": 0.1,
-                "relearn_gap": relearn, "int4_forget_gap": 0.0}
-    run = tmp_path / "run"
-    run.mkdir()
-    rows = [text_row("retrain", 0.05, 0.0), text_row("original", 1.0, 0.9), text_row("hides", 0.05, 0.4), text_row("forgets", 0.15, 0.01)]
-    (run / "results.json").write_text(json.dumps({"preset": "facts-default", "seed": 0, "modality": "text", "machine": "m", "split": {"spec": "people:0.1"}, "evidence": {}, "rows": rows}))
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "t.json").write_text(json.dumps(leaderboard.summarize(run, "t", "facts", "c")))
-    text = leaderboard.build(tmp_path / "results")
+    audited = lambda relearn: {"relearn_gap": relearn, "int4_forget_gap": 0.0}  # noqa: E731
+    rows = [text_row("retrain", 0.05, **audited(0.0)), text_row("original", 1.0, **audited(0.9)), text_row("hides", 0.05, **audited(0.4)),
+            text_row("forgets", 0.15, **audited(0.01))]
+    text = text_leaderboard(leaderboard, tmp_path, rows)
     assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `forgets` (0.020); 1 of the 2 audited methods hold." in text
