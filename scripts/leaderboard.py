@@ -58,6 +58,7 @@ REFERENCES = ("retrain", "original")
 HOLD_KEYS = ("relearn_gap", "relearn_neighbours_gap", "int4_forget_gap")
 AUDITED_KEYS = ("relearn_gap", "int4_forget_gap")  # what both modalities' audits give
 HOLD_MARGIN = 0.02
+UTILITY_LABEL = {"image": "test", "text": "QA retain"}
 FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
 
 
@@ -240,9 +241,11 @@ def value_of(cell) -> float | None:
 def formatted(cell, scale: float, digits: int) -> str:
     if cell is None:
         return ""
+    # a collapsed model's perplexity runs to 1e11: twelve digits hide its order of magnitude
+    number = lambda value: f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.1e}"  # noqa: E731
     if isinstance(cell, dict):
-        return f"{scale * cell['mean']:.{digits}f} ± {scale * cell['sd']:.{digits}f}"
-    return f"{scale * cell:.{digits}f}"
+        return f"{number(scale * cell['mean'])} ± {number(scale * cell['sd'])}"
+    return number(scale * cell)
 
 
 def with_text_gaps(rows: dict[str, dict]) -> None:
@@ -298,6 +301,8 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
     """Which method when, read off the table."""
     methods = [n for n in order if n not in ("retrain", "original")]
     lines = []
+    utility = "test_acc" if modality == "image" else "qa_retain"
+    reference = value_of(rows.get("retrain", {}).get(utility))
 
     def best(key: str, highest: bool = False, among: list[str] = methods):
         scored = [(value_of(rows[n][key]), n) for n in among if rows[n].get(key) is not None]
@@ -310,16 +315,17 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
     if audited:
         holding = [n for n in audited if holds(rows[n])]
         if found := best("avg_gap", among=holding):
+            # a model destroyed by the method also "holds": its utility beside the name shows which it is
+            kept = value_of(rows[found[1]].get(utility))
+            beside = f"; {UTILITY_LABEL[modality]} {100 * kept:.1f}%, the retrained model's {100 * reference:.1f}%" if kept is not None and reference is not None else ""
             lines.append(f"- **Closest to retraining whose forgetting holds** (mean relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
-                         f"retrained model's): `{found[1]}` ({found[0]:.3f}); {len(holding)} of the {len(audited)} audited methods hold.")
+                         f"retrained model's): `{found[1]}` ({found[0]:.3f}{beside}); {len(holding)} of the {len(audited)} audited methods {'holds' if len(holding) == 1 else 'hold'}.")
         elif not holding:
             lines.append(f"- **No audited method's forgetting holds**: every one recovers more than {100 * HOLD_MARGIN:.0f} points beyond the retrained model under an attack.")
     if found := best("neurips_score", highest=True):
         lines.append(f"- **Best per-example forgetting** (highest NeurIPS score): `{found[1]}` ({found[0]:.3f}).")
     if found := best("klom"):
         lines.append(f"- **Margins distributed most like retraining's** (lowest KLoM): `{found[1]}` ({found[0]:.2f}).")
-    utility = "test_acc" if modality == "image" else "qa_retain"
-    reference = value_of(rows.get("retrain", {}).get(utility))
     untouched = value_of(rows.get("original", {}).get("avg_gap"))
     if reference is not None:
         # a method that leaves the model as it was keeps its accuracy too: it must also have at

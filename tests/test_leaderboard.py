@@ -166,7 +166,7 @@ def test_the_guide_names_the_closest_method_whose_forgetting_holds_under_the_aud
     summary = leaderboard.summarize(run_folder(tmp_path / "run", 0, rows), "x", "t", "c")
     (tmp_path / "results" / "x.json").write_text(json.dumps(summary))
     text = leaderboard.build(tmp_path / "results")
-    assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `holds` (0.050); 2 of the 4 audited methods hold." in text
+    assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `holds` (0.050; test 74.0%, the retrained model's 75.0%); 2 of the 4 audited methods hold." in text
     failing = [r | ({"relearn_gap": 0.5} if r["name"].startswith("holds") else {}) for r in rows]
     (tmp_path / "results" / "x.json").write_text(json.dumps(leaderboard.summarize(run_folder(tmp_path / "bad", 0, failing), "x", "t", "c")))
     assert "**No audited method's forgetting holds**" in leaderboard.build(tmp_path / "results")
@@ -269,4 +269,15 @@ def test_a_text_rows_forgetting_holds_on_its_relearning_and_int4_gaps(leaderboar
     rows = [text_row("retrain", 0.05, **audited(0.0)), text_row("original", 1.0, **audited(0.9)), text_row("hides", 0.05, **audited(0.4)),
             text_row("forgets", 0.15, **audited(0.01))]
     text = text_leaderboard(leaderboard, tmp_path, rows)
-    assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `forgets` (0.020); 1 of the 2 audited methods hold." in text
+    assert "whose forgetting holds** (mean relearning and int4 gaps at most 2 points above the retrained model's): `forgets` (0.020; QA retain 100.0%, the retrained model's 100.0%); 1 of the 2 audited methods holds." in text
+
+
+def test_a_destroyed_model_that_holds_shows_its_lost_utility_and_its_perplexity_its_magnitude(leaderboard, tmp_path):
+    """gradient-ascent on facts-default "holds" by answering nothing: the guide's pick says what it kept."""
+    audited = {"relearn_gap": 0.0, "int4_forget_gap": 0.0}
+    destroyed = text_row("destroyed", 0.0, **audited) | {"qa_retain": 0.0, "perplexity": 2.355e11}
+    rows = [text_row("retrain", 0.05, **audited), text_row("original", 1.0, relearn_gap=0.9, int4_forget_gap=0.9), destroyed,
+            text_row("hides", 0.05, relearn_gap=0.4, int4_forget_gap=0.0)]
+    text = text_leaderboard(leaderboard, tmp_path, rows)
+    assert "`destroyed` (0.210; QA retain 0.0%, the retrained model's 100.0%); 1 of the 2 audited methods holds." in text
+    assert "| 2.4e+11 |" in text  # not 235500000000.00

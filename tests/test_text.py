@@ -276,7 +276,7 @@ def test_relearn_parts_take_whole_attributes_of_each_forgotten_person(smoke):
 
 
 @pytest.mark.slow
-def test_the_text_relearning_and_quantization_audits_tell_the_original_from_retrained_models(smoke, retrained):
+def test_the_text_relearning_and_quantization_audits_tell_the_original_from_retrained_models(smoke, retrained, tmp_path):
     from unlearnkit.evaluate.relearn import RelearnOptions
     from unlearnkit.text.robust import text_headline, text_robustness_audits
 
@@ -289,3 +289,21 @@ def test_the_text_relearning_and_quantization_audits_tell_the_original_from_retr
     assert rows["original"]["relearn_held"] is False and rows["original"]["relearn_gap_ci95"][0] > 0.3
     assert rows["other-retrain"]["relearn_held"] is True and rows["retrain"]["relearn_gap"] == 0.0
     assert rows["original"]["int8_forget_gap"] >= 0.9 and abs(rows["other-retrain"]["int8_forget_gap"]) <= 0.1
+    from unlearnkit.text.report import text_relearn_figure
+
+    assert text_relearn_figure(found["relearn"], tmp_path / "relearn.png").read_bytes()[:4] == b"\x89PNG"  # the figure reads the audit as written
+
+
+def test_the_text_table_shows_the_audit_columns_when_the_audits_ran():
+    from unlearnkit.text.report import text_table
+
+    def headers(rows):
+        results = {"rows": rows, "positive_control": {"note": "none"}, "majority_answer_rate": 0.1}
+        table = text_table(results)
+        return [column.header for column in table.columns], [list(column.cells) for column in table.columns]
+
+    plain = [{"name": "retrain", "qa_forget": 0.0}, {"name": "kl", "qa_forget": 0.2}]
+    assert "relearn gap" not in headers(plain)[0]
+    audited = [row | {"relearn_gap": gap, "int4_forget_gap": 0.0} for row, gap in zip(plain, (0.0, 0.163))]
+    names, cells = headers(audited)
+    assert names[-2:] == ["relearn gap", "int4 QA-forget gap"] and cells[-2] == ["0.0", "16.3"]

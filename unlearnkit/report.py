@@ -244,17 +244,27 @@ def curve_style(name: str, methods: list[str]) -> dict:
 def relearn_figure(audit: dict, path: Path) -> Path:
     """Accuracy on the measured forget examples over the relearning steps, per attack: each
     model's mean curve over seeds, the retrained model's in black (what the others should match)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    methods = [name for name in audit["models"] if name not in ("original", "retrain")]
-    for ax, (attack, title) in zip(axes, (("forget", "fine-tuned on part of the forget set"), ("neighbours", "fine-tuned on retain neighbours"))):
-        for name, entry in audit["models"].items():
-            mean = np.mean(entry[attack]["curves"], axis=0)
+    panels = [(title, {name: entry[attack]["curves"] for name, entry in audit["models"].items()})
+              for attack, title in (("forget", "fine-tuned on part of the forget set"), ("neighbours", "fine-tuned on retain neighbours"))]
+    return recovery_curves_figure(panels, f"accuracy on {audit['measured_examples']} measured forget examples (%)",
+                                  f"Relearning attack: {audit['options']['steps']} SGD steps on {audit['relearn_examples']} examples, mean of {audit['options']['seeds']} seeds", path)
+
+
+def recovery_curves_figure(panels: list[tuple[str, dict[str, list]]], ylabel: str, title: str, path: Path) -> Path:
+    """One panel per attack: each model's mean accuracy curve over the attack's seeds."""
+    models = max(len(curves) for _, curves in panels)
+    # tall enough for the legend beside the last panel (a full run has 27 curves)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 1.5 * (len(panels) == 1), max(3.8, 0.2 * models)), sharey=True, squeeze=False)
+    for ax, (panel_title, curves) in zip(axes[0], panels):
+        methods = [name for name in curves if name not in ("original", "retrain")]
+        for name, runs in curves.items():
+            mean = np.mean(runs, axis=0)
             ax.plot(np.arange(len(mean)), 100 * mean, label=name, **curve_style(name, methods))
-        ax.set_title(title, fontsize=10)
+        ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("relearning step")
-    axes[0].set_ylabel(f"accuracy on {audit['measured_examples']} measured forget examples (%)")
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle(f"Relearning attack: {audit['options']['steps']} SGD steps on {audit['relearn_examples']} examples, mean of {audit['options']['seeds']} seeds")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
 

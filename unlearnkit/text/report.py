@@ -1,4 +1,4 @@
-"""What a text run shows: the terminal table and the figures (QA, attacks, losses)."""
+"""What a text run shows: the terminal table and the figures (QA, attacks, losses, relearning)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from unlearnkit.report import plt, save_figure
+from unlearnkit.report import plt, recovery_curves_figure, save_figure
 
 COLUMNS = (("QA forget", "qa_forget", "%"), ("QA retain", "qa_retain", "%"), ("QA test", "qa_test", "%"), ("extraction", "extraction_forget", "%"),
            ("perplexity", "perplexity", "f"), ("ε score", "neurips_score", "f"), ("KLoM", "klom", "f"), ("KLoM (smoothed)", "klom_smoothed", "f"), ("seconds", "seconds", "s"),
            ("× retrain", "time_ratio", "f"))
+AUDIT_COLUMNS = (("relearn gap", "relearn_gap", "%"), ("int4 QA-forget gap", "int4_forget_gap", "%"))  # shown when --audit ran
 
 
 def cell(row: dict, key: str, kind: str) -> str:
@@ -33,11 +34,12 @@ def text_table(results: dict) -> Table:
     for header, _, _ in COLUMNS[:5]:
         table.add_column(header, justify="right")
     table.add_column("attack AUC", justify="right")
-    for header, _, _ in COLUMNS[5:]:
+    columns = COLUMNS + tuple(column for column in AUDIT_COLUMNS if any(column[1] in row for row in rows))
+    for header, _, _ in columns[5:]:
         table.add_column(header, justify="right")
     for row in rows:
         auc = f"{row['attack_auc']:.3f} [{row['attack_auc_ci'][0]:.3f}, {row['attack_auc_ci'][1]:.3f}]" if "attack_auc" in row else ""
-        cells = [cell(row, key, kind) for _, key, kind in COLUMNS]
+        cells = [cell(row, key, kind) for _, key, kind in columns]
         table.add_row(row["name"], *cells[:5], auc, *cells[5:])
     return table
 
@@ -100,4 +102,19 @@ def loss_grid(outputs: dict, path: Path) -> Path:
 def write_text_report(out: Path, results: dict, outputs: dict, attacks: dict) -> list[Path]:
     Console(width=None if sys.stdout.isatty() else 200).print(text_table(results))
     folder = out / "figures"
-    return [qa_bars(results, folder / "qa.png"), attack_bars(results, attacks, folder / "attacks.png"), loss_grid(outputs, folder / "losses.png")]
+    figures = [qa_bars(results, folder / "qa.png"), attack_bars(results, attacks, folder / "attacks.png"), loss_grid(outputs, folder / "losses.png")]
+    relearn = results.get("robustness", {}).get("relearn", {})
+    if "models" in relearn:
+        figures.append(text_relearn_figure(relearn, folder / "relearn.png"))
+    return figures
+
+
+def text_relearn_figure(audit: dict, path: Path) -> Path:
+    """The share of the forgotten people's measured rows (other attributes) whose value the model
+    reproduces while it is fine-tuned on some of their attributes: each model's mean curve, the
+    retrained model's in black."""
+    options = audit["options"]
+    curves = {name: entry["curves"] for name, entry in audit["models"].items()}
+    return recovery_curves_figure([("fine-tuned on some of the forgotten people's attributes", curves)],
+                                  f"values reproduced, {audit['measured_rows']} measured rows (%)",
+                                  f"Relearning attack: {options['steps']} AdamW steps on {audit['relearn_rows']} rows, mean of {options['seeds']} seeds", path)
