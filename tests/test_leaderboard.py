@@ -225,7 +225,7 @@ def test_the_forget_sets_of_one_preset_are_set_side_by_side_and_the_guide_wants_
         "steady": ((0.05, 0.0), (0.06, 0.01)), "random-only": ((0.01, 0.0), (0.04, 0.3)),
         "far-but-holds": ((0.09, 0.0), (0.10, 0.0)), "original": ((0.2, 0.5), (0.3, 0.6)), "retrain": ((0.0, 0.0), (0.0, 0.0))}
     for index, spec in enumerate(("random:0.1", "entangled:0.02")):
-        rows = [row(name, 0.75, gaps[index][0], 0.1, **audits(gaps[index][1])) for name, gaps in scenarios.items()]
+        rows = [row(name, 0.75 - (name == "steady") * (0.03 + 0.02 * index), gaps[index][0], 0.1, **audits(gaps[index][1])) for name, gaps in scenarios.items()]
         if spec == "random:0.1":
             rows.append(row("random-run-only", 0.75, 0.001, 0.1, **audits(0.0)))
         runs = [run_folder(tmp_path / f"{index}-{seed}", seed, rows, spec=spec) for seed in (0, 1)]
@@ -239,7 +239,7 @@ def test_the_forget_sets_of_one_preset_are_set_side_by_side_and_the_guide_wants_
     # the original first; then by the worst avg gap over the forget sets; those missing from one last
     assert [line.split(" | ")[0].strip("| ") for line in table[1:]] == ["original", "random-only", "steady", "far-but-holds", "random-run-only", "one-seed"]
     assert "| random-only | 0.010, holds at +0.0 | 0.040, fails at +30.0 |" in table and "| one-seed |  | 0.020, holds at +0.0 (seed 0) |" in table
-    assert ("whose forgetting holds on every one** (lowest worst avg gap): `steady` (0.060); 2 of the 3 methods run on every forget set "
+    assert ("whose forgetting holds on every one** (lowest worst avg gap): `steady` (0.060; test accuracy 3.0 to 5.0 points under the retrained model's); 2 of the 3 methods run on every forget set "
             "hold on every one.") in section
     (results / "1.json").unlink()
     assert "## Across forget sets" not in leaderboard.build(results)  # one forget set: nothing to set side by side
