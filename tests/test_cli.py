@@ -102,6 +102,24 @@ def test_tune_starts_at_the_defaults_and_holds_set_fields_out_of_the_search(bina
     assert [t.constraints for t in recorded] == [{"time_ratio": t["time_ratio"] - 0.2} for t in summary["trials"]]  # what TPE steers by
 
 
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_every_searched_range_holds_the_methods_default_so_that_the_first_trial_is_the_defaults(modality):
+    """A default outside its range is left out of trial 0 (amun's 50 PGD steps in a range of 2-20
+    made its "defaults" trial one at a sampled step count): the search could not say whether it
+    beat the authors' values."""
+    from unlearnkit.methods import list_methods, make_config
+    from unlearnkit.tuning import default_params, search_space
+
+    searched = 0
+    for name in list_methods(modality=modality):
+        if not any(isinstance(f.json_schema_extra, dict) and "search" in f.json_schema_extra for f in type(make_config(name, modality=modality)).model_fields.values()):
+            continue
+        space = search_space(name, modality)
+        assert set(default_params(name, {}, space, modality)) == set(space), name
+        searched += 1
+    assert searched >= {"image": 20, "text": 8}[modality]
+
+
 def test_tune_chooses_the_best_trial_within_the_time_budget():
     from types import SimpleNamespace
 

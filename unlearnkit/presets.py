@@ -69,9 +69,10 @@ PRESETS: dict[str, Preset] = {
             # among the trials within 0.2× the retrained model's time (`unlearnkit tune --max-time-ratio 0.2`, the default), or,
             # where no trial kept to it (kde), a best that also took less time than the defaults. dummy-labels, kl and prune-l1 keep
             # the search of 28 November (their algorithms did not change); the methods that became their authors' algorithms
-            # (issue 37) were searched again on 7 December (their earlier studies are in docs/tune/superseded/). finetune, ssd,
-            # boundary-shrink and fcs run their references' defaults, which their searches did not beat within the budget;
-            # synthetic-proxy and amun are not searched yet.
+            # (issue 37) were searched again on 7 December (their earlier studies are in docs/tune/superseded/), synthetic-proxy
+            # and amun on 8 December (synthetic-proxy, none of whose trials kept to the budget: its best, at the defaults' compute).
+            # finetune, ssd, boundary-shrink, fcs and amun run their references' defaults, which their searches did not beat
+            # within the budget.
             methods={
                 "dummy-labels": {"lr": 0.03517868514361072},
                 "kl": {"lr": 0.06260326907499733, "forget_weight": 0.6994332504138304, "temperature": 2.659312838729078},
@@ -89,6 +90,7 @@ PRESETS: dict[str, Preset] = {
                 "salun": {"lr": 0.052453780707370834, "saliency": 0.6167152904533248},
                 "gradient-ascent": {"epochs": 2.450168594529694, "lr": 0.013469415096427047},
                 "prmq": {"lr": 0.044818326788762804, "prune": 0.891903893850919, "entropy_weight": 0.3860866271460545},
+                "synthetic-proxy": {"impair_lr": 0.005245378070737082, "repair_lr": 0.012512806369135352},
             },
         ),
         Preset(
