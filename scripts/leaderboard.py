@@ -259,22 +259,22 @@ def with_text_gaps(rows: dict[str, dict]) -> None:
 
 def merged_table(summaries: list[tuple[str, dict]]) -> tuple[list[str], list[tuple[str, str, int, int, int]], dict[str, dict]]:
     """Row names (retrain, original, then methods by avg gap), the columns with their source, and
-    the cells: each column from the first summary that has it."""
+    the cells: each column from the summary that has it for the most rows (the first of those),
+    so that a summary which measured one method's audits too does not take the column from the
+    summary that audited them all."""
     modality = summaries[0][1]["modality"]
     rows: dict[str, dict] = {}
     columns = []
     for header, key, scale, digits in COLUMNS[modality]:
-        for index, (_, summary) in enumerate(summaries):
-            found = {row["name"]: row[key] for row in summary["rows"] if key in row}
-            if found:
-                columns.append((header, key, scale, digits, index))
-                for name, cell in found.items():
-                    rows.setdefault(name, {})[key] = cell
-                    rows[name].setdefault("_source", {})[key] = index
-                break
-        else:
-            if key == "avg_gap" and modality == "text":
-                columns.append((header, key, scale, digits, 0))
+        found_in = [{row["name"]: row[key] for row in summary["rows"] if key in row} for _, summary in summaries]
+        index = max(range(len(summaries)), key=lambda i: (len(found_in[i]), -i))
+        if found_in[index]:
+            columns.append((header, key, scale, digits, index))
+            for name, cell in found_in[index].items():
+                rows.setdefault(name, {})[key] = cell
+                rows[name].setdefault("_source", {})[key] = index
+        elif key == "avg_gap" and modality == "text":
+            columns.append((header, key, scale, digits, 0))
     contributing = {index for *_, index in columns}
     for index, (_, summary) in enumerate(summaries):
         for row in summary["rows"]:

@@ -281,3 +281,18 @@ def test_a_destroyed_model_that_holds_shows_its_lost_utility_and_its_perplexity_
     text = text_leaderboard(leaderboard, tmp_path, rows)
     assert "`destroyed` (0.210; QA retain 0.0%, the retrained model's 100.0%); 1 of the 2 audited methods holds." in text
     assert "| 2.4e+11 |" in text  # not 235500000000.00
+
+
+def test_a_column_comes_from_the_summary_that_has_it_for_the_most_rows(leaderboard, tmp_path):
+    """One method measured again with its audits joins the accuracies' summary [1]: the audit
+    columns must still come from the summary that audited every method [2]."""
+    audited = lambda gap: {"relearn_gap": gap, "relearn_neighbours_gap": 0.0, "int4_forget_gap": 0.0}  # noqa: E731
+    accuracies = run_folder(tmp_path / "all", 0, [row("retrain", 0.75, 0.0, 1.0, **audited(0.0)), row("kl", 0.73, 0.02, 0.1),
+                                                  row("prune", 0.70, 0.05, 0.1), row("again", 0.60, 0.2, 0.9, **audited(-0.1))])
+    audits = run_folder(tmp_path / "audits", 0, [row(name, 0.75, 0.0, 1.0, **audited(gap)) for name, gap in (("retrain", 0.0), ("kl", 0.03), ("prune", 0.01), ("again", -0.2))])
+    (tmp_path / "results").mkdir()
+    for name, run in (("a", accuracies), ("b", audits)):
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps(leaderboard.summarize(run, name, "CIFAR-10", "c")))
+    text = leaderboard.build(tmp_path / "results")
+    assert "| forget [1] | retain [1] | test [1] | MIA [1] | relearn gap [2] |" in text
+    assert "| kl | 80.0 | 99.0 | 73.0 | 0.500 | 3.0 |" in text
