@@ -58,7 +58,8 @@ REFERENCES = ("retrain", "original")
 HOLD_KEYS = ("relearn_gap", "relearn_neighbours_gap", "int4_forget_gap")
 AUDITED_KEYS = ("relearn_gap", "int4_forget_gap")  # what both modalities' audits give
 HOLD_MARGIN = 0.02
-UTILITY_LABEL = {"image": "test", "text": "QA retain"}
+# what a model must keep, per modality: (key, short label, long label)
+UTILITY = {"image": ("test_acc", "test", "test accuracy"), "text": ("qa_retain", "QA retain", "QA accuracy on retained people")}
 FLOORS = ("neurips_retrain_vs_retrain", "klom_retrain_vs_retrain", "klom_smoothed_retrain_vs_retrain")
 
 
@@ -301,7 +302,7 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
     """Which method when, read off the table."""
     methods = [n for n in order if n not in ("retrain", "original")]
     lines = []
-    utility = "test_acc" if modality == "image" else "qa_retain"
+    utility, short_label, long_label = UTILITY[modality]
     reference = value_of(rows.get("retrain", {}).get(utility))
 
     def best(key: str, highest: bool = False, among: list[str] = methods):
@@ -317,7 +318,7 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
         if found := best("avg_gap", among=holding):
             # a model destroyed by the method also "holds": its utility beside the name shows which it is
             kept = value_of(rows[found[1]].get(utility))
-            beside = f"; {UTILITY_LABEL[modality]} {100 * kept:.1f}%, the retrained model's {100 * reference:.1f}%" if kept is not None and reference is not None else ""
+            beside = f"; {short_label} {100 * kept:.1f}%, the retrained model's {100 * reference:.1f}%" if kept is not None and reference is not None else ""
             lines.append(f"- **Closest to retraining whose forgetting holds** (mean relearning and int4 gaps at most {100 * HOLD_MARGIN:.0f} points above the "
                          f"retrained model's): `{found[1]}` ({found[0]:.3f}{beside}); {len(holding)} of the {len(audited)} audited methods {'holds' if len(holding) == 1 else 'hold'}.")
         elif not holding:
@@ -335,8 +336,7 @@ def guide(order: list[str], rows: dict[str, dict], modality: str) -> list[str]:
                 and (untouched is None or rows[n].get("avg_gap") is None or value_of(rows[n]["avg_gap"]) <= untouched / 2)]
         if kept:
             cheapest = min(kept, key=lambda n: (value_of(rows[n]["time_ratio"]), n))
-            what = "test accuracy" if modality == "image" else "QA accuracy on retained people"
-            lines.append(f"- **Cheapest that keeps the retrained model's {what}** (within 1 point) and halves the original's gap: `{cheapest}` "
+            lines.append(f"- **Cheapest that keeps the retrained model's {long_label}** (within 1 point) and halves the original's gap: `{cheapest}` "
                          f"({value_of(rows[cheapest]['time_ratio']):.3f}× the retraining time).")
     return lines
 
@@ -387,7 +387,7 @@ def seeds_label(row: dict) -> str:
     return f" (avg gap: {said(gap) if gap else 'every seed'}; audits: {'; '.join(said(seeds) if seeds else 'every seed' for seeds in sorted(audits))})"
 
 
-def across_forget_sets(tables: dict[str, tuple[list[str], dict[str, dict]]]) -> list[str]:
+def across_forget_sets(tables: dict[str, tuple[list[str], dict[str, dict]]], modality: str = "image") -> list[str]:
     """One preset's scenarios side by side: each method's avg gap per forget set and whether its
     forgetting holds there, sorted by its worst avg gap over the forget sets it ran; and the
     method closest to retraining on all of them whose forgetting holds on all of them."""
@@ -412,27 +412,23 @@ def across_forget_sets(tables: dict[str, tuple[list[str], dict[str, dict]]]) -> 
     if everywhere:
         best = min(everywhere, key=lambda n: (worst(n), n))
         lines.append(f"- **Closest to retraining on every forget set whose forgetting holds on every one** (lowest worst avg gap): `{best}` "
-                     f"({worst(best):.3f}{utility_lost(best, cells[best], tables)}); {len(everywhere)} of the {sum(len(cells[n]) == len(scenarios) for n in names if n != 'original')} methods run on every "
+                     f"({worst(best):.3f}{utility_lost(cells[best], tables, modality)}); {len(everywhere)} of the {sum(len(cells[n]) == len(scenarios) for n in names if n != 'original')} methods run on every "
                      "forget set hold on every one.")
     else:
         lines.append(f"- **No method's forgetting holds on all {len(scenarios)} forget sets** (or none ran on all of them).")
     return lines + [""]
 
 
-def utility_lost(name: str, rows: dict[str, dict], tables: dict[str, tuple[list[str], dict[str, dict]]]) -> str:
-    """"; test accuracy 10.3-11.2 points under the retrained model's": what a method that holds
-    everywhere paid for it, over the forget sets (empty where a table has no retrained row)."""
-    losses = []
-    for scenario, row in rows.items():
-        reference = tables[scenario][1].get("retrain", {})
-        key = next((k for k in ("test_acc", "qa_retain") if k in row and k in reference), None)
-        if key is None:
-            return ""
-        losses.append(100 * (value_of(reference[key]) - value_of(row[key])))
-    label = "test accuracy" if key == "test_acc" else "QA accuracy on retained people"
-    low, high = min(losses), max(losses)
-    span = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {high:.1f}"
-    return f"; {label} {span} points under the retrained model's"
+def utility_lost(rows: dict[str, dict], tables: dict[str, tuple[list[str], dict[str, dict]]], modality: str) -> str:
+    """"; test accuracy 10.3 to 11.2 points under the retrained model's": what a method that
+    holds everywhere paid for it, over the forget sets (empty where a table lacks the figure)."""
+    key, _, label = UTILITY[modality]
+    references = [tables[scenario][1].get("retrain", {}) for scenario in rows]
+    if any(key not in row or key not in reference for row, reference in zip(rows.values(), references)):
+        return ""
+    losses = [100 * (value_of(reference[key]) - value_of(row[key])) for row, reference in zip(rows.values(), references)]
+    low, high = f"{min(losses):.1f}", f"{max(losses):.1f}"
+    return f"; {label} {low if low == high else f'{low} to {high}'} points under the retrained model's"
 
 
 def build(results: Path) -> str:
@@ -462,7 +458,7 @@ def build(results: Path) -> str:
                       "seeds says which), and whether its forgetting holds there (mean relearning and int4 gaps at most "
                       f"{100 * HOLD_MARGIN:.0f} points above the retrained model's; \"at\" gives the largest of them). The original first; then sorted by the worst avg gap over the "
                       "forget sets, methods missing from some last.", ""]
-            lines += across_forget_sets(tables)
+            lines += across_forget_sets(tables, modality)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
